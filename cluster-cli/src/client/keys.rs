@@ -1,0 +1,218 @@
+//! The key routes: `/v1/key/*`.
+//!
+//! Writes use POST, as the KES SDK does: every KES era accepts POST on these
+//! routes, while PUT only exists from late 2023 on. HMAC is PUT (its route is
+//! that recent, and the SDK sends PUT).
+
+use hyper::Method;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::path::segment;
+use super::{Client, Dek, KeyInfo, ListPage, b64, unb64};
+use crate::error::Result;
+
+impl Client {
+    /// Creates a new random key `name`. Fails with 400 `key already exists`.
+    pub async fn create_key(&self, name: &str) -> Result<()> {
+        self.call(
+            Method::POST,
+            &format!("/v1/key/create/{}", segment(name)),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Imports `key` (32 bytes) as `name`; `cipher` is `AES256` or `ChaCha20`.
+    pub async fn import_key(&self, name: &str, key: &[u8], cipher: &str) -> Result<()> {
+        let body = json!({ "key": b64(key), "cipher": cipher });
+        self.call(
+            Method::POST,
+            &format!("/v1/key/import/{}", segment(name)),
+            Some(body),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Describes key `name`.
+    pub async fn describe_key(&self, name: &str) -> Result<KeyInfo> {
+        self.call(
+            Method::GET,
+            &format!("/v1/key/describe/{}", segment(name)),
+            None,
+        )
+        .await?
+        .json()
+    }
+
+    /// Deletes key `name`.
+    pub async fn delete_key(&self, name: &str) -> Result<()> {
+        self.call(
+            Method::DELETE,
+            &format!("/v1/key/delete/{}", segment(name)),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// All key names starting with `prefix` (empty or `*`: all), following
+    /// `continue_at` across pages.
+    pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        self.list_all("/v1/key/list/", prefix).await
+    }
+
+    /// One page of key names: from `continue_at` (empty: the start), at most
+    /// `limit` names when given.
+    pub async fn list_keys_page(
+        &self,
+        prefix: &str,
+        continue_at: &str,
+        limit: Option<usize>,
+    ) -> Result<ListPage> {
+        self.list_page("/v1/key/list/", prefix, continue_at, limit)
+            .await
+    }
+
+    /// Encrypts `plaintext` with key `name`; `context` is bound as associated
+    /// data and must be given again to decrypt.
+    pub async fn encrypt(
+        &self,
+        name: &str,
+        plaintext: &[u8],
+        context: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
+        #[derive(Deserialize)]
+        struct Answer {
+            ciphertext: String,
+        }
+        let mut body = Map::new();
+        body.insert("plaintext".into(), Value::String(b64(plaintext)));
+        insert_context(&mut body, context);
+        let answer: Answer = self
+            .call(
+                Method::POST,
+                &format!("/v1/key/encrypt/{}", segment(name)),
+                Some(Value::Object(body)),
+            )
+            .await?
+            .json()?;
+        unb64("ciphertext", &answer.ciphertext)
+    }
+
+    /// Generates a data encryption key sealed by key `name`.
+    pub async fn generate(&self, name: &str, context: Option<&[u8]>) -> Result<Dek> {
+        #[derive(Deserialize)]
+        struct Answer {
+            plaintext: String,
+            ciphertext: String,
+        }
+        let mut body = Map::new();
+        insert_context(&mut body, context);
+        let answer: Answer = self
+            .call(
+                Method::POST,
+                &format!("/v1/key/generate/{}", segment(name)),
+                Some(Value::Object(body)),
+            )
+            .await?
+            .json()?;
+        Ok(Dek {
+            plaintext: unb64("plaintext", &answer.plaintext)?,
+            ciphertext: unb64("ciphertext", &answer.ciphertext)?,
+        })
+    }
+
+    /// Decrypts `ciphertext` with key `name` and the context it was sealed with.
+    pub async fn decrypt(
+        &self,
+        name: &str,
+        ciphertext: &[u8],
+        context: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
+        #[derive(Deserialize)]
+        struct Answer {
+            plaintext: String,
+        }
+        let mut body = Map::new();
+        body.insert("ciphertext".into(), Value::String(b64(ciphertext)));
+        insert_context(&mut body, context);
+        let answer: Answer = self
+            .call(
+                Method::POST,
+                &format!("/v1/key/decrypt/{}", segment(name)),
+                Some(Value::Object(body)),
+            )
+            .await?
+            .json()?;
+        unb64("plaintext", &answer.plaintext)
+    }
+
+    /// HMAC-SHA256 of `message` under key `name`'s HMAC key.
+    pub async fn hmac(&self, name: &str, message: &[u8]) -> Result<Vec<u8>> {
+        #[derive(Deserialize)]
+        struct Answer {
+            hmac: String,
+        }
+        let body = json!({ "message": b64(message) });
+        let answer: Answer = self
+            .call(
+                Method::PUT,
+                &format!("/v1/key/hmac/{}", segment(name)),
+                Some(body),
+            )
+            .await?
+            .json()?;
+        unb64("hmac", &answer.hmac)
+    }
+
+    /// Every name of a listing route, page after page.
+    pub(crate) async fn list_all(&self, route: &str, prefix: &str) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut continue_at = String::new();
+        loop {
+            let page = self.list_page(route, prefix, &continue_at, None).await?;
+            // A server that ignores `continue_at` would repeat the page forever.
+            if !continue_at.is_empty() && page.continue_at == continue_at {
+                break;
+            }
+            names.extend(page.names);
+            if page.continue_at.is_empty() {
+                break;
+            }
+            continue_at = page.continue_at;
+        }
+        Ok(names)
+    }
+
+    /// One page of a listing route (`route` ends with `/`).
+    pub(crate) async fn list_page(
+        &self,
+        route: &str,
+        prefix: &str,
+        continue_at: &str,
+        limit: Option<usize>,
+    ) -> Result<ListPage> {
+        let mut path = format!("{route}{}", segment(prefix));
+        let mut query = Vec::new();
+        if !continue_at.is_empty() {
+            query.push(format!("continue_at={}", segment(continue_at)));
+        }
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        if !query.is_empty() {
+            path = format!("{path}?{}", query.join("&"));
+        }
+        self.call(Method::GET, &path, None).await?.json()
+    }
+}
+
+/// Adds `context` unless it is absent or empty (as the SDK does).
+fn insert_context(body: &mut Map<String, Value>, context: Option<&[u8]>) {
+    if let Some(context) = context.filter(|c| !c.is_empty()) {
+        body.insert("context".into(), Value::String(b64(context)));
+    }
+}

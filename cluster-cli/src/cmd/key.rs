@@ -1,0 +1,180 @@
+//! `kes-cluster key …`: the kes CLI's key commands, plus `hmac`.
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::output::{b64, fields, json, lines, unb64};
+use kes_cluster::{Client, Result};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Create new random keys.
+    Create {
+        /// Key names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Import a 32-byte key.
+    Import {
+        /// Key name.
+        name: String,
+        /// The key, base64.
+        #[arg(value_name = "KEY")]
+        key_b64: String,
+        /// AES256 or ChaCha20.
+        #[arg(long, default_value = "AES256")]
+        cipher: String,
+    },
+    /// Describe a key.
+    Info {
+        /// Key name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys.
+    Ls {
+        /// Only names starting with this (a trailing * is allowed).
+        prefix: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete keys.
+    Rm {
+        /// Key names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Encrypt a message; prints the ciphertext (base64).
+    Encrypt {
+        /// Key name.
+        name: String,
+        /// The message (text).
+        message: String,
+        /// Context bound to the ciphertext, base64.
+        context: Option<String>,
+    },
+    /// Decrypt a ciphertext; prints the plaintext (base64).
+    Decrypt {
+        /// Key name.
+        name: String,
+        /// The ciphertext, base64.
+        ciphertext: String,
+        /// The context it was encrypted with, base64.
+        context: Option<String>,
+    },
+    /// Generate a data encryption key; prints its plaintext and ciphertext (base64).
+    Dek {
+        /// Key name.
+        name: String,
+        /// Context bound to the ciphertext, base64.
+        context: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// HMAC-SHA256 of a message under a key; prints the MAC (base64).
+    Hmac {
+        /// Key name.
+        name: String,
+        /// The message (text).
+        message: String,
+    },
+}
+
+pub(crate) async fn run(command: KeyCommand, client: &Client) -> Result<String> {
+    match command {
+        KeyCommand::Create { names } => {
+            for name in &names {
+                client.create_key(name).await?;
+            }
+            Ok(String::new())
+        }
+        KeyCommand::Import {
+            name,
+            key_b64,
+            cipher,
+        } => {
+            let key = unb64("the key", &key_b64)?;
+            client.import_key(&name, &key, &cipher).await?;
+            Ok(String::new())
+        }
+        KeyCommand::Info {
+            name,
+            json: as_json,
+        } => {
+            let info = client.describe_key(&name).await?;
+            if as_json {
+                return json(&info);
+            }
+            Ok(fields(&[
+                ("Name", info.name),
+                ("Algorithm", info.algorithm),
+                ("Created at", info.created_at),
+                ("Created by", info.created_by),
+            ]))
+        }
+        KeyCommand::Ls {
+            prefix,
+            json: as_json,
+        } => {
+            let names = client.list_keys(prefix.as_deref().unwrap_or("")).await?;
+            if as_json {
+                json(&names)
+            } else {
+                Ok(lines(&names))
+            }
+        }
+        KeyCommand::Rm { names } => {
+            for name in &names {
+                client.delete_key(name).await?;
+            }
+            Ok(String::new())
+        }
+        KeyCommand::Encrypt {
+            name,
+            message,
+            context,
+        } => {
+            let context = context.map(|c| unb64("the context", &c)).transpose()?;
+            let ciphertext = client
+                .encrypt(&name, message.as_bytes(), context.as_deref())
+                .await?;
+            Ok(format!("{}\n", b64(&ciphertext)))
+        }
+        KeyCommand::Decrypt {
+            name,
+            ciphertext,
+            context,
+        } => {
+            let ciphertext = unb64("the ciphertext", &ciphertext)?;
+            let context = context.map(|c| unb64("the context", &c)).transpose()?;
+            let plaintext = client
+                .decrypt(&name, &ciphertext, context.as_deref())
+                .await?;
+            Ok(format!("{}\n", b64(&plaintext)))
+        }
+        KeyCommand::Dek {
+            name,
+            context,
+            json: as_json,
+        } => {
+            let context = context.map(|c| unb64("the context", &c)).transpose()?;
+            let dek = client.generate(&name, context.as_deref()).await?;
+            let (plaintext, ciphertext) = (b64(&dek.plaintext), b64(&dek.ciphertext));
+            if as_json {
+                return json(&json!({ "plaintext": plaintext, "ciphertext": ciphertext }));
+            }
+            Ok(fields(&[
+                ("plaintext:", plaintext),
+                ("ciphertext:", ciphertext),
+            ]))
+        }
+        KeyCommand::Hmac { name, message } => {
+            let mac = client.hmac(&name, message.as_bytes()).await?;
+            Ok(format!("{}\n", b64(&mac)))
+        }
+    }
+}

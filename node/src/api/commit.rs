@@ -1,0 +1,76 @@
+//! Turning a request into a committed [`Command`], and its outcome into KES's answer.
+
+use super::{ApiError, Req};
+use crate::server::Node;
+use crate::state::{Command, Op, Outcome, unix_nanos_now};
+use axum::body::Body;
+use axum::http::{HeaderValue, Response, StatusCode};
+use rand::RngCore;
+
+/// The header that carries the log index of a write, so a client can read its own write on
+/// another node.
+pub(super) const INDEX_HEADER: &str = "kes-cluster-index";
+
+/// Commits `op` on behalf of the caller and maps a refusing outcome to its KES error. On
+/// success the answer is `ok`, with the `Kes-Cluster-Index` header added.
+pub(super) async fn commit(
+    node: &Node,
+    req: &Req,
+    op: Op,
+    ok: Response<Body>,
+) -> Result<Response<Body>, ApiError> {
+    let index = commit_op(node, req, op).await?;
+    let mut resp = ok;
+    resp.headers_mut()
+        .insert(INDEX_HEADER, HeaderValue::from(index));
+    Ok(resp)
+}
+
+/// Commits `op` and returns its log index.
+pub(super) async fn commit_op(node: &Node, req: &Req, op: Op) -> Result<u64, ApiError> {
+    let cmd = Command {
+        request_id: new_id(),
+        identity: req.caller()?.to_string(),
+        path: req.path.clone(),
+        enclave: req.enclave.clone(),
+        time: unix_nanos_now(),
+        op,
+    };
+    let committed = node.writer.write(cmd).await.map_err(|e| {
+        tracing::error!("write failed: {e}");
+        ApiError::internal("failed to write to the key store")
+    })?;
+    outcome_to_result(committed.outcome).map(|()| committed.index)
+}
+
+/// A random 128-bit id (request ids and key creation ids).
+pub fn new_id() -> u128 {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    u128::from_be_bytes(b)
+}
+
+fn outcome_to_result(outcome: Outcome) -> Result<(), ApiError> {
+    let bad = ApiError::bad_request;
+    Err(match outcome {
+        Outcome::Done => return Ok(()),
+        Outcome::NotAuthorized => ApiError::forbidden(),
+        Outcome::KeyExists => bad("key already exists"),
+        Outcome::KeyNotFound => ApiError::not_found("key does not exist"),
+        Outcome::PolicyNotFound => ApiError::not_found("policy does not exist"),
+        Outcome::IdentityNotFound => ApiError::not_found("identity does not exist"),
+        Outcome::EnclaveExists => bad("enclave already exists"),
+        Outcome::EnclaveNotFound => ApiError::not_found("enclave does not exist"),
+        Outcome::EnclaveNotEmpty => {
+            bad("enclave still holds keys: delete them first, or add ?force=true")
+        }
+        Outcome::ReadOnly(msg) => ApiError::new(StatusCode::FORBIDDEN, msg),
+        Outcome::AssignToAdmin => bad("cannot assign policy to system admin"),
+        Outcome::AssignToSelf => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "identity cannot assign policy to itself",
+        ),
+        Outcome::AlreadyInitialized => bad("cluster is already initialized"),
+        Outcome::ConfigClash(msg) => ApiError::bad_request(msg),
+    })
+}

@@ -1,0 +1,212 @@
+//! The request pipeline, in KES's order: route, method, authentication and authorisation,
+//! body limit, handler under the route's time limit; then metrics and the audit event.
+
+use super::request::{Req, parse_query, percent_decode};
+use super::route::{Auth, find};
+use super::{ApiError, names};
+use crate::obs::{AuditEvent, AuditRequest, AuditResponse};
+use crate::server::Node;
+use crate::state::DEFAULT_ENCLAVE;
+use crate::tls::{Identity, IdentityError};
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the TLS layer learnt about a connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The client identity, or why there is none.
+    pub identity: Result<Identity, IdentityError>,
+    /// The client address.
+    pub remote: SocketAddr,
+}
+
+/// Answers one request.
+pub async fn dispatch<B>(node: Arc<Node>, conn: Arc<ConnInfo>, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let raw_path = req.uri().path();
+    let path = percent_decode(if raw_path.starts_with('/') {
+        raw_path
+    } else {
+        "/"
+    });
+    let Some((route, resource)) = find(&node.routes, &path) else {
+        return super::error::page_not_found();
+    };
+    let route = route.clone();
+    if route.counted {
+        node.metrics.active.inc();
+    }
+    let resp = match run(&node, &conn, &route, path.clone(), resource, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    if route.counted {
+        node.metrics.active.dec();
+        node.metrics
+            .observe(resp.status().as_u16(), started.elapsed().as_secs_f64());
+    }
+    if route.timeout.is_some() {
+        audit(&node, &conn, &path, resp.status(), started);
+    }
+    // Refusals and server failures go to the error log (and so to /v1/log/error).
+    let status = resp.status();
+    if status == StatusCode::FORBIDDEN || status.is_server_error() {
+        let who = conn
+            .identity
+            .as_ref()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
+        tracing::warn!(
+            "{path}: {} for identity '{who}' from {}",
+            status.as_u16(),
+            conn.remote.ip()
+        );
+    }
+    resp
+}
+
+async fn run<B>(
+    node: &Arc<Node>,
+    conn: &ConnInfo,
+    route: &super::Route,
+    path: String,
+    resource: String,
+    req: Request<B>,
+) -> Result<Response<Body>, ApiError>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if !route.accepts(req.method()) {
+        let mut resp = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "received method '{}' expected '{}'",
+                req.method(),
+                route.method
+            ),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(route.method.as_str()) {
+            resp.headers_mut().insert(header::ACCEPT, v);
+        }
+        return Ok(resp);
+    }
+    let query = parse_query(req.uri().query());
+    let enclave = select_enclave(&req, &query)?;
+    let identity = authenticate(node, conn, route, &enclave, &path)?;
+    let scoped = ["/v1/key/", "/v1/policy/", "/v1/identity/"];
+    if scoped.iter().any(|p| path.starts_with(p)) && !node.state.enclave_exists(&enclave)? {
+        return Err(ApiError::not_found("enclave does not exist"));
+    }
+    if route.needs_keys && node.seal.is_sealed() {
+        return Err(ApiError::sealed());
+    }
+    let (parts, body) = req.into_parts();
+    let (body, body_too_large) = if route.max_body == 0 {
+        (bytes::Bytes::new(), false)
+    } else {
+        // Over the limit, or a broken body: either way the handler answers "invalid body".
+        match Limited::new(body, route.max_body).collect().await {
+            Ok(b) => (b.to_bytes(), false),
+            Err(_) => (bytes::Bytes::new(), true),
+        }
+    };
+    let request = Req {
+        identity,
+        enclave,
+        resource,
+        path,
+        query,
+        headers: parts.headers,
+        body,
+        body_too_large,
+    };
+    let fut = (route.handler)(node.clone(), request);
+    match route.timeout {
+        Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request timeout exceeded",
+            ))
+        }),
+        None => fut.await,
+    }
+}
+
+/// The enclave is chosen by the `Kes-Enclave` header or the `?enclave=` query.
+fn select_enclave<B>(req: &Request<B>, query: &[(String, String)]) -> Result<String, ApiError> {
+    let from_header = req
+        .headers()
+        .get("kes-enclave")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
+    let from_query = query
+        .iter()
+        .find(|(k, _)| k == "enclave")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty());
+    match from_header.or(from_query) {
+        None => Ok(DEFAULT_ENCLAVE.to_owned()),
+        Some(e) => {
+            names::enclave_name(e)?;
+            Ok(e.to_owned())
+        }
+    }
+}
+
+fn authenticate(
+    node: &Node,
+    conn: &ConnInfo,
+    route: &super::Route,
+    enclave: &str,
+    path: &str,
+) -> Result<Option<Identity>, ApiError> {
+    let presented = conn.identity.clone();
+    if route.auth == Auth::None || route.skip_auth {
+        return Ok(presented.ok());
+    }
+    let id = presented.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if route.auth == Auth::Verify && !node.state.is_allowed(id.as_str(), enclave, path)? {
+        return Err(ApiError::forbidden());
+    }
+    Ok(Some(id))
+}
+
+fn audit(node: &Node, conn: &ConnInfo, path: &str, status: StatusCode, started: Instant) {
+    let time = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let event = AuditEvent {
+        time,
+        request: AuditRequest {
+            ip: conn.remote.ip().to_string(),
+            path: path.to_owned(),
+            identity: conn
+                .identity
+                .as_ref()
+                .map(|i| i.to_string())
+                .unwrap_or_default(),
+        },
+        response: AuditResponse {
+            code: status.as_u16(),
+            time: started.elapsed().as_millis() as u64,
+        },
+    };
+    if node.audit_stdout {
+        if let Ok(line) = serde_json::to_string(&event) {
+            println!("{line}");
+        }
+    }
+    node.events.audit(&event);
+}

@@ -1,0 +1,237 @@
+//! The key API: create, import, describe, list, delete, and the crypto operations.
+
+use super::commit::{commit, new_id};
+use super::error::{empty, json};
+use super::request::{b64, to_b64};
+use super::{ApiError, Req, list, names};
+use crate::crypto::{Cipher, DecryptError, SecretKey, StoredKey, default_cipher, encode_protobuf};
+use crate::seal::{RecordAad, seal_record};
+use crate::server::Node;
+use crate::state::Op;
+use axum::body::Body;
+use axum::http::{Response, StatusCode};
+use serde::Deserialize;
+use std::sync::Arc;
+
+type Answer = Result<Response<Body>, ApiError>;
+
+const BAD_BODY: &str = "invalid request body";
+
+/// `PUT /v1/key/create/<name>`
+pub(super) async fn create(node: Arc<Node>, req: Req) -> Answer {
+    names::key_name(&req.resource)?;
+    store_new_key(&node, &req, SecretKey::generate(default_cipher())).await
+}
+
+#[derive(Deserialize, Default)]
+struct ImportBody {
+    #[serde(alias = "Key", alias = "bytes", alias = "Bytes")]
+    key: Option<String>,
+    #[serde(alias = "Cipher", alias = "algorithm", alias = "Algorithm")]
+    cipher: Option<String>,
+}
+
+/// `PUT /v1/key/import/<name>`: `{"key","cipher"}`, or the older `{"bytes"[,"algorithm"]}`.
+pub(super) async fn import(node: Arc<Node>, req: Req) -> Answer {
+    names::key_name(&req.resource)?;
+    const BAD: &str = "invalid import key request body";
+    let body: ImportBody = req.json(BAD)?;
+    let material =
+        b64(body.key.as_deref().unwrap_or("")).ok_or_else(|| ApiError::bad_request(BAD))?;
+    // A missing cipher means AES256, so the seed's curl import (no cipher) works.
+    let name = body
+        .cipher
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "AES256".into());
+    let cipher = Cipher::parse_import(&name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("algorithm '{name}' is not supported"),
+        )
+    })?;
+    let key = SecretKey::import(cipher, &material).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("invalid key size for '{name}'"),
+        )
+    })?;
+    store_new_key(&node, &req, key).await
+}
+
+/// Seals the key record here, in the handler, so the command (and every log entry and
+/// snapshot made from it) only ever carries sealed bytes.
+async fn store_new_key(node: &Node, req: &Req, key: SecretKey) -> Answer {
+    let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
+    let name = req.resource.clone();
+    if node.state.key(&req.enclave, &name)?.is_some() {
+        return Err(ApiError::bad_request("key already exists"));
+    }
+    let stored = StoredKey {
+        key,
+        created_at: Some(time::OffsetDateTime::now_utc()),
+        created_by: req.caller()?.to_string(),
+    };
+    let creation_id = new_id();
+    let aad = RecordAad {
+        enclave: &req.enclave,
+        name: &name,
+        creation_id,
+    };
+    let sealed = seal_record(&keys, aad, &encode_protobuf(&stored));
+    let op = Op::CreateKey {
+        name,
+        creation_id,
+        sealed,
+    };
+    commit(node, req, op, empty()).await
+}
+
+/// `GET /v1/key/describe/<name>`
+pub(super) async fn describe(node: Arc<Node>, req: Req) -> Answer {
+    names::key_name(&req.resource)?;
+    let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
+    let entry = node
+        .state
+        .key(&req.enclave, &req.resource)?
+        .ok_or_else(|| ApiError::not_found("key does not exist"))?;
+    let stored = node.open_key(
+        &keys,
+        &req.enclave,
+        &req.resource,
+        entry.creation_id,
+        &entry.sealed,
+    )?;
+    Ok(json(&serde_json::json!({
+        "name": req.resource,
+        "algorithm": stored.key.cipher().as_str(),
+        "created_at": super::sys::rfc3339(stored.created_at),
+        "created_by": stored.created_by,
+    })))
+}
+
+/// `GET /v1/key/list/<prefix>`
+pub(super) async fn list(node: Arc<Node>, req: Req) -> Answer {
+    let a = list::args(&req)?;
+    let page = node
+        .state
+        .list_keys(&req.enclave, &a.prefix, a.start.as_deref(), a.limit)?;
+    Ok(list::render(&req, page, "names", "name", false))
+}
+
+/// `DELETE /v1/key/delete/<name>`
+pub(super) async fn delete(node: Arc<Node>, req: Req) -> Answer {
+    names::key_name(&req.resource)?;
+    let name = req.resource.clone();
+    let resp = commit(&node, &req, Op::DeleteKey { name: name.clone() }, empty()).await;
+    node.cache.remove_name(&req.enclave, &name);
+    resp
+}
+
+#[derive(Deserialize, Default)]
+struct CryptoBody {
+    #[serde(default, alias = "Plaintext")]
+    plaintext: Option<String>,
+    #[serde(default, alias = "Ciphertext")]
+    ciphertext: Option<String>,
+    #[serde(default, alias = "Context")]
+    context: Option<String>,
+    #[serde(default, alias = "Message")]
+    message: Option<String>,
+}
+
+/// A base64 body field; absent or `null` is empty, as Go decodes `[]byte`.
+fn field(v: &Option<String>) -> Result<Vec<u8>, ApiError> {
+    match v {
+        None => Ok(Vec::new()),
+        Some(s) => b64(s).ok_or_else(|| ApiError::bad_request(BAD_BODY)),
+    }
+}
+
+fn load(node: &Node, req: &Req) -> Result<Arc<SecretKey>, ApiError> {
+    names::key_name(&req.resource)?;
+    node.load_key(&req.enclave, &req.resource)
+}
+
+/// `PUT /v1/key/encrypt/<name>`
+pub(super) async fn encrypt(node: Arc<Node>, req: Req) -> Answer {
+    let body: CryptoBody = req.json(BAD_BODY)?;
+    let (plaintext, context) = (field(&body.plaintext)?, field(&body.context)?);
+    let key = load(&node, &req)?;
+    Ok(json(
+        &serde_json::json!({ "ciphertext": to_b64(&key.encrypt(&plaintext, &context)) }),
+    ))
+}
+
+/// `PUT /v1/key/generate/<name>`: a fresh 32-byte data key and its ciphertext.
+pub(super) async fn generate(node: Arc<Node>, req: Req) -> Answer {
+    let body: CryptoBody = req.json_or_default(BAD_BODY)?;
+    let context = field(&body.context)?;
+    let key = load(&node, &req)?;
+    let dek = key.generate_data_key(&context);
+    Ok(json(&serde_json::json!({
+        "plaintext": to_b64(dek.plaintext.as_ref()),
+        "ciphertext": to_b64(&dek.ciphertext),
+    })))
+}
+
+fn not_authentic(_: DecryptError) -> ApiError {
+    ApiError::bad_request("decryption failed: ciphertext is not authentic")
+}
+
+/// `PUT /v1/key/decrypt/<name>`
+pub(super) async fn decrypt(node: Arc<Node>, req: Req) -> Answer {
+    let body: CryptoBody = req.json(BAD_BODY)?;
+    let (ciphertext, context) = (field(&body.ciphertext)?, field(&body.context)?);
+    let key = load(&node, &req)?;
+    let plaintext = key.decrypt(&ciphertext, &context).map_err(not_authentic)?;
+    Ok(json(
+        &serde_json::json!({ "plaintext": to_b64(&plaintext) }),
+    ))
+}
+
+/// `PUT /v1/key/hmac/<name>`
+pub(super) async fn hmac(node: Arc<Node>, req: Req) -> Answer {
+    let body: CryptoBody = req.json(BAD_BODY)?;
+    let message = field(&body.message)?;
+    let key = load(&node, &req)?;
+    let mac = key
+        .hmac(&message)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    Ok(json(&serde_json::json!({ "hmac": to_b64(&mac) })))
+}
+
+/// The most ciphertexts one bulk request may carry (KES v0.22).
+const BULK_MAX: usize = 1000;
+
+/// `POST /v1/key/bulk/decrypt/<name>`: a JSON array in, plaintexts out in the same order;
+/// the first failure fails the whole call.
+pub(super) async fn bulk_decrypt(node: Arc<Node>, req: Req) -> Answer {
+    let items: Vec<CryptoBody> = req.json(BAD_BODY)?;
+    if items.len() > BULK_MAX {
+        return Err(ApiError::bad_request("too many ciphertexts"));
+    }
+    let key = load(&node, &req)?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in &items {
+        let (ct, ctx) = (field(&item.ciphertext)?, field(&item.context)?);
+        let pt = key.decrypt(&ct, &ctx).map_err(not_authentic)?;
+        out.push(serde_json::json!({ "plaintext": to_b64(&pt) }));
+    }
+    Ok(json(&out))
+}
+
+/// Creates a key on behalf of `identity` (the admin, for the `keys:` list of the config),
+/// through the same path as `PUT /v1/key/create/<name>`.
+pub async fn create_key_as(node: Arc<Node>, name: &str, identity: &str) -> Result<(), ApiError> {
+    let req = Req {
+        identity: Some(crate::tls::Identity::new(identity)),
+        enclave: crate::state::DEFAULT_ENCLAVE.to_owned(),
+        resource: name.to_owned(),
+        path: format!("/v1/key/create/{name}"),
+        query: Vec::new(),
+        headers: Default::default(),
+        body: Default::default(),
+        body_too_large: false,
+    };
+    create(node, req).await.map(|_| ())
+}

@@ -1,0 +1,28 @@
+//! The KES HTTP API: the route table, the request pipeline, and one file per API group.
+//!
+//! Handlers hold no state and do no crypto of their own beyond calling `crypto`: they validate
+//! input, read the applied state, or build a [`crate::state::Command`] for the writer.
+
+mod commit;
+mod dispatch;
+mod enclave;
+mod error;
+mod handlers;
+mod identity;
+mod key;
+mod list;
+mod log;
+mod names;
+mod policy;
+mod request;
+mod route;
+mod sys;
+
+pub use commit::new_id as new_request_id;
+pub use dispatch::{ConnInfo, dispatch};
+pub use error::ApiError;
+pub use key::create_key_as;
+pub use names::is_valid_name;
+pub use request::Req;
+pub use route::{Auth, Route, default_routes};
+pub use sys::{SystemFacts, system_facts};

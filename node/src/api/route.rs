@@ -1,0 +1,517 @@
+//! The route table: every path the node serves, with its method, body limit, timeout and
+//! authentication rule.
+//!
+//! Like Go's ServeMux in KES, a parameterised route is a prefix ending in `/` and its resource
+//! is everything after it. The table is data, so `/v1/api` can describe it and `api:` in the
+//! config can change timeouts and `skip_auth`.
+
+use super::handlers::{self, Handler};
+use axum::http::Method;
+use std::time::Duration;
+
+/// 1 MB, as KES counts it (10^6 bytes).
+pub(super) const MB: usize = 1_000_000;
+
+/// How a route authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No check at all (`/version`).
+    None,
+    /// The caller must present a certificate, but no policy is checked
+    /// (`self/describe`, and routes with `skip_auth`, where even the certificate is optional).
+    Identity,
+    /// Admin, or allowed by the caller's policy in the selected enclave.
+    Verify,
+}
+
+/// One route.
+#[derive(Clone)]
+pub struct Route {
+    /// The method KES declares; PUT routes also accept POST.
+    pub method: Method,
+    /// Other methods accepted for older clients.
+    pub aliases: &'static [Method],
+    /// Exact path, or prefix when `prefix` is set.
+    pub path: &'static str,
+    /// Whether the path is a prefix with a resource after it.
+    pub prefix: bool,
+    /// Largest accepted body; 0 means the body is never read.
+    pub max_body: usize,
+    /// Time limit for the whole answer; `None` for streams.
+    pub timeout: Option<Duration>,
+    /// Authentication rule.
+    pub auth: Auth,
+    /// Whether `skip_auth` made the certificate optional.
+    pub skip_auth: bool,
+    /// Counted in the `kes_http_request_*` metrics.
+    pub counted: bool,
+    /// Needs the unsealed keys.
+    pub needs_keys: bool,
+    /// The handler.
+    pub handler: Handler,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+impl Route {
+    /// The key `api:` uses in the config: the path itself (prefix routes keep their slash).
+    pub fn config_key(&self) -> &'static str {
+        self.path
+    }
+
+    /// Whether `method` is accepted.
+    pub fn accepts(&self, method: &Method) -> bool {
+        *method == self.method
+            || (self.method == Method::PUT && *method == Method::POST)
+            || self.aliases.contains(method)
+    }
+}
+
+const S10: Option<Duration> = Some(Duration::from_secs(10));
+const S15: Option<Duration> = Some(Duration::from_secs(15));
+/// Streams last until the client leaves.
+const STREAM: Option<Duration> = None;
+
+#[allow(clippy::too_many_arguments)] // a table row reads best as one call
+const fn route(
+    method: Method,
+    path: &'static str,
+    prefix: bool,
+    max_body: usize,
+    timeout: Option<Duration>,
+    auth: Auth,
+    counted: bool,
+    handler: Handler,
+) -> Route {
+    Route {
+        method,
+        aliases: &[],
+        path,
+        prefix,
+        max_body,
+        timeout,
+        auth,
+        skip_auth: false,
+        counted,
+        needs_keys: false,
+        handler,
+    }
+}
+
+/// The default table, before `api:` customisation.
+pub fn default_routes() -> Vec<Route> {
+    use Auth::*;
+    use Method as M;
+    let p = true;
+    let x = false;
+    let mut routes = vec![
+        route(
+            M::GET,
+            "/version",
+            x,
+            0,
+            S10,
+            None,
+            false,
+            handlers::version,
+        ),
+        route(
+            M::GET,
+            "/v1/ready",
+            x,
+            0,
+            S15,
+            Verify,
+            false,
+            handlers::ready,
+        ),
+        route(
+            M::GET,
+            "/v1/status",
+            x,
+            0,
+            S15,
+            Verify,
+            false,
+            handlers::status,
+        ),
+        route(
+            M::GET,
+            "/v1/metrics",
+            x,
+            0,
+            S15,
+            Verify,
+            false,
+            handlers::metrics,
+        ),
+        route(M::GET, "/v1/api", x, 0, S10, Verify, false, handlers::api),
+        route(
+            M::PUT,
+            "/v1/key/create/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::key_create,
+        ),
+        route(
+            M::PUT,
+            "/v1/key/import/",
+            p,
+            MB,
+            S15,
+            Verify,
+            true,
+            handlers::key_import,
+        ),
+        route(
+            M::GET,
+            "/v1/key/describe/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::key_describe,
+        ),
+        route(
+            M::GET,
+            "/v1/key/list/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::key_list,
+        ),
+        route(
+            M::DELETE,
+            "/v1/key/delete/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::key_delete,
+        ),
+        route(
+            M::PUT,
+            "/v1/key/encrypt/",
+            p,
+            MB,
+            S15,
+            Verify,
+            true,
+            handlers::key_encrypt,
+        ),
+        route(
+            M::PUT,
+            "/v1/key/generate/",
+            p,
+            MB,
+            S15,
+            Verify,
+            true,
+            handlers::key_generate,
+        ),
+        route(
+            M::PUT,
+            "/v1/key/decrypt/",
+            p,
+            MB,
+            S15,
+            Verify,
+            true,
+            handlers::key_decrypt,
+        ),
+        route(
+            M::PUT,
+            "/v1/key/hmac/",
+            p,
+            MB,
+            S15,
+            Verify,
+            true,
+            handlers::key_hmac,
+        ),
+        route(
+            M::POST,
+            "/v1/key/bulk/decrypt/",
+            p,
+            MB,
+            S15,
+            Verify,
+            true,
+            handlers::key_bulk_decrypt,
+        ),
+        route(
+            M::GET,
+            "/v1/policy/describe/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::policy_describe,
+        ),
+        route(
+            M::GET,
+            "/v1/policy/read/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::policy_read,
+        ),
+        route(
+            M::GET,
+            "/v1/policy/list/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::policy_list,
+        ),
+        route(
+            M::PUT,
+            "/v1/policy/write/",
+            p,
+            MB,
+            S15,
+            Verify,
+            true,
+            handlers::policy_write,
+        ),
+        route(
+            M::POST,
+            "/v1/policy/assign/",
+            p,
+            MB,
+            S15,
+            Verify,
+            true,
+            handlers::policy_assign,
+        ),
+        route(
+            M::DELETE,
+            "/v1/policy/delete/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::policy_delete,
+        ),
+        route(
+            M::GET,
+            "/v1/identity/describe/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::identity_describe,
+        ),
+        route(
+            M::GET,
+            "/v1/identity/list/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::identity_list,
+        ),
+        route(
+            M::GET,
+            "/v1/identity/self/describe",
+            x,
+            0,
+            S15,
+            Identity,
+            true,
+            handlers::identity_self,
+        ),
+        route(
+            M::POST,
+            "/v1/identity/assign/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::identity_assign,
+        ),
+        route(
+            M::DELETE,
+            "/v1/identity/delete/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::identity_delete,
+        ),
+        route(
+            M::DELETE,
+            "/v1/identity/forget/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::identity_delete,
+        ),
+        route(
+            M::PUT,
+            "/v1/enclave/create/",
+            p,
+            MB,
+            S15,
+            Verify,
+            true,
+            handlers::enclave_create,
+        ),
+        route(
+            M::GET,
+            "/v1/enclave/describe/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::enclave_describe,
+        ),
+        route(
+            M::GET,
+            "/v1/enclave/list/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::enclave_list,
+        ),
+        route(
+            M::DELETE,
+            "/v1/enclave/delete/",
+            p,
+            0,
+            S15,
+            Verify,
+            true,
+            handlers::enclave_delete,
+        ),
+        route(
+            M::GET,
+            "/v1/log/error",
+            x,
+            0,
+            STREAM,
+            Verify,
+            false,
+            handlers::log_error,
+        ),
+        route(
+            M::GET,
+            "/v1/log/error/trace",
+            x,
+            0,
+            STREAM,
+            Verify,
+            false,
+            handlers::log_error,
+        ),
+        route(
+            M::GET,
+            "/v1/log/audit",
+            x,
+            0,
+            STREAM,
+            Verify,
+            false,
+            handlers::log_audit,
+        ),
+        route(
+            M::GET,
+            "/v1/log/audit/trace",
+            x,
+            0,
+            STREAM,
+            Verify,
+            false,
+            handlers::log_audit,
+        ),
+    ];
+    for r in &mut routes {
+        r.needs_keys = r.path.starts_with("/v1/key/");
+        if r.path == "/v1/enclave/delete/" {
+            r.aliases = &[Method::POST];
+        }
+    }
+    routes
+}
+
+/// Finds the route for `path`: an exact route, else the longest prefix route. The bare list
+/// paths (`/v1/key/list`) are served as an empty prefix, which the Go SDK sends for `*`.
+pub(super) fn find<'a>(routes: &'a [Route], path: &str) -> Option<(&'a Route, String)> {
+    if let Some(r) = routes.iter().find(|r| !r.prefix && r.path == path) {
+        return Some((r, String::new()));
+    }
+    let with_slash = format!("{path}/");
+    routes
+        .iter()
+        .filter(|r| r.prefix)
+        .filter_map(|r| {
+            if let Some(rest) = path.strip_prefix(r.path) {
+                Some((r, rest.to_owned()))
+            } else if r.path.contains("/list/") && with_slash == r.path {
+                Some((r, String::new()))
+            } else {
+                None
+            }
+        })
+        .max_by_key(|(r, _)| r.path.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_picks_exact_then_longest_prefix() {
+        let routes = default_routes();
+        let (r, res) = find(&routes, "/v1/key/create/my-key").expect("route");
+        assert_eq!((r.path, res.as_str()), ("/v1/key/create/", "my-key"));
+        let (r, res) = find(&routes, "/v1/key/list").expect("bare list");
+        assert_eq!((r.path, res.as_str()), ("/v1/key/list/", ""));
+        let (r, _) = find(&routes, "/v1/identity/self/describe").expect("self");
+        assert_eq!(r.path, "/v1/identity/self/describe");
+        let (r, res) = find(&routes, "/v1/key/bulk/decrypt/k").expect("bulk");
+        assert_eq!((r.path, res.as_str()), ("/v1/key/bulk/decrypt/", "k"));
+        assert!(find(&routes, "/v1/nothing").is_none());
+        assert!(find(&routes, "/v1/key/create").is_none());
+        assert!(
+            routes
+                .iter()
+                .find(|r| r.path == "/v1/key/create/")
+                .unwrap()
+                .accepts(&Method::POST)
+        );
+        assert!(
+            !routes
+                .iter()
+                .find(|r| r.path == "/v1/ready")
+                .unwrap()
+                .accepts(&Method::HEAD)
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! `/version`, `/v1/ready`, `/v1/status`, `/v1/metrics` and `/v1/api`.
+
+use super::error::{empty, json};
+use super::{ApiError, Req};
+use crate::server::Node;
+use axum::body::Body;
+use axum::http::{HeaderValue, Response, StatusCode, header};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+type Answer = Result<Response<Body>, ApiError>;
+
+/// RFC 3339 with nanoseconds, as Go's `time.Time` JSON; the zero time when unknown.
+pub(super) fn rfc3339(t: Option<OffsetDateTime>) -> String {
+    t.and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "0001-01-01T00:00:00Z".to_owned())
+}
+
+/// Like [`rfc3339`], from Unix nanoseconds (0 meaning unknown).
+pub(super) fn rfc3339_nanos(nanos: i64) -> String {
+    if nanos == 0 {
+        return rfc3339(None);
+    }
+    rfc3339(OffsetDateTime::from_unix_timestamp_nanos(nanos.into()).ok())
+}
+
+/// Process facts for `/v1/status` and the `kes_system_*` metrics, read from `/proc`.
+#[derive(Debug, Clone, Default)]
+pub struct SystemFacts {
+    /// Logical CPUs.
+    pub num_cpu: usize,
+    /// CPUs this process may run on.
+    pub num_cpu_used: usize,
+    /// OS threads of this process.
+    pub threads: u64,
+    /// Resident memory, bytes.
+    pub resident_bytes: u64,
+    /// Mapped memory regions.
+    pub mapped_regions: u64,
+    /// Main-thread stack, bytes.
+    pub stack_bytes: u64,
+}
+
+/// Reads [`SystemFacts`]. Fields that cannot be read stay 0.
+pub fn system_facts() -> SystemFacts {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    SystemFacts {
+        num_cpu: cpus,
+        num_cpu_used: cpus,
+        threads: field("Threads:"),
+        resident_bytes: field("VmRSS:") * 1024,
+        mapped_regions: std::fs::read_to_string("/proc/self/maps")
+            .map(|m| m.lines().count() as u64)
+            .unwrap_or(0),
+        stack_bytes: field("VmStk:") * 1024,
+    }
+}
+
+/// `GET /version`
+pub(super) async fn version(_: Arc<Node>, _: Req) -> Answer {
+    Ok(json(&serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": option_env!("KES_CLUSTER_COMMIT").unwrap_or("<unknown>"),
+    })))
+}
+
+/// `GET /v1/ready`: 200 once the node can serve; 503 with the reason otherwise.
+pub(super) async fn ready(node: Arc<Node>, _: Req) -> Answer {
+    if node.seal.is_sealed() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("node is sealed: {}", node.seal.reason()),
+        ));
+    }
+    Ok(empty())
+}
+
+/// `GET /v1/status`
+pub(super) async fn status(node: Arc<Node>, _: Req) -> Answer {
+    let sys = system_facts();
+    let sealed = node.seal.is_sealed();
+    node.metrics.sealed.set(if sealed { 1.0 } else { 0.0 });
+    Ok(json(&serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+        "uptime": node.metrics.uptime() as u64,
+        "num_cpu": sys.num_cpu,
+        "num_cpu_used": sys.num_cpu_used,
+        "mem_heap_used": sys.resident_bytes,
+        "mem_stack_used": sys.stack_bytes,
+        "sealed": sealed,
+        "seal_reason": node.seal.reason(),
+        "applied_index": node.state.applied_index(),
+    })))
+}
+
+/// `GET /v1/metrics`
+pub(super) async fn metrics(node: Arc<Node>, _: Req) -> Answer {
+    node.metrics
+        .sealed
+        .set(if node.seal.is_sealed() { 1.0 } else { 0.0 });
+    let (content_type, body) = node.metrics.render();
+    let mut resp = Response::new(Body::from(body));
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    Ok(resp)
+}
+
+/// `GET /v1/api`: every route with its method, body limit and timeout.
+pub(super) async fn api(node: Arc<Node>, _: Req) -> Answer {
+    let routes: Vec<_> = node
+        .routes
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "method": r.method.as_str(),
+                "path": r.path,
+                "max_body": r.max_body,
+                "timeout": r.timeout.map(|t| t.as_secs()).unwrap_or(0),
+            })
+        })
+        .collect();
+    Ok(json(&routes))
+}

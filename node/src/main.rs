@@ -1,0 +1,197 @@
+//! `kes-node`: one node of kes-cluster, serving the KES API over mTLS.
+
+use clap::Parser;
+use kes_node::config::{Config, SealProvider};
+use kes_node::obs::{ErrorLogLayer, EventBus};
+use kes_node::server::{StartOptions, serve, start};
+use kes_node::tls::{ServerTlsOptions, load_server_config};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// A KES-compatible key-management node.
+#[derive(Parser, Debug)]
+#[command(name = "kes-node", version, about)]
+struct Args {
+    /// The KES YAML config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen address, ip:port (overrides `address`).
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// Where the node keeps its state (default ./kes-dev with --dev).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Try it out: certificates, an admin identity and a root key are made in the data dir.
+    #[arg(long)]
+    dev: bool,
+    /// Server certificate (overrides `tls.cert`).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Server private key (overrides `tls.key`).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Verify client certificates against `tls.ca`: on or off (overrides `tls.auth`).
+    #[arg(long, value_parser = ["on", "off"])]
+    auth: Option<String>,
+    /// The admin identity (overrides `admin.identity`).
+    #[arg(long)]
+    root: Option<String>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let events = EventBus::new();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(ErrorLogLayer::new(events.clone()))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => fail(format!("cannot start the runtime: {e}")),
+    };
+    if let Err(e) = runtime.block_on(run(args, events)) {
+        fail(e);
+    }
+}
+
+fn fail(msg: String) -> ! {
+    eprintln!("Error: {msg}");
+    std::process::exit(1);
+}
+
+async fn run(args: Args, events: EventBus) -> Result<(), String> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let loaded = Config::load(path).map_err(|e| e.to_string())?;
+            for w in &loaded.warnings {
+                tracing::warn!("config: {w}");
+            }
+            loaded.config
+        }
+        None => Config::default(),
+    };
+    let data_dir = match (&args.data_dir, args.dev) {
+        (Some(d), _) => d.clone(),
+        (None, true) => PathBuf::from("kes-dev"),
+        (None, false) => {
+            return Err(
+                "--data-dir is required: name the directory where the node keeps its state".into(),
+            );
+        }
+    };
+    let mut root_key = None;
+    let mut admin = args.root.clone().or(config.admin_identity.clone());
+    let dev = if args.dev {
+        let files = kes_node::dev::prepare(&data_dir)?;
+        config.tls.cert.get_or_insert(files.server_cert.clone());
+        config.tls.key.get_or_insert(files.server_key.clone());
+        admin.get_or_insert(files.admin_identity.clone());
+        root_key = Some(files.root_key.clone());
+        Some(files)
+    } else {
+        None
+    };
+    if let Some(c) = args.cert {
+        config.tls.cert = Some(c);
+    }
+    if let Some(k) = args.key {
+        config.tls.key = Some(k);
+    }
+    if let Some(a) = &args.auth {
+        config.tls.auth = a == "on";
+    }
+    let admin = admin
+        .filter(|a| !a.is_empty())
+        .ok_or("no admin identity: set admin.identity in the config or pass --root IDENTITY")?;
+    for provider in &config.seal.providers {
+        match provider {
+            SealProvider::File { path } if root_key.is_none() => root_key = Some(path.clone()),
+            SealProvider::File { .. } => {}
+            other => tracing::warn!("seal provider {other:?} is not supported yet; only `file` is"),
+        }
+    }
+    let root_key = root_key.ok_or(
+        "no root key: add `seal: {file: {path: /etc/kes/root.key}}` to the config (outside the data dir), or use --dev",
+    )?;
+    if !args.dev {
+        ensure_outside(&root_key, &data_dir)?;
+    }
+    let (cert, key) = match (config.tls.cert.clone(), config.tls.key.clone()) {
+        (Some(c), Some(k)) => (c, k),
+        _ => return Err("tls.cert and tls.key are required (or --cert/--key, or --dev)".into()),
+    };
+    let tls = load_server_config(&ServerTlsOptions {
+        cert,
+        key,
+        verify_clients: config.tls.auth,
+        ca: config.tls.ca.clone(),
+        allow_anonymous: config.api.values().any(|r| r.skip_auth),
+    })
+    .map_err(|e| e.to_string())?;
+    let addr = args.addr.or(config.address).unwrap_or(if args.dev {
+        SocketAddr::from(([127, 0, 0, 1], 7373))
+    } else {
+        config.listen_address()
+    });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let node = start(StartOptions {
+        config,
+        data_dir: data_dir.clone(),
+        root_key,
+        create_root_key: args.dev,
+        admin: admin.clone(),
+        events,
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    if let Some(files) = dev {
+        let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+        println!(
+            "export KES_SERVER=https://{addr} KES_CLIENT_CERT={} KES_CLIENT_KEY={} KES_CA={}",
+            abs(&files.admin_cert).display(),
+            abs(&files.admin_key).display(),
+            abs(&files.server_cert).display()
+        );
+    }
+    println!("admin identity: {admin}");
+    tracing::info!("serving the KES API on https://{addr}");
+    serve(node, listener, Arc::new(tls), shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A backup of the data dir alone must reveal nothing, so the root key lives elsewhere.
+fn ensure_outside(root_key: &Path, data_dir: &Path) -> Result<(), String> {
+    let abs = |p: &Path| {
+        std::path::absolute(p)
+            .map(|a| std::fs::canonicalize(&a).unwrap_or(a))
+            .unwrap_or_else(|_| p.to_owned())
+    };
+    if abs(root_key).starts_with(abs(data_dir)) {
+        return Err(format!(
+            "the root key {} is inside the data dir {}: move it out, so that a backup of the data alone reveals nothing",
+            root_key.display(),
+            data_dir.display()
+        ));
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}

@@ -1,0 +1,166 @@
+//! The Prometheus registry, with KES's metric names and types.
+//!
+//! The Go SDK rejects a family with no samples, and a non-request family with more than one
+//! series, so the labelled request counters appear only once observed, and every other family
+//! is a single series.
+
+use prometheus::{
+    Counter, CounterVec, Encoder, Gauge, Histogram, HistogramOpts, Opts, Registry, TextEncoder,
+};
+use std::time::Instant;
+
+/// All metric families of a node.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    started: Instant,
+    /// 2xx answers on counted routes.
+    pub success: CounterVec,
+    /// 4xx answers.
+    pub error: CounterVec,
+    /// 5xx answers.
+    pub failure: CounterVec,
+    /// Requests in flight on counted routes.
+    pub active: Gauge,
+    /// Response time, seconds.
+    pub response_time: Histogram,
+    /// Lines written to `/v1/log/error` subscribers.
+    pub log_error_events: Counter,
+    /// Lines written to `/v1/log/audit` subscribers.
+    pub log_audit_events: Counter,
+    up_time: Gauge,
+    num_cpu: Gauge,
+    num_cpu_used: Gauge,
+    num_threads: Gauge,
+    heap_used: Gauge,
+    heap_objects: Gauge,
+    stack_used: Gauge,
+    /// 1 while the node is sealed.
+    pub sealed: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every family in a registry of its own (no process collectors, like KES).
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str| {
+            let c = CounterVec::new(Opts::new(name, help), &["code"]).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = Gauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = Counter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let response_time = Histogram::with_opts(
+            HistogramOpts::new(
+                "kes_http_response_time",
+                "Response time of KES API requests in seconds",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 3.0, 5.0, 10.0]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(response_time.clone()))
+            .expect("unique metric");
+        Metrics {
+            success: counter_vec(
+                "kes_http_request_success",
+                "Number of requests answered with 2xx",
+            ),
+            error: counter_vec(
+                "kes_http_request_error",
+                "Number of requests answered with 4xx",
+            ),
+            failure: counter_vec(
+                "kes_http_request_failure",
+                "Number of requests answered with 5xx",
+            ),
+            active: gauge("kes_http_request_active", "Number of requests in flight"),
+            response_time,
+            log_error_events: counter(
+                "kes_log_error_events",
+                "Number of error events written to subscribers",
+            ),
+            log_audit_events: counter(
+                "kes_log_audit_events",
+                "Number of audit events written to subscribers",
+            ),
+            up_time: gauge(
+                "kes_system_up_time",
+                "Time the node has been up, in seconds",
+            ),
+            num_cpu: gauge("kes_system_num_cpu", "Number of logical CPUs"),
+            num_cpu_used: gauge("kes_system_num_cpu_used", "Number of CPUs the node may use"),
+            num_threads: gauge("kes_system_num_threads", "Number of OS threads of the node"),
+            heap_used: gauge("kes_system_mem_heap_used", "Resident memory in bytes"),
+            heap_objects: gauge(
+                "kes_system_mem_heap_objects",
+                "Number of mapped memory regions",
+            ),
+            stack_used: gauge("kes_system_mem_stack_used", "Stack memory in bytes"),
+            sealed: gauge("kes_seal_sealed", "1 while the node is sealed, else 0"),
+            started: Instant::now(),
+            registry,
+        }
+    }
+
+    /// Counts one answered request by its status class.
+    pub fn observe(&self, status: u16, seconds: f64) {
+        let code = status.to_string();
+        let family = match status {
+            200..=299 => &self.success,
+            400..=499 => &self.error,
+            500..=599 => &self.failure,
+            _ => return,
+        };
+        family.with_label_values(&[code.as_str()]).inc();
+        self.response_time.observe(seconds);
+    }
+
+    /// Seconds since the node started.
+    pub fn uptime(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Renders the text exposition format 0.0.4, refreshing the system gauges first.
+    pub fn render(&self) -> (String, Vec<u8>) {
+        let sys = crate::api::system_facts();
+        self.up_time.set(self.uptime());
+        self.num_cpu.set(sys.num_cpu as f64);
+        self.num_cpu_used.set(sys.num_cpu_used as f64);
+        self.num_threads.set(sys.threads as f64);
+        self.heap_used.set(sys.resident_bytes as f64);
+        self.heap_objects.set(sys.mapped_regions as f64);
+        self.stack_used.set(sys.stack_bytes as f64);
+        let encoder = TextEncoder::new();
+        let mut out = Vec::new();
+        // Encoding our own well-formed families into a Vec cannot fail.
+        let _ = encoder.encode(&self.registry.gather(), &mut out);
+        (encoder.format_type().to_owned(), out)
+    }
+}

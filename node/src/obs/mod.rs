@@ -1,0 +1,10 @@
+//! Observability: Prometheus metrics with KES's names, and the audit and error event streams.
+//!
+//! Events go through tokio broadcast channels, so a slow `/v1/log/*` subscriber only loses
+//! events (it lags) and never blocks a request.
+
+mod events;
+mod metrics;
+
+pub use events::{AuditEvent, AuditRequest, AuditResponse, ErrorLogLayer, EventBus};
+pub use metrics::Metrics;

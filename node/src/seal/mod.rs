@@ -1,0 +1,54 @@
+//! The seal: the root key guards the cluster key, which guards everything stored.
+//!
+//! ```text
+//! root key (file today; KMS / HSM providers come with the seal issue)
+//!   └─ wraps the cluster key (32 random bytes, one per cluster)
+//!        └─ HKDF-SHA256 derives the storage key, the metadata MAC key and the join key
+//!             └─ every key record is sealed with the storage key under a length-prefixed AAD
+//! ```
+//!
+//! Nothing here is called on the request hot path: handlers use the [`Unsealed`] keys that
+//! [`SealState`] hands out, and the state machine only ever sees sealed bytes.
+
+mod cluster_key;
+mod file;
+mod record;
+mod state;
+
+pub use cluster_key::{ClusterKey, Unsealed};
+pub use file::FileRootKey;
+pub use record::{RecordAad, open_record, seal_record};
+pub use state::SealState;
+
+/// Why a seal operation failed. Messages never carry key material.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The root key could not unwrap the cluster key: a different root key, or tampered data.
+    #[error(
+        "the root key cannot unwrap the cluster key: wrong root key, or the stored copy was altered"
+    )]
+    WrongRootKey,
+    /// A root key file is missing, unreadable or malformed.
+    #[error("root key file {path}: {reason}")]
+    RootKeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A sealed record did not authenticate.
+    #[error(
+        "sealed record is not authentic: it was altered, or belongs to another name or cluster key"
+    )]
+    RecordNotAuthentic,
+    /// A sealed record was made by a storage key version this node does not hold.
+    #[error("sealed record uses storage key version {0}, which this node does not hold")]
+    UnknownKeyVersion(u32),
+}
+
+/// The 12-byte AES-GCM nonce stored at `offset`; callers have checked the length.
+fn nonce_at(buf: &[u8], offset: usize) -> aes_gcm::Nonce<aes_gcm::aead::consts::U12> {
+    let mut n = [0u8; 12];
+    n.copy_from_slice(&buf[offset..offset + 12]);
+    n.into()
+}

@@ -1,0 +1,370 @@
+//! `apply`: the deterministic transition function of the state machine.
+//!
+//! Applying runs in two steps. `plan` reads the current state and decides the outcome and the
+//! writes; then one sled transaction performs the writes together with the applied index and
+//! the dedup record, so a crash leaves either all of it or none. Only one command is applied at
+//! a time (the writer serialises them), which is why `plan` may read plain trees: inside a sled
+//! transaction closure it must not (STACK.md, sled rule 3), and transactional trees cannot scan.
+
+use super::DEFAULT_ENCLAVE;
+use super::command::{Command, Op, Outcome};
+use super::model::{ClusterMeta, EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry};
+use super::store::{META_APPLIED, META_CLUSTER, State, StateError, encode, get, scoped};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+/// How many recent request ids are remembered for deduplication. A client retry arrives within
+/// seconds, so this window is far larger than any retry can lag.
+const DEDUP_WINDOW: u64 = 100_000;
+
+#[derive(Debug, Clone, Copy)]
+enum TreeId {
+    Keys,
+    Policies,
+    Identities,
+    Enclaves,
+    Meta,
+}
+
+#[derive(Debug)]
+enum Write {
+    Put(TreeId, Vec<u8>, Vec<u8>),
+    Del(TreeId, Vec<u8>),
+}
+
+impl State {
+    /// Applies `cmd` as log entry `index`. The same command sequence gives the same state and
+    /// the same outcomes on every replica. A request id seen before returns the first outcome
+    /// and changes nothing but the applied index.
+    pub fn apply(&self, index: u64, cmd: &Command) -> Result<Outcome, StateError> {
+        let rid = cmd.request_id.to_be_bytes();
+        if let Some((_, first)) = get::<(u64, Outcome)>(&self.requests, "requests", &rid)? {
+            self.meta.insert(META_APPLIED, &index.to_be_bytes())?;
+            return Ok(first);
+        }
+        let (outcome, writes) = match self.plan(cmd)? {
+            Ok(writes) => (Outcome::Done, writes),
+            Err(refused) => (refused, Vec::new()),
+        };
+        let expired = match index.checked_sub(DEDUP_WINDOW) {
+            Some(old) => self.request_log.get(old.to_be_bytes())?,
+            None => None,
+        };
+        let trees = (
+            &self.keys,
+            &self.policies,
+            &self.identities,
+            &self.enclaves,
+            &self.meta,
+            &self.requests,
+            &self.request_log,
+        );
+        let record = encode(&(index, &outcome));
+        let result: Result<(), TransactionError<()>> = trees.transaction(
+            |(keys, policies, identities, enclaves, meta, requests, log)| {
+                for w in &writes {
+                    let tree = |t: TreeId| match t {
+                        TreeId::Keys => keys,
+                        TreeId::Policies => policies,
+                        TreeId::Identities => identities,
+                        TreeId::Enclaves => enclaves,
+                        TreeId::Meta => meta,
+                    };
+                    match w {
+                        Write::Put(t, k, v) => {
+                            tree(*t).insert(k.as_slice(), v.as_slice())?;
+                        }
+                        Write::Del(t, k) => {
+                            tree(*t).remove(k.as_slice())?;
+                        }
+                    }
+                }
+                if let Some(old_rid) = &expired {
+                    requests.remove(old_rid)?;
+                    log.remove(&(index - DEDUP_WINDOW).to_be_bytes())?;
+                }
+                requests.insert(&rid, record.as_slice())?;
+                log.insert(&index.to_be_bytes(), &rid)?;
+                meta.insert(META_APPLIED, &index.to_be_bytes())?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            },
+        );
+        match result {
+            Ok(()) => Ok(outcome),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(())) => unreachable!("the closure never aborts"),
+        }
+    }
+
+    /// Decides what `cmd` does: the writes to perform, or the outcome that refuses it.
+    fn plan(&self, cmd: &Command) -> Result<Result<Vec<Write>, Outcome>, StateError> {
+        let meta = self.cluster_meta()?;
+        if let Op::Init {
+            cluster_id,
+            admin,
+            wrapped_cluster_key,
+        } = &cmd.op
+        {
+            if meta.is_some() {
+                return Ok(Err(Outcome::AlreadyInitialized));
+            }
+            let m = ClusterMeta {
+                cluster_id: cluster_id.clone(),
+                admin: admin.clone(),
+                wrapped_cluster_key: wrapped_cluster_key.clone(),
+                storage_version: 1,
+                created_at: cmd.time,
+            };
+            let default = EnclaveEntry {
+                created_at: cmd.time,
+                created_by: admin.clone(),
+            };
+            return Ok(Ok(vec![
+                Write::Put(TreeId::Meta, META_CLUSTER.to_vec(), encode(&m)),
+                Write::Put(
+                    TreeId::Enclaves,
+                    DEFAULT_ENCLAVE.as_bytes().to_vec(),
+                    encode(&default),
+                ),
+            ]));
+        }
+        let admin = meta.map(|m| m.admin).unwrap_or_default();
+        let is_admin = !admin.is_empty() && cmd.identity == admin;
+        let admin_only = matches!(
+            cmd.op,
+            Op::SetConfigPolicies { .. } | Op::CreateEnclave { .. } | Op::DeleteEnclave { .. }
+        );
+        let allowed = if admin_only {
+            is_admin
+        } else {
+            self.is_allowed(&cmd.identity, &cmd.enclave, &cmd.path)?
+        };
+        if !allowed {
+            return Ok(Err(Outcome::NotAuthorized));
+        }
+        if !admin_only && !self.enclave_exists(&cmd.enclave)? {
+            return Ok(Err(Outcome::EnclaveNotFound));
+        }
+        let e = cmd.enclave.as_str();
+        let by = cmd.identity.clone();
+        Ok(match &cmd.op {
+            Op::Init { .. } => unreachable!("handled above"),
+            Op::SetConfigPolicies { policies } => {
+                self.plan_config_policies(policies, cmd.time, &admin)?
+            }
+            Op::CreateKey {
+                name,
+                creation_id,
+                sealed,
+            } => {
+                if self.keys.contains_key(scoped(e, name))? {
+                    Err(Outcome::KeyExists)
+                } else {
+                    let entry = KeyEntry {
+                        creation_id: *creation_id,
+                        sealed: sealed.clone(),
+                    };
+                    Ok(vec![Write::Put(
+                        TreeId::Keys,
+                        scoped(e, name),
+                        encode(&entry),
+                    )])
+                }
+            }
+            Op::DeleteKey { name } => {
+                if self.keys.contains_key(scoped(e, name))? {
+                    Ok(vec![Write::Del(TreeId::Keys, scoped(e, name))])
+                } else {
+                    Err(Outcome::KeyNotFound)
+                }
+            }
+            Op::WritePolicy { name, policy } => match self.policy(e, name)? {
+                Some(p) if p.from_config => Err(read_only_policy(name)),
+                _ => {
+                    let entry = PolicyEntry {
+                        policy: policy.clone(),
+                        created_at: cmd.time,
+                        created_by: by,
+                        from_config: false,
+                    };
+                    Ok(vec![Write::Put(
+                        TreeId::Policies,
+                        scoped(e, name),
+                        encode(&entry),
+                    )])
+                }
+            },
+            Op::AssignPolicy { policy, identity } => {
+                if *identity == admin {
+                    Err(Outcome::AssignToAdmin)
+                } else if *identity == cmd.identity {
+                    Err(Outcome::AssignToSelf)
+                } else if self.policy(e, policy)?.is_none() {
+                    Err(Outcome::PolicyNotFound)
+                } else if self.identity(e, identity)?.is_some_and(|i| i.from_config) {
+                    Err(read_only_identity(identity))
+                } else {
+                    let entry = IdentityEntry {
+                        policy: policy.clone(),
+                        created_at: cmd.time,
+                        created_by: by,
+                        from_config: false,
+                    };
+                    Ok(vec![Write::Put(
+                        TreeId::Identities,
+                        scoped(e, identity),
+                        encode(&entry),
+                    )])
+                }
+            }
+            Op::DeletePolicy { name } => match self.policy(e, name)? {
+                None => Err(Outcome::PolicyNotFound),
+                Some(p) if p.from_config => Err(read_only_policy(name)),
+                Some(_) => {
+                    let mut writes = vec![Write::Del(TreeId::Policies, scoped(e, name))];
+                    for id in self.names_in(&self.identities, e)? {
+                        if self.identity(e, &id)?.is_some_and(|i| i.policy == *name) {
+                            writes.push(Write::Del(TreeId::Identities, scoped(e, &id)));
+                        }
+                    }
+                    Ok(writes)
+                }
+            },
+            Op::DeleteIdentity { identity } => match self.identity(e, identity)? {
+                None => Err(Outcome::IdentityNotFound),
+                Some(i) if i.from_config => Err(read_only_identity(identity)),
+                Some(_) => Ok(vec![Write::Del(TreeId::Identities, scoped(e, identity))]),
+            },
+            Op::CreateEnclave { name } => {
+                if self.enclave_exists(name)? {
+                    Err(Outcome::EnclaveExists)
+                } else {
+                    let entry = EnclaveEntry {
+                        created_at: cmd.time,
+                        created_by: by,
+                    };
+                    Ok(vec![Write::Put(
+                        TreeId::Enclaves,
+                        name.as_bytes().to_vec(),
+                        encode(&entry),
+                    )])
+                }
+            }
+            Op::DeleteEnclave { name, force } => {
+                if name == DEFAULT_ENCLAVE {
+                    Err(Outcome::ReadOnly(
+                        "the default enclave cannot be deleted".into(),
+                    ))
+                } else if !self.enclave_exists(name)? {
+                    Err(Outcome::EnclaveNotFound)
+                } else {
+                    let keys = self.names_in(&self.keys, name)?;
+                    if !keys.is_empty() && !force {
+                        Err(Outcome::EnclaveNotEmpty)
+                    } else {
+                        let mut writes =
+                            vec![Write::Del(TreeId::Enclaves, name.as_bytes().to_vec())];
+                        for (tree, id) in [
+                            (&self.keys, TreeId::Keys),
+                            (&self.policies, TreeId::Policies),
+                            (&self.identities, TreeId::Identities),
+                        ] {
+                            for n in self.names_in(tree, name)? {
+                                writes.push(Write::Del(id, scoped(name, &n)));
+                            }
+                        }
+                        Ok(writes)
+                    }
+                }
+            }
+        })
+    }
+
+    /// Replaces the config-declared policies and identities of the default enclave. Entries
+    /// whose content did not change are left alone, so their creation time survives restarts.
+    fn plan_config_policies(
+        &self,
+        policies: &[(String, crate::auth::Policy, Vec<String>)],
+        time: i64,
+        admin: &str,
+    ) -> Result<Result<Vec<Write>, Outcome>, StateError> {
+        let e = DEFAULT_ENCLAVE;
+        let mut writes = Vec::new();
+        let mut wanted_ids = std::collections::BTreeMap::new();
+        for (name, policy, ids) in policies {
+            match self.policy(e, name)? {
+                Some(p) if !p.from_config => {
+                    return Ok(Err(Outcome::ConfigClash(format!(
+                        "policy '{name}' is declared in the config file and was also made through the API; rename one of them"
+                    ))));
+                }
+                Some(p) if p.policy == *policy => {}
+                _ => {
+                    let entry = PolicyEntry {
+                        policy: policy.clone(),
+                        created_at: time,
+                        created_by: admin.to_owned(),
+                        from_config: true,
+                    };
+                    writes.push(Write::Put(
+                        TreeId::Policies,
+                        scoped(e, name),
+                        encode(&entry),
+                    ));
+                }
+            }
+            for id in ids {
+                wanted_ids.insert(id.clone(), name.clone());
+            }
+        }
+        for (id, policy) in &wanted_ids {
+            match self.identity(e, id)? {
+                Some(i) if !i.from_config => {
+                    return Ok(Err(Outcome::ConfigClash(format!(
+                        "identity '{id}' is assigned in the config file and also through the API; remove one assignment"
+                    ))));
+                }
+                Some(i) if i.policy == *policy => {}
+                _ => {
+                    let entry = IdentityEntry {
+                        policy: policy.clone(),
+                        created_at: time,
+                        created_by: admin.to_owned(),
+                        from_config: true,
+                    };
+                    writes.push(Write::Put(
+                        TreeId::Identities,
+                        scoped(e, id),
+                        encode(&entry),
+                    ));
+                }
+            }
+        }
+        for name in self.names_in(&self.policies, e)? {
+            let gone = !policies.iter().any(|(n, _, _)| *n == name);
+            if gone && self.policy(e, &name)?.is_some_and(|p| p.from_config) {
+                writes.push(Write::Del(TreeId::Policies, scoped(e, &name)));
+            }
+        }
+        for id in self.names_in(&self.identities, e)? {
+            if !wanted_ids.contains_key(&id)
+                && self.identity(e, &id)?.is_some_and(|i| i.from_config)
+            {
+                writes.push(Write::Del(TreeId::Identities, scoped(e, &id)));
+            }
+        }
+        Ok(Ok(writes))
+    }
+}
+
+fn read_only_policy(name: &str) -> Outcome {
+    Outcome::ReadOnly(format!(
+        "policy '{name}' is declared in the config file and is read-only; change it there"
+    ))
+}
+
+fn read_only_identity(id: &str) -> Outcome {
+    Outcome::ReadOnly(format!(
+        "identity '{id}' is assigned in the config file and is read-only; change it there"
+    ))
+}

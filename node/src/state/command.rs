@@ -1,0 +1,126 @@
+//! Commands: the only way the state changes.
+
+use crate::auth::Policy;
+use serde::{Deserialize, Serialize};
+
+/// One state change, with who asked for it and on which path, so `apply` can check the
+/// authorisation again against the replicated policies.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Command {
+    /// Random id; a retried write with the same id applies once and gets the first result.
+    pub request_id: u128,
+    /// The caller's identity.
+    pub identity: String,
+    /// The request path the caller was authorised for.
+    pub path: String,
+    /// The enclave the request selected.
+    pub enclave: String,
+    /// When the handler accepted it, Unix nanoseconds.
+    pub time: i64,
+    /// What to do.
+    pub op: Op,
+}
+
+/// The operations.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Op {
+    /// Makes the cluster: id, admin, wrapped cluster key, and the default enclave.
+    Init {
+        /// Random cluster id.
+        cluster_id: String,
+        /// The admin identity.
+        admin: String,
+        /// Cluster key wrapped by the root key.
+        #[serde(with = "serde_bytes")]
+        wrapped_cluster_key: Vec<u8>,
+    },
+    /// Replaces the config-declared policies and identities of the default enclave.
+    SetConfigPolicies {
+        /// name → (rules, identities).
+        policies: Vec<(String, Policy, Vec<String>)>,
+    },
+    /// Creates (or imports) a key; the record is already sealed.
+    CreateKey {
+        /// Key name.
+        name: String,
+        /// Id of this incarnation.
+        creation_id: u128,
+        /// Sealed record.
+        #[serde(with = "serde_bytes")]
+        sealed: Vec<u8>,
+    },
+    /// Deletes a key.
+    DeleteKey {
+        /// Key name.
+        name: String,
+    },
+    /// Writes (creates or overwrites) a policy; assignments are kept.
+    WritePolicy {
+        /// Policy name.
+        name: String,
+        /// Rules.
+        policy: Policy,
+    },
+    /// Assigns an identity to a policy.
+    AssignPolicy {
+        /// Policy name.
+        policy: String,
+        /// The identity.
+        identity: String,
+    },
+    /// Deletes a policy and its assignments.
+    DeletePolicy {
+        /// Policy name.
+        name: String,
+    },
+    /// Removes an identity's assignment.
+    DeleteIdentity {
+        /// The identity.
+        identity: String,
+    },
+    /// Creates an enclave.
+    CreateEnclave {
+        /// Enclave name.
+        name: String,
+    },
+    /// Deletes an enclave; with `force`, also its keys, policies and identities.
+    DeleteEnclave {
+        /// Enclave name.
+        name: String,
+        /// Delete even when it still holds keys.
+        force: bool,
+    },
+}
+
+/// The result of applying a command. Deterministic, so every replica answers alike.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied.
+    Done,
+    /// The caller is not allowed by the replicated policies.
+    NotAuthorized,
+    /// `key already exists`.
+    KeyExists,
+    /// `key does not exist`.
+    KeyNotFound,
+    /// `policy does not exist`.
+    PolicyNotFound,
+    /// `identity does not exist`.
+    IdentityNotFound,
+    /// `enclave already exists`.
+    EnclaveExists,
+    /// `enclave does not exist`.
+    EnclaveNotFound,
+    /// The enclave still holds keys and `force` was not given.
+    EnclaveNotEmpty,
+    /// The policy or identity comes from the config file.
+    ReadOnly(String),
+    /// Policies cannot be assigned to the admin.
+    AssignToAdmin,
+    /// An identity cannot assign a policy to itself.
+    AssignToSelf,
+    /// The cluster is already initialised (Init applied twice).
+    AlreadyInitialized,
+    /// A config-declared name clashes with one made through the API.
+    ConfigClash(String),
+}

@@ -1,0 +1,24 @@
+//! The state machine: every change is a [`Command`], applied by a deterministic [`State::apply`].
+//!
+//! `apply` reads no clock and makes no randomness: timestamps, ids and sealed key records are
+//! made by the API handler and carried in the command, so every replica that applies the same
+//! log ends in the same state. Reads (`State::key`, lists, policy lookups) query the applied
+//! state directly, without a round trip through the writer.
+//!
+//! Layout in sled, one tree each: `keys`, `policies` and `identities` keyed by
+//! `<enclave>\0<name>`, `enclaves` keyed by name, `meta` (applied index, cluster facts), and
+//! `requests` / `request_log` for deduplicating retried writes.
+
+mod apply;
+mod command;
+mod model;
+mod query;
+mod store;
+
+pub use command::{Command, Op, Outcome};
+pub use model::{ClusterMeta, EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry, unix_nanos_now};
+pub use query::ListPage;
+pub use store::{State, StateError};
+
+/// The enclave that applies when a request names none.
+pub const DEFAULT_ENCLAVE: &str = "default";

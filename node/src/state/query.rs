@@ -1,0 +1,160 @@
+//! Reads over the applied state. These never go through the writer.
+
+use super::DEFAULT_ENCLAVE;
+use super::model::{EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry};
+use super::store::{State, StateError, get, scoped};
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Names in order.
+    pub names: Vec<String>,
+    /// The next name, when a limit cut the list short.
+    pub continue_at: Option<String>,
+}
+
+impl State {
+    /// A key of an enclave.
+    pub fn key(&self, enclave: &str, name: &str) -> Result<Option<KeyEntry>, StateError> {
+        get(&self.keys, "keys", &scoped(enclave, name))
+    }
+
+    /// A policy of an enclave.
+    pub fn policy(&self, enclave: &str, name: &str) -> Result<Option<PolicyEntry>, StateError> {
+        get(&self.policies, "policies", &scoped(enclave, name))
+    }
+
+    /// An identity's assignment in an enclave.
+    pub fn identity(&self, enclave: &str, id: &str) -> Result<Option<IdentityEntry>, StateError> {
+        get(&self.identities, "identities", &scoped(enclave, id))
+    }
+
+    /// An enclave.
+    pub fn enclave(&self, name: &str) -> Result<Option<EnclaveEntry>, StateError> {
+        get(&self.enclaves, "enclaves", name.as_bytes())
+    }
+
+    /// Whether the enclave exists (`default` always does once initialised).
+    pub fn enclave_exists(&self, name: &str) -> Result<bool, StateError> {
+        Ok(name == DEFAULT_ENCLAVE || self.enclaves.contains_key(name.as_bytes())?)
+    }
+
+    /// The admin identity of the cluster.
+    pub fn admin(&self) -> Result<Option<String>, StateError> {
+        Ok(self.cluster_meta()?.map(|m| m.admin))
+    }
+
+    /// Whether `identity` may call `path` in `enclave`: the admin always may; anyone else needs
+    /// a policy assigned in that very enclave whose rules allow the path.
+    pub fn is_allowed(
+        &self,
+        identity: &str,
+        enclave: &str,
+        path: &str,
+    ) -> Result<bool, StateError> {
+        if self.admin()?.as_deref() == Some(identity) {
+            return Ok(true);
+        }
+        let Some(assignment) = self.identity(enclave, identity)? else {
+            return Ok(false);
+        };
+        let Some(policy) = self.policy(enclave, &assignment.policy)? else {
+            return Ok(false);
+        };
+        Ok(policy.policy.allows(&crate::auth::normalize_path(path)))
+    }
+
+    /// Key names of an enclave starting with `prefix`, from `start` on, at most `limit`.
+    pub fn list_keys(
+        &self,
+        enclave: &str,
+        prefix: &str,
+        start: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ListPage, StateError> {
+        list(&self.keys, enclave, prefix, start, limit)
+    }
+
+    /// Policy names of an enclave.
+    pub fn list_policies(
+        &self,
+        enclave: &str,
+        prefix: &str,
+        start: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ListPage, StateError> {
+        list(&self.policies, enclave, prefix, start, limit)
+    }
+
+    /// Identities assigned in an enclave.
+    pub fn list_identities(
+        &self,
+        enclave: &str,
+        prefix: &str,
+        start: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ListPage, StateError> {
+        list(&self.identities, enclave, prefix, start, limit)
+    }
+
+    /// Enclave names.
+    pub fn list_enclaves(
+        &self,
+        prefix: &str,
+        start: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ListPage, StateError> {
+        let mut page = ListPage::default();
+        let from = start.filter(|s| *s > prefix).unwrap_or(prefix);
+        for item in self.enclaves.range(from.as_bytes()..) {
+            let (k, _) = item?;
+            let name = String::from_utf8_lossy(&k).into_owned();
+            if !name.starts_with(prefix) {
+                break;
+            }
+            if limit.is_some_and(|l| page.names.len() >= l) {
+                page.continue_at = Some(name);
+                break;
+            }
+            page.names.push(name);
+        }
+        Ok(page)
+    }
+
+    /// Every name in an enclave's tree, for apply's pre-scans (enclave and policy deletes).
+    pub(super) fn names_in(
+        &self,
+        tree: &sled::Tree,
+        enclave: &str,
+    ) -> Result<Vec<String>, StateError> {
+        Ok(list(tree, enclave, "", None, None)?.names)
+    }
+}
+
+fn list(
+    tree: &sled::Tree,
+    enclave: &str,
+    prefix: &str,
+    start: Option<&str>,
+    limit: Option<usize>,
+) -> Result<ListPage, StateError> {
+    let scope = scoped(enclave, "");
+    let from = scoped(enclave, start.filter(|s| *s > prefix).unwrap_or(prefix));
+    let mut page = ListPage::default();
+    for item in tree.range(from..) {
+        let (k, _) = item?;
+        if !k.starts_with(&scope) {
+            break;
+        }
+        let name = String::from_utf8_lossy(&k[scope.len()..]).into_owned();
+        if !name.starts_with(prefix) {
+            break;
+        }
+        if limit.is_some_and(|l| page.names.len() >= l) {
+            page.continue_at = Some(name);
+            break;
+        }
+        page.names.push(name);
+    }
+    Ok(page)
+}

@@ -1,0 +1,11 @@
+//! Integration tests: real `kes-node` processes, real mTLS with certificates made here, real
+//! sled on disk. One test binary, so the suite links once.
+
+mod support;
+
+mod config;
+mod keys;
+mod observability;
+mod persistence;
+mod policies;
+mod tls;

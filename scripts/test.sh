@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The project's test command: format, lints, then every test with real processes, TLS and sled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace
