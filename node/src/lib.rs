@@ -26,6 +26,7 @@ pub mod config;
 pub mod crypto;
 pub mod dev;
 pub mod obs;
+pub mod raft;
 pub mod seal;
 pub mod server;
 pub mod state;

@@ -4,6 +4,7 @@
 //! it durable before it answers. The replication issue puts openraft behind the same
 //! [`Writer::write`] call, so handlers do not change.
 
+pub mod transport;
 mod write;
 
 pub use write::{Committed, WriteError, Writer};

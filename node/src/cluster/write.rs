@@ -41,7 +41,7 @@ impl Writer {
     pub async fn write(&self, cmd: Command) -> Result<Committed, WriteError> {
         let _serial = self.lock.lock().await;
         let index = self.state.applied_index() + 1;
-        let outcome = self.state.apply(index, &cmd)?;
+        let outcome = self.state.apply(index, &cmd, &[])?;
         self.state.make_durable().await?;
         Ok(Committed { index, outcome })
     }

@@ -36,10 +36,18 @@ impl State {
     /// Applies `cmd` as log entry `index`. The same command sequence gives the same state and
     /// the same outcomes on every replica. A request id seen before returns the first outcome
     /// and changes nothing but the applied index.
-    pub fn apply(&self, index: u64, cmd: &Command) -> Result<Outcome, StateError> {
+    ///
+    /// `marks` are extra `meta` entries written in the same transaction (the Raft layer records
+    /// the applied log id and membership there), so a crash never separates them from the data.
+    pub fn apply(
+        &self,
+        index: u64,
+        cmd: &Command,
+        marks: &[(&[u8], Vec<u8>)],
+    ) -> Result<Outcome, StateError> {
         let rid = cmd.request_id.to_be_bytes();
         if let Some((_, first)) = get::<(u64, Outcome)>(&self.requests, "requests", &rid)? {
-            self.meta.insert(META_APPLIED, &index.to_be_bytes())?;
+            self.record_applied(index, marks)?;
             return Ok(first);
         }
         let (outcome, writes) = match self.plan(cmd)? {
@@ -86,6 +94,9 @@ impl State {
                 requests.insert(&rid, record.as_slice())?;
                 log.insert(&index.to_be_bytes(), &rid)?;
                 meta.insert(META_APPLIED, &index.to_be_bytes())?;
+                for (k, v) in marks {
+                    meta.insert(*k, v.as_slice())?;
+                }
                 Ok::<(), ConflictableTransactionError<()>>(())
             },
         );
@@ -94,6 +105,18 @@ impl State {
             Err(TransactionError::Storage(e)) => Err(e.into()),
             Err(TransactionError::Abort(())) => unreachable!("the closure never aborts"),
         }
+    }
+
+    /// Records that log entry `index` was applied without changing data (a blank or membership
+    /// entry, or a duplicate request), together with `marks`, atomically.
+    pub fn record_applied(&self, index: u64, marks: &[(&[u8], Vec<u8>)]) -> Result<(), StateError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(META_APPLIED, &index.to_be_bytes());
+        for (k, v) in marks {
+            batch.insert(*k, v.as_slice());
+        }
+        self.meta.apply_batch(batch)?;
+        Ok(())
     }
 
     /// Decides what `cmd` does: the writes to perform, or the outcome that refuses it.

@@ -13,6 +13,7 @@ mod apply;
 mod command;
 mod model;
 mod query;
+mod snapshot;
 mod store;
 
 pub use command::{Command, Op, Outcome};

@@ -1,0 +1,144 @@
+//! The client side of the Raft network: openraft RPCs as gRPC calls to the peer.
+
+use super::{NodeId, NodeInfo, TypeConfig, decode, encode};
+use crate::cluster::transport::PeerChannels;
+use kes_cluster_proto::RaftRequest;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use std::sync::{Arc, RwLock};
+
+/// Makes a [`PeerNetwork`] per target; channels are shared and cached.
+#[derive(Debug, Clone)]
+pub struct NetworkFactory {
+    channels: PeerChannels,
+    cluster_id: Arc<RwLock<String>>,
+}
+
+impl NetworkFactory {
+    /// A factory over `channels`; every RPC carries the current `cluster_id`.
+    pub fn new(channels: PeerChannels, cluster_id: Arc<RwLock<String>>) -> Self {
+        NetworkFactory {
+            channels,
+            cluster_id,
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerNetwork {
+        PeerNetwork {
+            target,
+            addr: node.grpc.clone(),
+            channels: self.channels.clone(),
+            cluster_id: self.cluster_id.clone(),
+        }
+    }
+}
+
+/// The RPCs to one peer.
+#[derive(Debug)]
+pub struct PeerNetwork {
+    target: NodeId,
+    addr: String,
+    channels: PeerChannels,
+    cluster_id: Arc<RwLock<String>>,
+}
+
+#[derive(Debug)]
+struct Msg(String);
+impl std::fmt::Display for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Msg {}
+
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl PeerNetwork {
+    async fn call<Req, Resp, E>(
+        &self,
+        kind: Rpc,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
+        let mut client = self
+            .channels
+            .client(&self.addr)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&Msg(e))))?;
+        let cluster_id = self
+            .cluster_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut request = tonic::Request::new(RaftRequest {
+            cluster_id,
+            payload: encode(req),
+        });
+        request.set_timeout(option.hard_ttl());
+        let reply = match kind {
+            Rpc::Append => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::Snapshot => client.install_snapshot(request).await,
+        };
+        let reply = reply.map_err(|status| match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                RPCError::Unreachable(Unreachable::new(&Msg(status.message().to_owned())))
+            }
+            _ => RPCError::Network(NetworkError::new(&Msg(format!(
+                "{}: {}",
+                status.code(),
+                status.message()
+            )))),
+        })?;
+        let decoded: Result<Resp, RaftError<NodeId, E>> = decode(&reply.into_inner().payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
+        decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        self.call(Rpc::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(Rpc::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        self.call(Rpc::Vote, &rpc, &option).await
+    }
+}

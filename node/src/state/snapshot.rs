@@ -1,0 +1,156 @@
+//! Whole-state dumps for Raft snapshots, and installing one.
+//!
+//! A dump is every data tree, MessagePack-encoded. Key records in it are sealed already, so a
+//! snapshot file is useless without the root key. Installing one is not atomic in sled (trees
+//! are cleared and refilled), so a marker in `meta` brackets it: a node that crashes in the
+//! middle finds the marker at start and refuses to serve diverged state.
+
+use super::store::{State, StateError};
+use serde::{Deserialize, Serialize};
+
+/// The trees a snapshot carries.
+const DATA_TREES: [&str; 7] = [
+    "keys",
+    "policies",
+    "identities",
+    "enclaves",
+    "meta",
+    "requests",
+    "request_log",
+];
+
+const META_INSTALLING: &[u8] = b"snapshot_installing";
+
+#[derive(Serialize, Deserialize)]
+struct Dump {
+    trees: Vec<(String, Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>)>,
+}
+
+impl State {
+    fn data_tree(&self, name: &str) -> &sled::Tree {
+        match name {
+            "keys" => &self.keys,
+            "policies" => &self.policies,
+            "identities" => &self.identities,
+            "enclaves" => &self.enclaves,
+            "meta" => &self.meta,
+            "requests" => &self.requests,
+            _ => &self.request_log,
+        }
+    }
+
+    /// Every data tree as one blob. The caller must not apply concurrently (the Raft state
+    /// machine calls this between applies), so the view is consistent.
+    pub fn dump(&self) -> Result<Vec<u8>, StateError> {
+        let mut trees = Vec::with_capacity(DATA_TREES.len());
+        for name in DATA_TREES {
+            let mut items = Vec::new();
+            for kv in self.data_tree(name).iter() {
+                let (k, v) = kv?;
+                items.push((
+                    serde_bytes::ByteBuf::from(k.to_vec()),
+                    serde_bytes::ByteBuf::from(v.to_vec()),
+                ));
+            }
+            trees.push((name.to_owned(), items));
+        }
+        Ok(rmp_serde::to_vec(&Dump { trees }).expect("dumps always encode"))
+    }
+
+    /// Replaces the whole state with a dump, durably.
+    pub async fn load(&self, blob: &[u8]) -> Result<(), StateError> {
+        let dump: Dump = rmp_serde::from_slice(blob).map_err(|e| StateError::Corrupt {
+            tree: "snapshot",
+            reason: e.to_string(),
+        })?;
+        for (name, _) in &dump.trees {
+            if !DATA_TREES.contains(&name.as_str()) {
+                return Err(StateError::Corrupt {
+                    tree: "snapshot",
+                    reason: format!("unknown tree '{name}'"),
+                });
+            }
+        }
+        self.meta.insert(META_INSTALLING, &[1u8])?;
+        self.make_durable().await?;
+        for name in DATA_TREES {
+            self.data_tree(name).clear()?;
+        }
+        for (name, items) in dump.trees {
+            let tree = self.data_tree(&name);
+            let mut batch = sled::Batch::default();
+            for (k, v) in items {
+                batch.insert(k.into_vec(), v.into_vec());
+            }
+            tree.apply_batch(batch)?;
+        }
+        self.meta.remove(META_INSTALLING)?;
+        self.make_durable().await
+    }
+
+    /// Whether a snapshot install was interrupted: the state may be half old, half new.
+    pub fn install_interrupted(&self) -> Result<bool, StateError> {
+        Ok(self.meta.contains_key(META_INSTALLING)?)
+    }
+
+    /// A tree of the same database for other parts of the node (the Raft log lives here too).
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StateError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// A `meta` entry written by [`State::apply`]'s marks.
+    pub fn meta_get(&self, key: &[u8]) -> Result<Option<sled::IVec>, StateError> {
+        Ok(self.meta.get(key)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::state::{Command, Op, State};
+
+    fn cmd(op: Op) -> Command {
+        Command {
+            request_id: rand::random(),
+            identity: "admin".into(),
+            path: "/".into(),
+            enclave: "default".into(),
+            time: 1,
+            op,
+        }
+    }
+
+    #[tokio::test]
+    async fn dump_and_load_round_trip() {
+        let a_dir = tempfile::tempdir().unwrap();
+        let b_dir = tempfile::tempdir().unwrap();
+        let a = State::open(a_dir.path()).unwrap();
+        let b = State::open(b_dir.path()).unwrap();
+        let init = Op::Init {
+            cluster_id: "c".into(),
+            admin: "admin".into(),
+            wrapped_cluster_key: vec![1, 2, 3],
+        };
+        a.apply(1, &cmd(init), &[]).unwrap();
+        let key = Op::CreateKey {
+            name: "k".into(),
+            creation_id: 9,
+            sealed: vec![4; 40],
+        };
+        a.apply(2, &cmd(key), &[(b"mark", vec![7])]).unwrap();
+        b.apply(
+            1,
+            &cmd(Op::CreateEnclave {
+                name: "gone".into(),
+            }),
+            &[],
+        )
+        .unwrap();
+        b.load(&a.dump().unwrap()).await.unwrap();
+        assert_eq!(b.applied_index(), 2);
+        assert_eq!(b.key("default", "k").unwrap().unwrap().creation_id, 9);
+        assert_eq!(b.meta_get(b"mark").unwrap().unwrap().as_ref(), &[7]);
+        assert!(b.enclave("gone").unwrap().is_none());
+        assert!(!b.install_interrupted().unwrap());
+        assert!(b.load(b"garbage").await.is_err());
+    }
+}
