@@ -39,6 +39,10 @@ struct Args {
     /// The admin identity (overrides `admin.identity`).
     #[arg(long)]
     root: Option<String>,
+    /// Create a new cluster with this node as its first member (only on an empty data dir;
+    /// same as `cluster.bootstrap: true`).
+    #[arg(long)]
+    bootstrap: bool,
 }
 
 fn main() {
@@ -149,6 +153,8 @@ async fn run(args: Args, events: EventBus) -> Result<(), String> {
         create_root_key: args.dev,
         admin: admin.clone(),
         events,
+        http_addr: addr,
+        bootstrap: args.bootstrap,
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -1,6 +1,7 @@
 //! Turning a request into a committed [`Command`], and its outcome into KES's answer.
 
 use super::{ApiError, Req};
+use crate::cluster::WriteError;
 use crate::server::Node;
 use crate::state::{Command, Op, Outcome, unix_nanos_now};
 use axum::body::Body;
@@ -36,9 +37,14 @@ pub(super) async fn commit_op(node: &Node, req: &Req, op: Op) -> Result<u64, Api
         time: unix_nanos_now(),
         op,
     };
-    let committed = node.writer.write(cmd).await.map_err(|e| {
-        tracing::error!("write failed: {e}");
-        ApiError::internal("failed to write to the key store")
+    let committed = node.cluster.write(cmd).await.map_err(|e| {
+        tracing::warn!("write failed: {e}");
+        let status = match e {
+            WriteError::NoLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WriteError::Unknown(_) => StatusCode::GATEWAY_TIMEOUT,
+            WriteError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        };
+        ApiError::new(status, e.to_string())
     })?;
     outcome_to_result(committed.outcome).map(|()| committed.index)
 }

@@ -22,6 +22,9 @@ pub struct ConnInfo {
     pub identity: Result<Identity, IdentityError>,
     /// The client address.
     pub remote: SocketAddr,
+    /// The presented certificate chain, for the join route (a joining node presents its node
+    /// certificate, which must verify against the node CA).
+    pub chain: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 /// Answers one request.
@@ -104,13 +107,24 @@ where
     }
     let query = parse_query(req.uri().query());
     let enclave = select_enclave(&req, &query)?;
+    if route.needs_keys && node.seal.is_sealed() {
+        return Err(ApiError::sealed());
+    }
+    let stateful = ["/v1/key/", "/v1/policy/", "/v1/identity/", "/v1/enclave/"];
+    if stateful.iter().any(|p| path.starts_with(p)) {
+        // Answers from a stale node could use a deleted key or a revoked identity.
+        node.cluster.serving().map_err(|why| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("node is not serving: {why}"),
+            )
+        })?;
+        wait_for_index(node, req.headers()).await?;
+    }
     let identity = authenticate(node, conn, route, &enclave, &path)?;
     let scoped = ["/v1/key/", "/v1/policy/", "/v1/identity/"];
     if scoped.iter().any(|p| path.starts_with(p)) && !node.state.enclave_exists(&enclave)? {
         return Err(ApiError::not_found("enclave does not exist"));
-    }
-    if route.needs_keys && node.seal.is_sealed() {
-        return Err(ApiError::sealed());
     }
     let (parts, body) = req.into_parts();
     let (body, body_too_large) = if route.max_body == 0 {
@@ -131,6 +145,7 @@ where
         headers: parts.headers,
         body,
         body_too_large,
+        chain: conn.chain.clone(),
     };
     let fut = (route.handler)(node.clone(), request);
     match route.timeout {
@@ -141,6 +156,31 @@ where
             ))
         }),
         None => fut.await,
+    }
+}
+
+/// A client that sends back the `Kes-Cluster-Index` of its last write reads it here: the
+/// request waits (bounded) until this node has applied that index.
+async fn wait_for_index(node: &Node, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let Some(v) = headers.get(super::commit::INDEX_HEADER) else {
+        return Ok(());
+    };
+    let index: u64 = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| ApiError::bad_request("Kes-Cluster-Index must be a log index (a number)"))?;
+    if node
+        .cluster
+        .wait_applied(index, node.cluster.settings.read_index_wait)
+        .await
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this node has not applied index {index} yet; try another node or retry"),
+        ))
     }
 }
 

@@ -56,6 +56,10 @@ handlers! {
     enclave_describe => super::enclave::describe,
     enclave_list => super::enclave::list,
     enclave_delete => super::enclave::delete,
+    cluster_status => super::cluster::status,
+    cluster_join => super::cluster::join,
+    cluster_join_request => super::cluster::join_request,
+    cluster_remove => super::cluster::remove,
     log_error => super::log::error,
     log_audit => super::log::audit,
 }

@@ -90,10 +90,7 @@ async fn store_new_key(node: &Node, req: &Req, key: SecretKey) -> Answer {
 pub(super) async fn describe(node: Arc<Node>, req: Req) -> Answer {
     names::key_name(&req.resource)?;
     let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
-    let entry = node
-        .state
-        .key(&req.enclave, &req.resource)?
-        .ok_or_else(|| ApiError::not_found("key does not exist"))?;
+    let entry = node.key_entry(&req.enclave, &req.resource).await?;
     let stored = node.open_key(
         &keys,
         &req.enclave,
@@ -147,16 +144,16 @@ fn field(v: &Option<String>) -> Result<Vec<u8>, ApiError> {
     }
 }
 
-fn load(node: &Node, req: &Req) -> Result<Arc<SecretKey>, ApiError> {
+async fn load(node: &Node, req: &Req) -> Result<Arc<SecretKey>, ApiError> {
     names::key_name(&req.resource)?;
-    node.load_key(&req.enclave, &req.resource)
+    node.load_key(&req.enclave, &req.resource).await
 }
 
 /// `PUT /v1/key/encrypt/<name>`
 pub(super) async fn encrypt(node: Arc<Node>, req: Req) -> Answer {
     let body: CryptoBody = req.json(BAD_BODY)?;
     let (plaintext, context) = (field(&body.plaintext)?, field(&body.context)?);
-    let key = load(&node, &req)?;
+    let key = load(&node, &req).await?;
     Ok(json(
         &serde_json::json!({ "ciphertext": to_b64(&key.encrypt(&plaintext, &context)) }),
     ))
@@ -166,7 +163,7 @@ pub(super) async fn encrypt(node: Arc<Node>, req: Req) -> Answer {
 pub(super) async fn generate(node: Arc<Node>, req: Req) -> Answer {
     let body: CryptoBody = req.json_or_default(BAD_BODY)?;
     let context = field(&body.context)?;
-    let key = load(&node, &req)?;
+    let key = load(&node, &req).await?;
     let dek = key.generate_data_key(&context);
     Ok(json(&serde_json::json!({
         "plaintext": to_b64(dek.plaintext.as_ref()),
@@ -182,7 +179,7 @@ fn not_authentic(_: DecryptError) -> ApiError {
 pub(super) async fn decrypt(node: Arc<Node>, req: Req) -> Answer {
     let body: CryptoBody = req.json(BAD_BODY)?;
     let (ciphertext, context) = (field(&body.ciphertext)?, field(&body.context)?);
-    let key = load(&node, &req)?;
+    let key = load(&node, &req).await?;
     let plaintext = key.decrypt(&ciphertext, &context).map_err(not_authentic)?;
     Ok(json(
         &serde_json::json!({ "plaintext": to_b64(&plaintext) }),
@@ -193,7 +190,7 @@ pub(super) async fn decrypt(node: Arc<Node>, req: Req) -> Answer {
 pub(super) async fn hmac(node: Arc<Node>, req: Req) -> Answer {
     let body: CryptoBody = req.json(BAD_BODY)?;
     let message = field(&body.message)?;
-    let key = load(&node, &req)?;
+    let key = load(&node, &req).await?;
     let mac = key
         .hmac(&message)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
@@ -210,7 +207,7 @@ pub(super) async fn bulk_decrypt(node: Arc<Node>, req: Req) -> Answer {
     if items.len() > BULK_MAX {
         return Err(ApiError::bad_request("too many ciphertexts"));
     }
-    let key = load(&node, &req)?;
+    let key = load(&node, &req).await?;
     let mut out = Vec::with_capacity(items.len());
     for item in &items {
         let (ct, ctx) = (field(&item.ciphertext)?, field(&item.context)?);
@@ -232,6 +229,7 @@ pub async fn create_key_as(node: Arc<Node>, name: &str, identity: &str) -> Resul
         headers: Default::default(),
         body: Default::default(),
         body_too_large: false,
+        chain: Vec::new(),
     };
     create(node, req).await.map(|_| ())
 }

@@ -15,8 +15,12 @@ use std::sync::Arc;
 
 type Answer = Result<Response<Body>, ApiError>;
 
-fn load(node: &Node, req: &Req) -> Result<PolicyEntry, ApiError> {
+async fn load(node: &Node, req: &Req) -> Result<PolicyEntry, ApiError> {
     names::policy_name(&req.resource)?;
+    if let Some(p) = node.state.policy(&req.enclave, &req.resource)? {
+        return Ok(p);
+    }
+    node.confirm_absent().await?;
     node.state
         .policy(&req.enclave, &req.resource)?
         .ok_or_else(|| ApiError::not_found("policy does not exist"))
@@ -24,7 +28,7 @@ fn load(node: &Node, req: &Req) -> Result<PolicyEntry, ApiError> {
 
 /// `GET /v1/policy/describe/<name>`
 pub(super) async fn describe(node: Arc<Node>, req: Req) -> Answer {
-    let p = load(&node, &req)?;
+    let p = load(&node, &req).await?;
     Ok(json(&serde_json::json!({
         "name": req.resource,
         "created_at": rfc3339_nanos(p.created_at),
@@ -58,7 +62,7 @@ pub(super) fn policy_json(name: &str, p: &PolicyEntry) -> serde_json::Value {
 
 /// `GET /v1/policy/read/<name>`
 pub(super) async fn read(node: Arc<Node>, req: Req) -> Answer {
-    let p = load(&node, &req)?;
+    let p = load(&node, &req).await?;
     Ok(json(&policy_json(&req.resource, &p)))
 }
 

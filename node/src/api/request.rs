@@ -26,6 +26,8 @@ pub struct Req {
     pub body: Bytes,
     /// The body was longer than the route's limit.
     pub body_too_large: bool,
+    /// The client's certificate chain (the join route checks it against the node CA).
+    pub chain: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl Req {

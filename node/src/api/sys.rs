@@ -76,13 +76,23 @@ pub(super) async fn version(_: Arc<Node>, _: Req) -> Answer {
     })))
 }
 
-/// `GET /v1/ready`: 200 once the node can serve; 503 with the reason otherwise.
+/// `GET /v1/ready[?write=true]`: 200 when the node is unsealed, a member with a known leader,
+/// inside its serving lease and caught up. The lease of every role is rooted in the leader's
+/// recent quorum acknowledgement, so it also means a write can commit now. Answered from
+/// memory: probes time out at 1 s.
 pub(super) async fn ready(node: Arc<Node>, _: Req) -> Answer {
+    let unavailable = |msg: String| Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg));
     if node.seal.is_sealed() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("node is sealed: {}", node.seal.reason()),
-        ));
+        return unavailable(format!("node is sealed: {}", node.seal.reason()));
+    }
+    if let Err(why) = node.cluster.serving() {
+        return unavailable(why);
+    }
+    if !node
+        .config_synced
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return unavailable("bringing the config's policies and keys into the cluster".into());
     }
     Ok(empty())
 }
@@ -103,7 +113,7 @@ pub(super) async fn status(node: Arc<Node>, _: Req) -> Answer {
         "mem_stack_used": sys.stack_bytes,
         "sealed": sealed,
         "seal_reason": node.seal.reason(),
-        "applied_index": node.state.applied_index(),
+        "cluster": crate::cluster::node_status(&node.cluster),
     })))
 }
 

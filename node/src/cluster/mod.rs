@@ -1,10 +1,146 @@
-//! The write path: how a [`crate::state::Command`] becomes part of the applied state.
+//! Replication: the Raft node, the write path (propose or forward), the serving lease, the
+//! inter-node gRPC service, membership changes, and status.
 //!
-//! Today a node commits locally: it assigns the next log index, applies the command and makes
-//! it durable before it answers. The replication issue puts openraft behind the same
-//! [`Writer::write`] call, so handlers do not change.
+//! ```text
+//!  handler ─Command─▶ Cluster::write ─leader?─▶ raft.client_write ─majority─▶ apply everywhere
+//!                                    └follower─▶ gRPC Forward to the leader, then wait to apply
+//!  reads ─▶ Cluster::serving (lease) ─▶ local state
+//! ```
+//!
+//! A node without `cluster:` settings is a one-node cluster: the same code, no peers.
 
+mod join;
+mod lease;
+mod node_id;
+mod service;
+mod status;
 pub mod transport;
 mod write;
 
-pub use write::{Committed, WriteError, Writer};
+pub use join::{JoinTicket, join_through};
+pub use lease::Lease;
+pub use node_id::load_or_create_node_id;
+pub use service::ClusterService;
+pub use status::{AdminOp, cluster_status, node_status};
+pub use write::{Committed, WriteError};
+
+use crate::raft::{NodeId, NodeInfo, Raft};
+use crate::seal::FileRootKey;
+use crate::state::State;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use transport::{NodeTls, PeerChannels};
+
+/// The timing of the cluster, from `cluster:` in the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Leader heartbeat.
+    pub heartbeat: Duration,
+    /// Serving lease: how long a confirmation of leadership or of the leader's commit index
+    /// lets a node serve reads. Below the smallest election timeout.
+    pub lease: Duration,
+    /// Bound for `Kes-Cluster-Index` waits and 404 confirmation.
+    pub read_index_wait: Duration,
+    /// Bound for a write, forwarding included.
+    pub write_wait: Duration,
+}
+
+/// A running Raft node and what it needs to serve the cluster.
+pub struct Cluster {
+    /// openraft.
+    pub raft: Raft,
+    /// This node's id.
+    pub node_id: NodeId,
+    /// How this node is reached.
+    pub me: NodeInfo,
+    /// Timing.
+    pub settings: Settings,
+    /// gRPC channels to peers.
+    pub channels: PeerChannels,
+    /// Node TLS, when the node can talk to peers.
+    pub tls: Option<NodeTls>,
+    /// The cluster id, once known (from the state, or from a join challenge).
+    pub cluster_id: Arc<RwLock<String>>,
+    /// The serving lease.
+    pub lease: Lease,
+    /// The applied state.
+    pub state: State,
+    /// Sealed or unsealed (the leader needs the join key to check a joiner).
+    pub seal: Arc<crate::seal::SealState>,
+    /// The root key, for answering join challenges.
+    pub root_key: Arc<RwLock<Option<FileRootKey>>>,
+    /// While joining: the cluster this node was challenged by and its members' SPKIs.
+    pub ticket: Mutex<Option<JoinTicket>>,
+    /// When this node started (for contact times).
+    pub started: std::time::Instant,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cluster(node {})", self.node_id)
+    }
+}
+
+impl Cluster {
+    /// The current metrics.
+    pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, NodeInfo> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The cluster id ("" before it is known).
+    pub fn cluster_id(&self) -> String {
+        self.cluster_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sets the cluster id (from the state once `Init` is applied, or from a join challenge).
+    pub fn set_cluster_id(&self, id: &str) {
+        let mut cur = self.cluster_id.write().unwrap_or_else(|e| e.into_inner());
+        if *cur != id {
+            *cur = id.to_owned();
+        }
+    }
+
+    /// The known leader and how to reach it.
+    pub fn leader(&self) -> Option<(NodeId, NodeInfo)> {
+        let m = self.metrics();
+        let id = m.current_leader?;
+        let info = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, info))
+    }
+
+    /// Whether this node is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.metrics().current_leader == Some(self.node_id)
+    }
+
+    /// Whether `spki` is a current member's node certificate.
+    pub fn is_member_spki(&self, spki: &str) -> bool {
+        let m = self.metrics();
+        let member = m
+            .membership_config
+            .membership()
+            .nodes()
+            .any(|(_, n)| !n.spki.is_empty() && n.spki == spki);
+        member && !self.state.is_tombstoned(spki)
+    }
+
+    /// Waits until this node has applied `index`, at most `within`.
+    pub async fn wait_applied(&self, index: u64, within: Duration) -> bool {
+        if self.applied_index() >= index {
+            return true;
+        }
+        self.raft
+            .wait(Some(within))
+            .applied_index_at_least(Some(index), "wait for a write to apply here")
+            .await
+            .is_ok()
+    }
+
+    /// The last applied log index.
+    pub fn applied_index(&self) -> u64 {
+        self.metrics().last_applied.map(|l| l.index).unwrap_or(0)
+    }
+}

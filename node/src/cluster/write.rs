@@ -1,48 +1,149 @@
-//! The local commit path of a single node.
+//! The write path: propose on the leader, or forward to it; never apply twice.
 
-use crate::state::{Command, Outcome, State, StateError};
-use tokio::sync::Mutex;
+use super::Cluster;
+use crate::raft::{MAX_ENTRY_BYTES, decode, encode};
+use crate::state::{Command, Outcome};
+use kes_cluster_proto::ForwardRequest;
+use openraft::error::{ClientWriteError, RaftError};
+use std::time::{Duration, Instant};
 
-/// A command that was committed and applied.
+/// A command that was committed and applied here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
-    /// The log index it was applied at; sent back as `Kes-Cluster-Index`.
+    /// The log index; sent back as `Kes-Cluster-Index`.
     pub index: u64,
     /// What `apply` decided.
     pub outcome: Outcome,
 }
 
-/// Why a write did not commit.
+/// Why a write did not succeed. The two unavailability cases stay distinct for the client.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    /// The store failed; the write may or may not be durable.
-    #[error(transparent)]
-    State(#[from] StateError),
+    /// No leader could take the write in time; it was not applied (503).
+    #[error("no leader is reachable: {0}")]
+    NoLeader(String),
+    /// The write may or may not have been committed (504).
+    #[error("the outcome of the write is unknown: {0}")]
+    Unknown(String),
+    /// The command is too large to replicate.
+    #[error("the request is too large to replicate ({0} bytes; the limit is {MAX_ENTRY_BYTES})")]
+    TooLarge(usize),
 }
 
-/// Serialises commands into the state machine: one index after another.
-#[derive(Debug)]
-pub struct Writer {
-    state: State,
-    lock: Mutex<()>,
+enum Attempt {
+    Done(Committed),
+    /// Not delivered to a leader: safe to retry, nothing was applied.
+    Retry(String),
+    /// Possibly appended: retrying is still safe (request ids deduplicate), but if time runs
+    /// out the answer is "unknown".
+    Maybe(String),
 }
 
-impl Writer {
-    /// A writer over `state`.
-    pub fn new(state: State) -> Self {
-        Writer {
-            state,
-            lock: Mutex::new(()),
+impl Cluster {
+    /// Commits `cmd` through Raft within `write_wait`, and returns once this node has applied
+    /// it, so the caller reads its own write here.
+    pub async fn write(&self, cmd: Command) -> Result<Committed, WriteError> {
+        let size = encode(&cmd).len();
+        if size > MAX_ENTRY_BYTES {
+            return Err(WriteError::TooLarge(size));
+        }
+        let deadline = Instant::now() + self.settings.write_wait;
+        let mut maybe: Option<String> = None;
+        let mut last = "no leader elected yet".to_owned();
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(match maybe {
+                    Some(m) => WriteError::Unknown(m),
+                    None => WriteError::NoLeader(last),
+                });
+            }
+            let remaining = deadline - now;
+            let attempt = match self.leader() {
+                None => Attempt::Retry("no leader elected yet".into()),
+                Some((id, _)) if id == self.node_id => self.propose(&cmd, remaining).await,
+                Some((_, info)) => self.forward(&info.grpc, &cmd, remaining).await,
+            };
+            match attempt {
+                Attempt::Done(c) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if self.wait_applied(c.index, left).await {
+                        return Ok(c);
+                    }
+                    return Err(WriteError::Unknown(format!(
+                        "committed at index {} but not yet applied on this node",
+                        c.index
+                    )));
+                }
+                Attempt::Retry(why) => last = why,
+                Attempt::Maybe(why) => maybe = Some(why),
+            }
+            tokio::time::sleep(
+                Duration::from_millis(25).min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
         }
     }
 
-    /// Commits `cmd`: applies it at the next index and makes it durable before returning, so
-    /// an acknowledged write survives a crash.
-    pub async fn write(&self, cmd: Command) -> Result<Committed, WriteError> {
-        let _serial = self.lock.lock().await;
-        let index = self.state.applied_index() + 1;
-        let outcome = self.state.apply(index, &cmd, &[])?;
-        self.state.make_durable().await?;
-        Ok(Committed { index, outcome })
+    /// On the leader: append through openraft and wait for the commit.
+    pub(super) async fn propose_for_peer(
+        &self,
+        cmd: Command,
+        within: Duration,
+    ) -> Result<Committed, String> {
+        match self.propose(&cmd, within).await {
+            Attempt::Done(c) => Ok(c),
+            Attempt::Retry(why) => Err(format!("not-leader:{why}")),
+            Attempt::Maybe(why) => Err(format!("unknown:{why}")),
+        }
+    }
+
+    async fn propose(&self, cmd: &Command, within: Duration) -> Attempt {
+        match tokio::time::timeout(within, self.raft.client_write(cmd.clone())).await {
+            Ok(Ok(resp)) => Attempt::Done(Committed {
+                index: resp.log_id.index,
+                outcome: resp.data.outcome,
+            }),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Attempt::Retry(format!("leadership moved to {:?}", f.leader_id))
+            }
+            Ok(Err(e)) => Attempt::Maybe(e.to_string()),
+            Err(_) => Attempt::Maybe("no quorum acknowledged the write in time".into()),
+        }
+    }
+
+    async fn forward(&self, leader_addr: &str, cmd: &Command, within: Duration) -> Attempt {
+        let mut client = match self.channels.client(leader_addr) {
+            Ok(c) => c,
+            Err(e) => return Attempt::Retry(e),
+        };
+        let mut req = tonic::Request::new(ForwardRequest {
+            cluster_id: self.cluster_id(),
+            command: encode(cmd),
+        });
+        req.set_timeout(within);
+        match client.forward(req).await {
+            Ok(reply) => {
+                let r = reply.into_inner();
+                if !r.not_leader.is_empty() {
+                    return Attempt::Retry(r.not_leader);
+                }
+                if !r.unknown.is_empty() {
+                    return Attempt::Maybe(r.unknown);
+                }
+                match decode::<Outcome>(&r.outcome) {
+                    Ok(outcome) => Attempt::Done(Committed {
+                        index: r.index,
+                        outcome,
+                    }),
+                    Err(e) => Attempt::Maybe(format!("leader answered {e}")),
+                }
+            }
+            // Never reached the leader: nothing was appended.
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                Attempt::Retry(format!("leader unreachable: {}", s.message()))
+            }
+            Err(s) => Attempt::Maybe(format!("forward to the leader failed: {}", s.message())),
+        }
     }
 }

@@ -52,11 +52,22 @@ pub async fn serve(
                     }
                     Err(_) => return,
                 };
-            let identity = match tls_stream.get_ref().1.peer_certificates() {
-                Some(chain) => leaf_identity(chain),
-                None => Err(crate::tls::IdentityError::Missing),
+            let chain = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.to_vec())
+                .unwrap_or_default();
+            let identity = if chain.is_empty() {
+                Err(crate::tls::IdentityError::Missing)
+            } else {
+                leaf_identity(&chain)
             };
-            let conn = Arc::new(ConnInfo { identity, remote });
+            let conn = Arc::new(ConnInfo {
+                identity,
+                remote,
+                chain,
+            });
             let service = hyper::service::service_fn(move |req| {
                 let node = node.clone();
                 let conn = conn.clone();

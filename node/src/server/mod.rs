@@ -8,4 +8,4 @@ mod startup;
 pub use key_cache::KeyCache;
 pub use listener::serve;
 pub use node::Node;
-pub use startup::{StartError, StartOptions, start};
+pub use startup::{RUNBOOK, StartError, StartOptions, start};

@@ -3,7 +3,7 @@
 use super::KeyCache;
 use crate::api::ApiError;
 use crate::api::Route;
-use crate::cluster::Writer;
+use crate::cluster::Cluster;
 use crate::crypto::SecretKey;
 use crate::obs::{EventBus, Metrics};
 use crate::seal::{RecordAad, SealState, open_record};
@@ -16,11 +16,11 @@ pub struct Node {
     /// The applied state.
     pub state: State,
     /// Sealed or unsealed, and the keys.
-    pub seal: SealState,
-    /// The commit path.
-    pub writer: Writer,
+    pub seal: Arc<SealState>,
+    /// Raft, the write path and the serving lease.
+    pub cluster: Arc<Cluster>,
     /// Unsealed keys.
-    pub cache: KeyCache,
+    pub cache: Arc<KeyCache>,
     /// Metric families.
     pub metrics: Metrics,
     /// Audit and error streams.
@@ -29,16 +29,43 @@ pub struct Node {
     pub routes: Vec<Route>,
     /// Print audit events to stdout (`log.audit: on`).
     pub audit_stdout: bool,
+    /// The config's policies and keys are in the replicated state; until then the node is
+    /// not ready, so a client never sees a configured key missing.
+    pub config_synced: std::sync::atomic::AtomicBool,
+    /// The node certificate, key and node CA (for joining through a member's KES port).
+    pub node_cert_paths: Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Node {
-    /// Loads a key for a crypto operation: from the cache, or by opening its sealed record.
-    pub fn load_key(&self, enclave: &str, name: &str) -> Result<Arc<SecretKey>, ApiError> {
-        let keys = self.seal.keys().ok_or_else(ApiError::sealed)?;
-        let entry = self
-            .state
+    /// Before a 404 is returned, confirms through the leader that this node is not just behind.
+    pub async fn confirm_absent(&self) -> Result<(), ApiError> {
+        self.cluster.confirm_current().await.map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot confirm with the leader: {e}"),
+            )
+        })
+    }
+
+    /// A key entry; absence is confirmed through the leader before `None` is believed.
+    pub async fn key_entry(
+        &self,
+        enclave: &str,
+        name: &str,
+    ) -> Result<crate::state::KeyEntry, ApiError> {
+        if let Some(e) = self.state.key(enclave, name)? {
+            return Ok(e);
+        }
+        self.confirm_absent().await?;
+        self.state
             .key(enclave, name)?
-            .ok_or_else(|| ApiError::not_found("key does not exist"))?;
+            .ok_or_else(|| ApiError::not_found("key does not exist"))
+    }
+
+    /// Loads a key for a crypto operation: from the cache, or by opening its sealed record.
+    pub async fn load_key(&self, enclave: &str, name: &str) -> Result<Arc<SecretKey>, ApiError> {
+        let keys = self.seal.keys().ok_or_else(ApiError::sealed)?;
+        let entry = self.key_entry(enclave, name).await?;
         if let Some(k) = self.cache.get(enclave, name, entry.creation_id) {
             return Ok(k);
         }

@@ -1,15 +1,24 @@
-//! Start-up: open the store, create or unseal the cluster, load config policies and keys.
+//! Start-up: open the store, start Raft and the gRPC service, then bootstrap, join, or
+//! simply resume; unseal as soon as the cluster key is in the state.
 
 use super::{KeyCache, Node};
 use crate::api::{ApiError, Route, default_routes};
 use crate::auth::Policy;
-use crate::cluster::Writer;
+use crate::cluster::transport::{NodeTls, PeerChannels, serve_grpc};
+use crate::cluster::{
+    Cluster, ClusterService, Lease, Settings, load_or_create_node_id, node_status,
+};
 use crate::config::Config;
 use crate::obs::{EventBus, Metrics};
+use crate::raft::{
+    LogStore, MAX_PAYLOAD_ENTRIES, NetworkFactory, NodeInfo, Raft, SNAPSHOT_CHUNK, StateMachine,
+};
 use crate::seal::{ClusterKey, FileRootKey, SealError, SealState};
 use crate::state::{Command, DEFAULT_ENCLAVE, Op, Outcome, State, unix_nanos_now};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// What start-up needs, resolved from config and flags.
@@ -27,6 +36,10 @@ pub struct StartOptions {
     pub admin: String,
     /// The event bus the tracing layer already feeds.
     pub events: EventBus,
+    /// The KES listen address (the advertised address is derived from it).
+    pub http_addr: SocketAddr,
+    /// `--bootstrap`.
+    pub bootstrap: bool,
 }
 
 /// Why a node refuses to start. Each message says what to do.
@@ -35,10 +48,8 @@ pub enum StartError {
     /// The data directory cannot be used.
     #[error("data dir {0}: {1}")]
     DataDir(PathBuf, String),
-    /// sled refused to open.
-    #[error(
-        "cannot open the state in {0}: {1}. If the directory is damaged, move it away and restore from a snapshot"
-    )]
+    /// sled refused to open, or the state is half-installed.
+    #[error("cannot use the state in {0}: {1}. {RUNBOOK}")]
     Open(PathBuf, String),
     /// The configured admin differs from the cluster's.
     #[error(
@@ -53,17 +64,20 @@ pub enum StartError {
     /// The root key file is unusable.
     #[error(transparent)]
     Seal(#[from] SealError),
-    /// A config policy clashes with one made through the API, or similar.
+    /// A config problem found at start.
     #[error("config: {0}")]
     Config(String),
-    /// The store failed.
-    #[error("state store: {0}")]
-    State(String),
+    /// Raft, gRPC or the store failed.
+    #[error("{0}")]
+    Cluster(String),
 }
+
+/// What to do when a node's data dir is damaged; also in the README.
+pub const RUNBOOK: &str = "To recover: `kes-cluster remove <this node id>` on a healthy member, move this data dir away, and start the node again with `cluster.join` (it rejoins as a new learner and catches up from a snapshot)";
 
 impl From<ApiError> for StartError {
     fn from(e: ApiError) -> Self {
-        StartError::State(e.message)
+        StartError::Cluster(e.message)
     }
 }
 
@@ -81,61 +95,215 @@ fn routes(config: &Config) -> Vec<Route> {
     routes
 }
 
-/// Opens the store and brings the node up, sealed or unsealed. A node whose root key cannot
-/// unwrap the cluster key stays up sealed and keeps retrying, so an operator can fix the key
-/// file without a restart.
+fn raft_config(cfg: &crate::config::ClusterConfig) -> Result<openraft::Config, StartError> {
+    let c = openraft::Config {
+        cluster_name: "kes-cluster".into(),
+        heartbeat_interval: cfg.heartbeat.as_millis() as u64,
+        election_timeout_min: cfg.election_timeout.min.as_millis() as u64,
+        election_timeout_max: cfg.election_timeout.max.as_millis() as u64,
+        max_payload_entries: MAX_PAYLOAD_ENTRIES,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_every.max(1)),
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK,
+        max_in_snapshot_log_to_keep: 1000,
+        install_snapshot_timeout: 10_000,
+        ..Default::default()
+    };
+    c.validate()
+        .map_err(|e| StartError::Config(format!("cluster timing: {e}")))
+}
+
+/// How peers reach this node: the configured addresses, with an unspecified listen IP
+/// replaced by the gRPC advertise host.
+fn advertised(opts: &StartOptions, tls: &Option<NodeTls>) -> NodeInfo {
+    let grpc = opts
+        .config
+        .cluster
+        .grpc
+        .advertise
+        .clone()
+        .unwrap_or_else(|| opts.config.cluster.grpc.listen.to_string());
+    let host = if opts.http_addr.ip().is_unspecified() {
+        grpc.rsplit_once(':')
+            .map(|(h, _)| h.to_owned())
+            .unwrap_or_else(|| "127.0.0.1".into())
+    } else {
+        opts.http_addr.ip().to_string()
+    };
+    NodeInfo {
+        http: format!("https://{host}:{}", opts.http_addr.port()),
+        grpc: if tls.is_some() { grpc } else { String::new() },
+        spki: tls.as_ref().map(|t| t.spki.clone()).unwrap_or_default(),
+    }
+}
+
+/// Opens the store and brings the node up. A node whose root key cannot unwrap the cluster key
+/// stays up sealed and keeps retrying, so an operator can fix the key file without a restart.
 pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     let state_dir = opts.data_dir.join("state");
     std::fs::create_dir_all(&state_dir)
         .map_err(|e| StartError::DataDir(opts.data_dir.clone(), e.to_string()))?;
     let state =
         State::open(&state_dir).map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
-    let cache = &opts.config.cache;
-    let node = Arc::new(Node {
-        writer: Writer::new(state.clone()),
-        state,
-        seal: SealState::new(),
-        cache: KeyCache::new(cache.any, cache.unused),
-        metrics: Metrics::new(),
-        events: opts.events.clone(),
-        routes: routes(&opts.config),
-        audit_stdout: opts.config.log.audit,
-    });
+    if state
+        .install_interrupted()
+        .map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?
+    {
+        return Err(StartError::Open(
+            state_dir,
+            "a snapshot install was interrupted, so the state may be inconsistent".into(),
+        ));
+    }
+    let node_id = load_or_create_node_id(&opts.data_dir)
+        .map_err(|e| StartError::DataDir(opts.data_dir.clone(), e))?;
     let root = if opts.create_root_key && !opts.root_key.exists() {
         FileRootKey::create(&opts.root_key)?
     } else {
         FileRootKey::load(&opts.root_key)?
     };
-    let meta = node
-        .state
+    if let Some(meta) = state
         .cluster_meta()
-        .map_err(|e| StartError::State(e.to_string()))?;
-    match meta {
-        None => bootstrap(&node, &root, &opts.admin).await?,
-        Some(m) => {
-            if m.admin != opts.admin {
-                return Err(StartError::AdminMismatch {
-                    configured: opts.admin.clone(),
-                    stored: m.admin,
-                });
-            }
-            match ClusterKey::unwrap(&m.wrapped_cluster_key, root.key(), &m.cluster_id) {
-                Ok(ck) => node.seal.unseal(ck.derive(m.storage_version)),
-                Err(e) => {
-                    tracing::error!(
-                        "node stays sealed: {e} (root key {})",
-                        opts.root_key.display()
-                    );
-                    node.seal.seal(e.to_string());
-                    tokio::spawn(retry_unseal(node.clone(), opts.root_key.clone()));
-                }
-            }
+        .map_err(|e| StartError::Cluster(e.to_string()))?
+    {
+        if meta.admin != opts.admin {
+            return Err(StartError::AdminMismatch {
+                configured: opts.admin.clone(),
+                stored: meta.admin,
+            });
         }
     }
-    apply_config_policies(&node, &opts).await?;
-    create_config_keys(&node, &opts).await?;
+    let ccfg = &opts.config.cluster;
+    let tls = match ccfg.tls.cert {
+        Some(_) => Some(NodeTls::load(&ccfg.tls).map_err(StartError::Config)?),
+        None => None,
+    };
+    let me = advertised(&opts, &tls);
+    let cache = Arc::new(KeyCache::new(
+        opts.config.cache.any,
+        opts.config.cache.unused,
+    ));
+    let hook_cache = cache.clone();
+    let hook: crate::raft::AppliedHook = Arc::new(move |op| match op {
+        Some(Op::DeleteKey { .. }) | None => hook_cache.clear(),
+        Some(Op::DeleteEnclave { name, .. }) => hook_cache.remove_enclave(name),
+        _ => {}
+    });
+    let cluster_id = Arc::new(RwLock::new(String::new()));
+    let channels = PeerChannels::new(tls.clone());
+    let log =
+        LogStore::open(&state).map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
+    let sm = StateMachine::new(state.clone(), opts.data_dir.join("snapshot.bin"), hook);
+    let network = NetworkFactory::new(channels.clone(), cluster_id.clone());
+    let raft = Raft::new(node_id, Arc::new(raft_config(ccfg)?), network, log, sm)
+        .await
+        .map_err(|e| StartError::Cluster(format!("cannot start Raft: {e}")))?;
+    let seal = Arc::new(SealState::new());
+    let cluster = Arc::new(Cluster {
+        raft,
+        node_id,
+        me: me.clone(),
+        settings: Settings {
+            heartbeat: ccfg.heartbeat,
+            lease: ccfg.lease,
+            read_index_wait: ccfg.read_index_wait,
+            write_wait: ccfg.write_wait,
+        },
+        channels,
+        tls: tls.clone(),
+        cluster_id,
+        lease: Lease::default(),
+        state: state.clone(),
+        seal: seal.clone(),
+        root_key: Arc::new(RwLock::new(Some(root))),
+        ticket: Mutex::new(None),
+        started: std::time::Instant::now(),
+    });
+    let node = Arc::new(Node {
+        state,
+        seal,
+        cluster: cluster.clone(),
+        cache,
+        metrics: Metrics::new(),
+        events: opts.events.clone(),
+        routes: routes(&opts.config),
+        audit_stdout: opts.config.log.audit,
+        config_synced: Default::default(),
+        node_cert_paths: match (&ccfg.tls.cert, &ccfg.tls.key, &ccfg.tls.ca) {
+            (Some(c), Some(k), Some(a)) => Some((c.clone(), k.clone(), a.clone())),
+            _ => None,
+        },
+    });
+    if let Some(tls) = tls {
+        let listener = tokio::net::TcpListener::bind(ccfg.grpc.listen)
+            .await
+            .map_err(|e| {
+                StartError::Cluster(format!(
+                    "cannot listen for peers on {}: {e}",
+                    ccfg.grpc.listen
+                ))
+            })?;
+        let status_cluster = cluster.clone();
+        let service = ClusterService::new(
+            cluster.clone(),
+            Arc::new(move || node_status(&status_cluster)),
+        );
+        let router = tonic::transport::Server::builder().add_service(service.into_server());
+        tokio::spawn(async move {
+            if let Err(e) = serve_grpc(listener, tls, router, std::future::pending()).await {
+                tracing::error!("gRPC server stopped: {e}");
+            }
+        });
+    }
+    tokio::spawn(cluster.clone().keep_lease());
+    tokio::spawn(keep_unsealed(
+        node.clone(),
+        opts.root_key.clone(),
+        opts.admin.clone(),
+    ));
     tokio::spawn(sweep_cache(node.clone()));
+    tracing::info!(
+        "node {node_id} at {} (gRPC {})",
+        me.http,
+        if me.grpc.is_empty() { "off" } else { &me.grpc }
+    );
+
+    let initialized = cluster
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| StartError::Cluster(e.to_string()))?;
+    let single = cluster.tls.is_none();
+    if !initialized {
+        if opts.bootstrap || ccfg.bootstrap || single {
+            bootstrap(&node, &opts).await?;
+        } else if !ccfg.join.is_empty() {
+            tokio::spawn(join_loop(node.clone(), ccfg.join.clone(), ccfg.tls.clone()));
+        } else {
+            tracing::info!(
+                "node {node_id} is not part of a cluster yet: run `kes-cluster join` against it, or set cluster.join"
+            );
+        }
+    }
+    tokio::spawn(sync_config(
+        node.clone(),
+        policies_of(&opts.config),
+        opts.config.keys.clone(),
+        opts.admin.clone(),
+    ));
     Ok(node)
+}
+
+fn policies_of(config: &Config) -> Vec<(String, Policy, Vec<String>)> {
+    config
+        .policies
+        .iter()
+        .map(|(name, p)| {
+            let rules = Policy {
+                allow: p.allow.clone(),
+                deny: p.deny.clone(),
+            };
+            (name.clone(), rules, p.identities.clone())
+        })
+        .collect()
 }
 
 fn system_command(admin: &str, path: &str, op: Op) -> Command {
@@ -149,49 +317,54 @@ fn system_command(admin: &str, path: &str, op: Op) -> Command {
     }
 }
 
-async fn bootstrap(node: &Node, root: &FileRootKey, admin: &str) -> Result<(), StartError> {
+/// Creates the cluster: this node alone, then the cluster id, admin, cluster key and the
+/// config policies through the log.
+async fn bootstrap(node: &Node, opts: &StartOptions) -> Result<(), StartError> {
+    let c = &node.cluster;
+    let members: BTreeMap<_, _> = [(c.node_id, c.me.clone())].into();
+    c.raft
+        .initialize(members)
+        .await
+        .map_err(|e| StartError::Cluster(format!("cannot bootstrap: {e}")))?;
+    c.raft
+        .wait(Some(Duration::from_secs(30)))
+        .current_leader(c.node_id, "bootstrap")
+        .await
+        .map_err(|e| StartError::Cluster(format!("did not become leader after bootstrap: {e}")))?;
     let cluster_id = format!("{:032x}", crate::api::new_request_id());
     let ck = ClusterKey::generate();
+    let wrapped = {
+        let root = c.root_key.read().unwrap_or_else(|e| e.into_inner());
+        let root = root
+            .as_ref()
+            .ok_or(StartError::Config("no root key".into()))?;
+        ck.wrap(root.key(), &cluster_id)
+    };
     let op = Op::Init {
         cluster_id: cluster_id.clone(),
-        admin: admin.to_owned(),
-        wrapped_cluster_key: ck.wrap(root.key(), &cluster_id),
+        admin: opts.admin.clone(),
+        wrapped_cluster_key: wrapped,
     };
-    let committed = node
-        .writer
-        .write(system_command(admin, "/v1/cluster/init", op))
+    let committed = c
+        .write(system_command(&opts.admin, "/v1/cluster/init", op))
         .await
-        .map_err(|e| StartError::State(e.to_string()))?;
+        .map_err(|e| StartError::Cluster(e.to_string()))?;
     if committed.outcome != Outcome::Done {
-        return Err(StartError::State(format!(
+        return Err(StartError::Cluster(format!(
             "cluster init refused: {:?}",
             committed.outcome
         )));
     }
-    tracing::info!("created cluster {cluster_id}");
+    c.set_cluster_id(&cluster_id);
     node.seal.unseal(ck.derive(1));
-    Ok(())
-}
-
-async fn apply_config_policies(node: &Node, opts: &StartOptions) -> Result<(), StartError> {
-    let policies = opts
-        .config
-        .policies
-        .iter()
-        .map(|(name, p)| {
-            let rules = Policy {
-                allow: p.allow.clone(),
-                deny: p.deny.clone(),
-            };
-            (name.clone(), rules, p.identities.clone())
-        })
-        .collect();
-    let op = Op::SetConfigPolicies { policies };
-    let committed = node
-        .writer
+    tracing::info!("created cluster {cluster_id}");
+    let op = Op::SetConfigPolicies {
+        policies: policies_of(&opts.config),
+    };
+    let committed = c
         .write(system_command(&opts.admin, "/v1/policy/write/", op))
         .await
-        .map_err(|e| StartError::State(e.to_string()))?;
+        .map_err(|e| StartError::Cluster(e.to_string()))?;
     match committed.outcome {
         Outcome::Done => Ok(()),
         Outcome::ConfigClash(msg) => Err(StartError::Config(msg)),
@@ -201,61 +374,169 @@ async fn apply_config_policies(node: &Node, opts: &StartOptions) -> Result<(), S
     }
 }
 
-async fn create_config_keys(node: &Arc<Node>, opts: &StartOptions) -> Result<(), StartError> {
-    if opts.config.keys.is_empty() {
-        return Ok(());
-    }
-    if node.seal.is_sealed() {
-        tracing::warn!(
-            "node is sealed: the keys listed in the config are created once it unseals and restarts"
-        );
-        return Ok(());
-    }
-    for name in &opts.config.keys {
-        match crate::api::create_key_as(node.clone(), name, &opts.admin).await {
-            Ok(()) => tracing::info!("created key '{name}' from the config"),
-            Err(e) if e.message == "key already exists" => {}
-            Err(e) => {
-                return Err(StartError::Config(format!(
-                    "cannot create key '{name}': {}",
-                    e.message
-                )));
+/// Asks each configured member in turn to add this node, until one does.
+async fn join_loop(node: Arc<Node>, members: Vec<String>, tls: crate::config::ClusterTlsConfig) {
+    let (Some(cert), Some(key), Some(ca)) = (tls.cert, tls.key, tls.ca) else {
+        tracing::error!("cluster.join needs cluster.tls");
+        return;
+    };
+    let mut wait = Duration::from_millis(500);
+    loop {
+        if node.cluster.raft.is_initialized().await.unwrap_or(false)
+            && node
+                .cluster
+                .metrics()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == node.cluster.node_id)
+        {
+            return;
+        }
+        for m in &members {
+            match crate::cluster::join_through(&node.cluster, m, &cert, &key, &ca).await {
+                Ok(()) => {
+                    tracing::info!("joined the cluster through {m}");
+                    return;
+                }
+                Err(e) => tracing::warn!("join through {m} failed: {e}"),
             }
         }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(10));
     }
-    Ok(())
 }
 
-/// Retries unsealing with backoff, re-reading the root key file each time.
-async fn retry_unseal(node: Arc<Node>, root_key: PathBuf) {
-    let mut wait = Duration::from_secs(2);
+/// Unseals as soon as the cluster key is in the state (at once on a restart; after the
+/// first replication on a joiner), and keeps retrying with backoff while the root key is wrong.
+async fn keep_unsealed(node: Arc<Node>, root_key: PathBuf, admin: String) {
+    let mut backoff = Duration::from_secs(2);
     loop {
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(60));
+        let meta = node.state.cluster_meta().ok().flatten();
+        let Some(meta) = meta else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        node.cluster.set_cluster_id(&meta.cluster_id);
+        if !node.seal.is_sealed() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        if meta.admin != admin {
+            let why = format!(
+                "this node's admin identity differs from the cluster's ({}); configure the cluster's admin",
+                meta.admin
+            );
+            tracing::error!("{why}");
+            node.seal.seal(why);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            continue;
+        }
         let attempt = FileRootKey::load(&root_key).and_then(|root| {
-            let m = node
-                .state
-                .cluster_meta()
-                .ok()
-                .flatten()
-                .ok_or(SealError::WrongRootKey)?;
-            Ok((
-                ClusterKey::unwrap(&m.wrapped_cluster_key, root.key(), &m.cluster_id)?,
-                m,
-            ))
+            ClusterKey::unwrap(&meta.wrapped_cluster_key, root.key(), &meta.cluster_id)
+                .map(|ck| (ck, root))
         });
         match attempt {
-            Ok((ck, m)) => {
-                node.seal.unseal(ck.derive(m.storage_version));
-                tracing::info!("node unsealed with {}", root_key.display());
-                return;
+            Ok((ck, root)) => {
+                node.seal.unseal(ck.derive(meta.storage_version));
+                *node
+                    .cluster
+                    .root_key
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(root);
+                tracing::info!(
+                    "node unsealed with the file root key {}",
+                    root_key.display()
+                );
+                backoff = Duration::from_secs(2);
             }
             Err(e) => {
-                tracing::error!("still sealed: {e}; next attempt in {}s", wait.as_secs());
+                tracing::error!(
+                    "node stays sealed: {e}; next attempt in {}s",
+                    backoff.as_secs()
+                );
                 node.seal.seal(e.to_string());
+                node.cache.clear();
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
             }
         }
     }
+}
+
+/// Once a leader is known and the node is unsealed: brings the config policies into the
+/// replicated state if they differ, and creates the keys listed in `keys:`.
+async fn sync_config(
+    node: Arc<Node>,
+    policies: Vec<(String, Policy, Vec<String>)>,
+    keys: Vec<String>,
+    admin: String,
+) {
+    loop {
+        if node.cluster.leader().is_some()
+            && !node.seal.is_sealed()
+            && node.cluster.serving().is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if !config_policies_match(&node, &policies) {
+        let op = Op::SetConfigPolicies { policies };
+        match node
+            .cluster
+            .write(system_command(&admin, "/v1/policy/write/", op))
+            .await
+        {
+            Ok(c) if c.outcome == Outcome::Done => {}
+            Ok(c) => tracing::error!("config policies not applied: {:?}", c.outcome),
+            Err(e) => tracing::error!("config policies not applied: {e}"),
+        }
+    }
+    for name in keys {
+        match crate::api::create_key_as(node.clone(), &name, &admin).await {
+            Ok(()) => tracing::info!("created key '{name}' from the config"),
+            Err(e) if e.message == "key already exists" => {}
+            Err(e) => tracing::error!("cannot create key '{name}' from the config: {}", e.message),
+        }
+    }
+    node.config_synced
+        .store(true, std::sync::atomic::Ordering::Release);
+}
+
+fn config_policies_match(node: &Node, policies: &[(String, Policy, Vec<String>)]) -> bool {
+    let state = &node.state;
+    let stored: Vec<String> = state
+        .list_policies(DEFAULT_ENCLAVE, "", None, None)
+        .map(|p| p.names)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| {
+            state
+                .policy(DEFAULT_ENCLAVE, n)
+                .ok()
+                .flatten()
+                .is_some_and(|p| p.from_config)
+        })
+        .collect();
+    if stored.len() != policies.len() {
+        return false;
+    }
+    policies.iter().all(|(name, rules, ids)| {
+        let same_rules = state
+            .policy(DEFAULT_ENCLAVE, name)
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.from_config && p.policy == *rules);
+        same_rules
+            && ids.iter().all(|id| {
+                state
+                    .identity(DEFAULT_ENCLAVE, id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|i| i.from_config && i.policy == *name)
+            })
+    })
 }
 
 async fn sweep_cache(node: Arc<Node>) {

@@ -155,7 +155,10 @@ impl State {
         let is_admin = !admin.is_empty() && cmd.identity == admin;
         let admin_only = matches!(
             cmd.op,
-            Op::SetConfigPolicies { .. } | Op::CreateEnclave { .. } | Op::DeleteEnclave { .. }
+            Op::SetConfigPolicies { .. }
+                | Op::CreateEnclave { .. }
+                | Op::DeleteEnclave { .. }
+                | Op::Tombstone { .. }
         );
         let allowed = if admin_only {
             is_admin
@@ -258,6 +261,11 @@ impl State {
                 Some(i) if i.from_config => Err(read_only_identity(identity)),
                 Some(_) => Ok(vec![Write::Del(TreeId::Identities, scoped(e, identity))]),
             },
+            Op::Tombstone { node_id, spki } => Ok(vec![Write::Put(
+                TreeId::Meta,
+                super::store::tombstone_key(spki),
+                node_id.to_be_bytes().to_vec(),
+            )]),
             Op::CreateEnclave { name } => {
                 if self.enclave_exists(name)? {
                     Err(Outcome::EnclaveExists)

@@ -83,6 +83,13 @@ pub enum Op {
         /// Enclave name.
         name: String,
     },
+    /// Records a removed member's SPKI, which is refused for good afterwards.
+    Tombstone {
+        /// The removed node.
+        node_id: u64,
+        /// Its node-certificate SPKI hash.
+        spki: String,
+    },
     /// Deletes an enclave; with `force`, also its keys, policies and identities.
     DeleteEnclave {
         /// Enclave name.

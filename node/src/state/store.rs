@@ -93,10 +93,20 @@ impl State {
         }
     }
 
+    /// Whether `spki` belongs to a removed member.
+    pub fn is_tombstoned(&self, spki: &str) -> bool {
+        self.meta.contains_key(tombstone_key(spki)).unwrap_or(true)
+    }
+
     /// The cluster facts, once `Init` has been applied.
     pub fn cluster_meta(&self) -> Result<Option<ClusterMeta>, StateError> {
         get(&self.meta, "meta", META_CLUSTER)
     }
+}
+
+/// Where a removed member's SPKI is kept in `meta`.
+pub(super) fn tombstone_key(spki: &str) -> Vec<u8> {
+    format!("tombstone/{spki}").into_bytes()
 }
 
 /// `<enclave>\0<name>`: NUL never appears in valid names, so keys of one enclave sort together

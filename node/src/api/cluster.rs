@@ -1,0 +1,159 @@
+//! `/v1/cluster/*`: status, join, remove. Policy-checked like every other route (the admin
+//! may do all of them), except the node-to-node join request, which a joining node makes with
+//! its node certificate.
+
+use super::commit::commit_op;
+use super::error::json;
+use super::{ApiError, Req};
+use crate::cluster::{Cluster, cluster_status, join_through};
+use crate::server::Node;
+use crate::state::Op;
+use axum::body::Body;
+use axum::http::{Response, StatusCode};
+use kes_cluster_proto::JoinRequest;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Answer = Result<Response<Body>, ApiError>;
+
+fn unavailable(msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg)
+}
+
+/// `GET /v1/cluster/status`: every member, as this node can see them.
+pub(super) async fn status(node: Arc<Node>, _: Req) -> Answer {
+    Ok(json(&cluster_status(&node.cluster).await))
+}
+
+#[derive(Deserialize)]
+struct JoinBody {
+    member: String,
+}
+
+/// `POST /v1/cluster/join` on the NEW node: join the cluster of `member`. Answers once this
+/// node is a voter.
+pub(super) async fn join(node: Arc<Node>, req: Req) -> Answer {
+    let body: JoinBody =
+        req.json("invalid join request body: send {\"member\": \"https://host:port\"}")?;
+    let c = &node.cluster;
+    if is_voter(c) && c.metrics().membership_config.membership().nodes().count() > 1 {
+        return Err(ApiError::bad_request(
+            "this node is already a member of a cluster",
+        ));
+    }
+    let tls = c.tls.as_ref().ok_or_else(|| {
+        ApiError::bad_request("this node has no cluster.tls, so it cannot join a cluster")
+    })?;
+    let _ = tls;
+    let paths = node.node_cert_paths.clone().ok_or_else(|| {
+        ApiError::bad_request("this node has no cluster.tls, so it cannot join a cluster")
+    })?;
+    join_through(c, &body.member, &paths.0, &paths.1, &paths.2)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("join through {} failed: {e}", body.member)))?;
+    let t0 = Instant::now();
+    while !is_voter(c) {
+        if t0.elapsed() > Duration::from_secs(60) {
+            return Err(unavailable(
+                "admitted, but this node has not seen itself become a voter yet",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(json(&serde_json::json!({
+        "node_id": c.node_id,
+        "cluster_id": c.cluster_id(),
+    })))
+}
+
+fn is_voter(c: &Cluster) -> bool {
+    c.metrics()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .any(|v| v == c.node_id)
+}
+
+#[derive(Deserialize)]
+struct JoinRequestBody {
+    node_id: u64,
+    http: String,
+    grpc: String,
+}
+
+/// `POST /v1/cluster/join-request` on a MEMBER, from a joining node presenting its node
+/// certificate: the member hands the request to the leader, which challenges the joiner.
+pub(super) async fn join_request(node: Arc<Node>, req: Req) -> Answer {
+    let c = &node.cluster;
+    let tls = c
+        .tls
+        .as_ref()
+        .ok_or_else(|| ApiError::bad_request("this node has no cluster.tls"))?;
+    if !tls.is_node_certificate(&req.chain) {
+        return Err(ApiError::forbidden());
+    }
+    let spki = req.caller()?.to_string();
+    let body: JoinRequestBody = req.json("invalid join request body")?;
+    let jr = JoinRequest {
+        cluster_id: c.cluster_id(),
+        node_id: body.node_id,
+        http_addr: body.http,
+        grpc_addr: body.grpc,
+        spki,
+    };
+    let t0 = Instant::now();
+    loop {
+        let result = if c.is_leader() {
+            c.admit(&jr).await
+        } else if let Some((_, leader)) = c.leader() {
+            forward_join(c, &leader.grpc, &jr).await
+        } else {
+            Err("no leader is known".to_owned())
+        };
+        match result {
+            Ok(()) => return Ok(json(&serde_json::json!({ "cluster_id": c.cluster_id() }))),
+            Err(e)
+                if (e.contains("not the leader") || e.contains("no leader"))
+                    && t0.elapsed() < Duration::from_secs(10) =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(ApiError::bad_request(e)),
+        }
+    }
+}
+
+async fn forward_join(c: &Cluster, leader: &str, jr: &JoinRequest) -> Result<(), String> {
+    let mut client = c.channels.client(leader)?;
+    let mut req = tonic::Request::new(jr.clone());
+    req.set_timeout(Duration::from_secs(150));
+    let r = client
+        .join(req)
+        .await
+        .map_err(|s| format!("leader unreachable: {}", s.message()))?
+        .into_inner();
+    if r.error.is_empty() {
+        Ok(())
+    } else {
+        Err(r.error)
+    }
+}
+
+/// `DELETE /v1/cluster/remove/<node id>`: removes the node and tombstones its certificate.
+pub(super) async fn remove(node: Arc<Node>, req: Req) -> Answer {
+    let node_id: u64 = req
+        .resource
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("'{}' is not a node id", req.resource)))?;
+    let result = node
+        .cluster
+        .admin(crate::cluster::AdminOp::Remove { node_id })
+        .await
+        .map_err(ApiError::bad_request)?;
+    let spki = Cluster::removed_spki(&result).map_err(ApiError::internal)?;
+    if !spki.is_empty() {
+        commit_op(&node, &req, Op::Tombstone { node_id, spki }).await?;
+    }
+    Ok(json(&serde_json::json!({ "removed": node_id })))
+}
