@@ -79,8 +79,8 @@ impl Error {
         }
     }
 
-    /// An [`Error::Io`] for a local file operation.
-    pub(crate) fn file(action: &str, path: &std::path::Path, err: std::io::Error) -> Self {
+    /// An [`Error::Io`] for a local file operation: `cannot <action> <path>: <err>`.
+    pub fn file(action: &str, path: &std::path::Path, err: std::io::Error) -> Self {
         Error::Io {
             context: format!("cannot {action} {}", path.display()),
             reason: err.to_string(),

@@ -8,6 +8,7 @@
 //!   kes-cluster (bin) ──▶ client::Client ──HTTP/1.1 + rustls mTLS──▶ KES node
 //!                             │
 //!   identity ─ SHA-256(SPKI) of a client certificate, new client certificates
+//!   pki      ─ a private CA for local clusters: server and node certificates
 //! ```
 //!
 //! Non-features: no HTTP/2 (one keep-alive HTTP/1.1 connection per
@@ -21,6 +22,7 @@
 pub mod client;
 mod error;
 pub mod identity;
+pub mod pki;
 
 pub use client::{Client, ClientConfig, Response};
 pub use error::{Error, Result};

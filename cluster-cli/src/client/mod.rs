@@ -15,6 +15,7 @@
 //! A `Client` is cheap to clone; clones share the connection pool. It needs a
 //! running tokio runtime (connections are driven by spawned tasks).
 
+mod cluster;
 mod conn;
 mod enclaves;
 mod endpoint;
@@ -37,6 +38,9 @@ use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
 use hyper::{HeaderMap, Method, Request};
 
+pub use cluster::{
+    ClusterNode, ClusterStatus, JoinAnswer, MEMBERSHIP_TIMEOUT, explain_not_a_cluster,
+};
 pub use response::Response;
 pub use types::{
     ApiRoute, Dek, EnclaveInfo, IdentityInfo, KeyInfo, ListPage, Policy, PolicyDetails, PolicyInfo,
@@ -208,6 +212,12 @@ impl Client {
         };
         response.error_for_status()
     }
+}
+
+/// `server` (`https://host:port`, `host:port`, ...) in the one form the
+/// client uses and kes-cluster nodes expect, `https://host:port`.
+pub fn server_url(server: &str) -> Result<String> {
+    Ok(Endpoint::parse(server)?.url)
 }
 
 fn header_value(value: &str) -> Result<HeaderValue> {

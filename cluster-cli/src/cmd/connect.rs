@@ -11,6 +11,7 @@ const DEFAULT_SERVER: &str = "https://127.0.0.1:7373";
 
 /// Connection flags, accepted before or after the subcommand.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Connection")]
 pub(crate) struct ConnectArgs {
     /// KES server, https://HOST:PORT [env: KES_SERVER]
     #[arg(short = 's', long, global = true, value_name = "URL")]

@@ -1,13 +1,20 @@
-//! The subcommands. Each group lives in its own file and returns what it
-//! prints to stdout, so `main` alone decides how output and errors reach the
-//! terminal (errors: `Error: <message>` on stderr, exit status 1).
+//! The subcommands. Each lives in its own file and returns what it prints to
+//! stdout, so `main` alone decides how output and errors reach the terminal
+//! (errors: `Error: <message>` on stderr, exit status 1; an [`Outcome`] may
+//! carry a failure reported after its output, like `status` without a
+//! leader, exit status 2). `dev` is the exception: it runs in the foreground
+//! and prints as it goes.
 
 mod connect;
+mod dev;
 mod enclave;
 mod identity;
+mod join;
 mod key;
 mod output;
 mod policy;
+mod remove;
+mod snapshot;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -16,7 +23,8 @@ use kes_cluster::Result;
 
 pub(crate) use connect::ConnectArgs;
 
-/// Manage a KES server or a kes-cluster: keys, policies, identities, enclaves.
+/// Manage a KES server or a kes-cluster: keys, policies, identities, enclaves,
+/// and the cluster itself.
 #[derive(Debug, Parser)]
 #[command(
     name = "kes-cluster",
@@ -37,6 +45,17 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a local cluster of N nodes on 127.0.0.1 in the foreground.
+    Dev(dev::DevArgs),
+    /// Show the cluster's members, roles and replication (--node: one node's KES status).
+    Status(status::StatusArgs),
+    /// Make the node KES_SERVER names join the cluster of MEMBER.
+    Join(join::JoinArgs),
+    /// Remove a node from the cluster.
+    Remove(remove::RemoveArgs),
+    /// Save or restore a sealed snapshot of the cluster state.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
     /// Make, inspect and remove identities.
     #[command(subcommand)]
     Identity(identity::IdentityCommand),
@@ -49,25 +68,45 @@ enum Command {
     /// Create, inspect and remove enclaves.
     #[command(subcommand)]
     Enclave(enclave::EnclaveCommand),
-    /// Show the server's status.
-    Status(status::StatusArgs),
     /// Print the server's Prometheus metrics.
     Metric,
-    // Cluster administration (`dev`, `join`, `remove`, `snapshot`, `seal`)
-    // joins here, each in its own file, once the node side serves it.
 }
 
-/// Runs the parsed command line; the `Ok` value is the text for stdout.
-pub(crate) async fn run(cli: Cli) -> Result<String> {
+/// What a command leaves for `main`: text for stdout and, optionally, a
+/// failure to report after it (the output still counts, e.g. the status table
+/// of a cluster without a leader).
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) stdout: String,
+    /// Exit status and the message for stderr.
+    pub(crate) failure: Option<(u8, String)>,
+}
+
+impl From<String> for Outcome {
+    fn from(stdout: String) -> Self {
+        Outcome {
+            stdout,
+            failure: None,
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub(crate) async fn run(cli: Cli) -> Result<Outcome> {
     let connect = cli.connect;
-    match cli.command {
+    let text = match cli.command {
+        Command::Dev(args) => return dev::run(args).await,
+        Command::Status(args) => return status::status(args, &connect.client()?).await,
+        Command::Join(args) => join::run(args, &connect.client()?).await,
+        Command::Remove(args) => remove::run(args, &connect.client()?).await,
+        Command::Snapshot(command) => snapshot::run(command, &connect.client()?).await,
         Command::Identity(command) => identity::run(command, &connect).await,
         Command::Key(command) => key::run(command, &connect.client()?).await,
         Command::Policy(command) => policy::run(command, &connect.client()?).await,
         Command::Enclave(command) => enclave::run(command, &connect.client()?).await,
-        Command::Status(args) => status::status(args, &connect.client()?).await,
         Command::Metric => status::metric(&connect.client()?).await,
-    }
+    };
+    text.map(Outcome::from)
 }
 
 #[cfg(test)]
@@ -120,7 +159,14 @@ mod tests {
             &["enclave", "ls"],
             &["enclave", "rm", "e", "-f"],
             &["status", "--json"],
+            &["status", "--node", "--json"],
             &["metric"],
+            &["dev", "--nodes", "5", "--dir", "d", "--base-port", "9000"],
+            &["dev", "--kes-node", "/bin/kes-node"],
+            &["join", "https://a:7373", "--json"],
+            &["remove", "18446744073709551615"],
+            &["snapshot", "save", "f", "-f"],
+            &["snapshot", "restore", "f"],
         ];
         for form in forms {
             let args = std::iter::once("kes-cluster")

@@ -1,364 +1,345 @@
-//! A tiny in-process KES look-alike for testing the client and the CLI: mTLS
-//! (any client certificate, as KES with `tls.auth: off`), HTTP/1.1
-//! keep-alive, and just enough routes to exercise every client path.
+//! Real `kes-node` processes for the integration tests, and a TCP relay to
+//! put in front of one.
+//!
+//! * [`start_node`] runs `kes-node --dev --addr 127.0.0.1:PORT --data-dir DIR`
+//!   (plus extra flags) and waits until `/v1/ready` answers 200 for the admin
+//!   certificate `--dev` wrote. A test file starts one node and shares it.
+//!   Nodes die with the test process (Linux parent-death signal), and data
+//!   directories of finished runs are removed by the next run.
+//! * [`Relay`] forwards TCP to a node unchanged (TLS stays end to end) and
+//!   can count, drop and stall connections: what a real server does not do
+//!   on request, but a client must survive.
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::net::TcpListener as StdListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use base64::Engine;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use kes_cluster::identity::{
-    IdentityOptions, identity_of_cert_pem, new_identity_pem, save_identity,
-};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use kes_cluster::identity::identity_of_cert_pem;
+use kes_cluster::{Client, ClientConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
+use tokio::sync::watch;
 
-/// What kind of certificate the server presents.
-#[derive(Debug, Clone, Copy)]
-pub enum ServerCert {
-    /// Self-signed with CA:TRUE (what `openssl req -x509` makes): WebPKI
-    /// refuses it as an end entity, so only exact pinning trusts it.
-    SelfSignedCa,
-    /// Self-signed, not a CA.
-    SelfSignedLeaf,
-    /// A leaf issued by a separate CA (written to `ca.crt`).
-    IssuedByCa,
-}
-
-/// A running mock server.
-pub struct MockKes {
+/// A running node and the files `--dev` made for it.
+#[derive(Debug)]
+pub struct Node {
     pub url: String,
-    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub dir: PathBuf,
+    /// The certificate the node serves (`--dev`: self-signed).
     pub server_cert: PathBuf,
     pub admin_cert: PathBuf,
     pub admin_key: PathBuf,
     pub admin_identity: String,
-    /// TCP connections accepted so far.
-    pub connections: Arc<AtomicUsize>,
-    /// `Kes-Enclave` header of every request ("" when absent).
-    pub enclaves: Arc<Mutex<Vec<String>>>,
+    pub pid: u32,
 }
 
-impl MockKes {
-    pub fn ca_cert(&self) -> PathBuf {
-        self.dir.path().join("ca.crt")
-    }
-}
-
-pub async fn start(kind: ServerCert) -> MockKes {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_pem, key_pem) = server_certificate(kind, &dir);
-    let server_cert = dir.path().join("server.crt");
-    std::fs::write(&server_cert, &cert_pem).unwrap();
-    let admin = new_identity_pem("admin", &IdentityOptions::default()).unwrap();
-    let (admin_cert, admin_key) = save_identity(&admin, "admin", dir.path()).unwrap();
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+impl Node {
+    /// An admin client. It skips server verification, because a test may
+    /// have replaced the certificate `--dev` made (trust has its own tests).
+    pub fn client(&self) -> Client {
+        Client::new(&ClientConfig {
+            server: self.url.clone(),
+            cert: Some(self.admin_cert.clone()),
+            key: Some(self.admin_key.clone()),
+            ca: None,
+            insecure: true,
+        })
         .unwrap()
-        .with_client_cert_verifier(Arc::new(AnyClient(provider)))
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap(),
-        )
-        .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "https://127.0.0.1:{}",
-        listener.local_addr().unwrap().port()
+    }
+
+    /// What the node logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+}
+
+/// The `kes-node` binary of this build, built first if it is missing.
+pub fn kes_node_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // The test runs as target/<profile>/deps/<test>-<hash>.
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+        let binary = profile_dir.join("kes-node");
+        if !binary.exists() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut build = Command::new(cargo);
+            build
+                .args(["build", "-p", "kes-node", "--bin", "kes-node"])
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cannot run cargo to build kes-node");
+            assert!(status.success(), "building kes-node failed");
+        }
+        assert!(binary.exists(), "no kes-node at {}", binary.display());
+        binary
+    })
+}
+
+/// A fresh directory for one node under the build's temporary directory.
+/// Directories of test processes that have ended are removed first.
+pub fn node_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kes-cluster-tests");
+    std::fs::create_dir_all(&root).unwrap();
+    for entry in std::fs::read_dir(&root).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let dir = root.join(format!("node-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `kes-node --dev` in a new directory with `extra` flags (which may
+/// name files that `prepare` writes into the directory first) and waits
+/// until it is ready.
+pub fn start_node(prepare: impl Fn(&Path) -> Vec<String>) -> Node {
+    let dir = node_dir();
+    let extra = prepare(&dir);
+    let port = free_port();
+    let pid = spawn_for_life(
+        Command::new(kes_node_binary())
+            .arg("--dev")
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(&extra),
+        &dir.join("node.log"),
     );
-
-    let connections = Arc::new(AtomicUsize::new(0));
-    let enclaves = Arc::new(Mutex::new(Vec::new()));
-    let state = Arc::new(State {
-        keys: Mutex::new(BTreeMap::new()),
-        admin: admin.identity.clone(),
-        enclaves: enclaves.clone(),
-    });
-    let accepted = connections.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            accepted.fetch_add(1, Ordering::SeqCst);
-            let acceptor = acceptor.clone();
-            let state = state.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let peer = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .and_then(|c| identity_of_cert_pem(c).ok())
-                    .unwrap_or_default();
-                let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    let peer = peer.clone();
-                    async move { Ok::<_, std::convert::Infallible>(state.handle(req, &peer).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
-            });
-        }
-    });
-    MockKes {
-        url,
-        dir,
-        server_cert,
+    let admin_cert = dir.join("admin.crt");
+    let node = Node {
+        url: format!("https://127.0.0.1:{port}"),
+        port,
+        server_cert: dir.join("server.crt"),
+        admin_key: dir.join("admin.key"),
+        admin_identity: String::new(),
         admin_cert,
-        admin_key,
-        admin_identity: admin.identity,
-        connections,
-        enclaves,
+        dir,
+        pid,
+    };
+    wait_ready(&node);
+    let pem = std::fs::read(&node.admin_cert).unwrap();
+    Node {
+        admin_identity: identity_of_cert_pem(&pem).unwrap(),
+        ..node
     }
 }
 
-/// Names listed per page: small, so that pagination is exercised.
-const PAGE: usize = 2;
-
-struct State {
-    keys: Mutex<BTreeMap<String, ()>>,
-    admin: String,
-    enclaves: Arc<Mutex<Vec<String>>>,
+/// Spawns `command` with output to `log`, from a thread that lives as long
+/// as the test process: the child gets SIGKILL when that thread (and so the
+/// process) ends, since libtest has no hook to stop shared servers.
+fn spawn_for_life(command: &mut Command, log: &Path) -> u32 {
+    let out = std::fs::File::create(log).unwrap();
+    command
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    // SAFETY: runs in the forked child before exec and only makes the
+    // async-signal-safe prctl call.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut command = std::mem::replace(command, Command::new("true"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut child = command.spawn().expect("cannot start kes-node");
+        tx.send(child.id()).unwrap();
+        let _ = child.wait();
+    });
+    rx.recv().unwrap()
 }
 
-const PLAINTEXT: [u8; 32] = [7; 32];
-const CIPHERTEXT: [u8; 76] = [9; 76];
-
-impl State {
-    async fn handle(&self, req: Request<Incoming>, peer: &str) -> Response<Full<Bytes>> {
-        let enclave = req
-            .headers()
-            .get("kes-enclave")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        self.enclaves.lock().unwrap().push(enclave.to_string());
-        let method = req.method().as_str().to_string();
-        let path = req.uri().path().to_string();
-        let query = req.uri().query().unwrap_or("").to_string();
-        let body = http_body_util::BodyExt::collect(req.into_body())
-            .await
+/// Polls `/v1/ready` with the admin certificate for up to a minute.
+fn wait_ready(node: &Node) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !node.admin_cert.exists() || !node.server_cert.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "kes-node wrote no certificates:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its own runtime on its own thread: callers may already run inside one.
+    let (url, cert, key, ca) = (
+        node.url.clone(),
+        node.admin_cert.clone(),
+        node.admin_key.clone(),
+        node.server_cert.clone(),
+    );
+    let ready = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let client = Client::new(&ClientConfig {
+                server: url,
+                cert: Some(cert),
+                key: Some(key),
+                ca: Some(ca),
+                // --cert may replace the self-signed certificate; trust is
+                // tested elsewhere, readiness here.
+                insecure: true,
+            })
             .unwrap()
-            .to_bytes();
-        let json_body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let (route, name) = match path[1..].match_indices('/').nth(2) {
-            Some((i, _)) => (&path[..i + 2], &path[i + 2..]),
-            None => (path.as_str(), ""),
-        };
-        let exists = self.keys.lock().unwrap().contains_key(name);
-        if path == "/v1/identity/self/describe" {
-            return json(
-                200,
-                serde_json::json!({ "identity": peer, "admin": peer == self.admin, "created_at": "2025-01-01T00:00:00Z" }),
-            );
-        }
-        match (method.as_str(), route) {
-            ("POST" | "PUT", "/v1/key/create/") if exists => error(400, "key already exists"),
-            ("POST" | "PUT", "/v1/key/create/") => {
-                self.keys.lock().unwrap().insert(name.to_string(), ());
-                empty(200)
-            }
-            ("GET", "/v1/key/list/") => {
-                let prefix = name.trim_end_matches('*');
-                let start = query.strip_prefix("continue_at=").unwrap_or("");
-                let names: Vec<String> = self
-                    .keys
-                    .lock()
-                    .unwrap()
-                    .keys()
-                    .filter(|k| k.starts_with(prefix) && k.as_str() >= start)
-                    .cloned()
-                    .collect();
-                let next = names.get(PAGE).cloned().unwrap_or_default();
-                let page: Vec<_> = names.into_iter().take(PAGE).collect();
-                json(
-                    200,
-                    serde_json::json!({ "names": page, "continue_at": next }),
-                )
-            }
-            (_, "/v1/key/generate/" | "/v1/key/decrypt/" | "/v1/key/encrypt/") if !exists => {
-                error(404, "key does not exist")
-            }
-            ("POST", "/v1/key/generate/") => json(
-                200,
-                serde_json::json!({ "plaintext": b64(&PLAINTEXT), "ciphertext": b64(&CIPHERTEXT) }),
-            ),
-            ("POST", "/v1/key/decrypt/") => {
-                if json_body["ciphertext"] == b64(&CIPHERTEXT) {
-                    json(200, serde_json::json!({ "plaintext": b64(&PLAINTEXT) }))
-                } else {
-                    error(400, "decryption failed: ciphertext is not authentic")
+            .with_timeout(Duration::from_secs(2));
+            let mut last = String::new();
+            while Instant::now() < deadline {
+                match client.ready().await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = e.to_string(),
                 }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            ("GET", "/v1/identity/list/") => json(
-                200,
-                serde_json::json!({ "identities": [self.admin], "continue_at": "" }),
-            ),
-            ("GET", "/v1/status") => json(
-                200,
-                serde_json::json!({ "version": "mock", "os": "linux", "arch": "amd64", "uptime": 61,
-                    "num_cpu": 2, "num_cpu_used": 2, "mem_heap_used": 0, "mem_stack_used": 0 }),
-            ),
-            ("GET", "/test/slow") => {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                empty(200)
+            Err(last)
+        })
+    })
+    .join()
+    .unwrap();
+    if let Err(last) = ready {
+        panic!("kes-node never became ready ({last}):\n{}", node.log());
+    }
+}
+
+/// Whether the node serves `method path` yet: the node side of the cluster
+/// API is built alongside this crate, and a test of a route that does not
+/// exist yet says so and skips itself. The probe must be harmless to send.
+pub async fn serves(node: &Node, method: kes_cluster::Method, path: &str) -> bool {
+    let r = node.client().request(method, path, &[], "").await.unwrap();
+    !(r.status == 404 && r.text().contains("page not found"))
+}
+
+/// A TCP relay in front of a node, on 127.0.0.1 (the node's certificate
+/// names that address, so TLS verification still passes).
+pub struct Relay {
+    pub url: String,
+    accepted: Arc<AtomicUsize>,
+    control: watch::Sender<RelayState>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct RelayState {
+    /// Bumped to close every relayed connection.
+    generation: u64,
+    /// While set, no bytes are forwarded.
+    stalled: bool,
+}
+
+impl Relay {
+    /// Starts relaying to `127.0.0.1:target` on the current runtime.
+    pub async fn start(target: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://127.0.0.1:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let control = watch::Sender::new(RelayState::default());
+        let (count, states) = (accepted.clone(), control.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    continue;
+                };
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                let generation = states.borrow().generation;
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pump(
+                    client_read,
+                    server_write,
+                    states.subscribe(),
+                    generation,
+                ));
+                tokio::spawn(pump(
+                    server_read,
+                    client_write,
+                    states.subscribe(),
+                    generation,
+                ));
             }
-            ("GET", "/test/close") => {
-                let mut response = empty(200);
-                response
-                    .headers_mut()
-                    .insert("connection", "close".parse().unwrap());
-                response
-            }
-            ("GET", "/test/echo") => Response::new(Full::new(body)),
-            _ => {
-                let mut response =
-                    Response::new(Full::new(Bytes::from_static(b"404 page not found\n")));
-                *response.status_mut() = hyper::StatusCode::NOT_FOUND;
-                response
-                    .headers_mut()
-                    .insert("content-type", "text/plain; charset=utf-8".parse().unwrap());
-                response
-            }
+        });
+        Relay {
+            url,
+            accepted,
+            control,
         }
     }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Closes every relayed connection, as a server restart would.
+    pub fn drop_all(&self) {
+        self.control.send_modify(|s| s.generation += 1);
+    }
+
+    /// Stops (or resumes) forwarding bytes, as a hung server would.
+    pub fn stall(&self, stalled: bool) {
+        self.control.send_modify(|s| s.stalled = stalled);
+    }
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn empty(status: u16) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-    response
-}
-
-fn json(status: u16, value: serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(format!("{value}\n"))));
-    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-    response
-        .headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    response
-}
-
-/// The KES error shape: the newline sits inside the object.
-fn error(status: u16, message: &str) -> Response<Full<Bytes>> {
-    let body = format!("{{\"message\":{}\n}}", serde_json::Value::from(message));
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-    response
-        .headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    response
-}
-
-/// (certificate PEM, key PEM) for the server, naming 127.0.0.1.
-fn server_certificate(kind: ServerCert, dir: &tempfile::TempDir) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    match kind {
-        ServerCert::SelfSignedCa => {
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
-        }
-        ServerCert::SelfSignedLeaf => {
-            params.is_ca = IsCa::ExplicitNoCa;
-            (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
-        }
-        ServerCert::IssuedByCa => {
-            let ca_key = KeyPair::generate().unwrap();
-            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            ca_params
-                .distinguished_name
-                .push(DnType::CommonName, "test CA");
-            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-            std::fs::write(dir.path().join("ca.crt"), ca_cert.pem()).unwrap();
-            let issuer = Issuer::new(ca_params, ca_key);
-            (
-                params.signed_by(&key, &issuer).unwrap().pem(),
-                key.serialize_pem(),
-            )
+/// Copies one direction until EOF or until the connection is dropped.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut control: watch::Receiver<RelayState>,
+    generation: u64,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = control.wait_for(|s| s.generation != generation) => break,
+        };
+        let state = match control
+            .wait_for(|s| !s.stalled || s.generation != generation)
+            .await
+        {
+            Ok(state) => *state,
+            Err(_) => break,
+        };
+        if state.generation != generation || to.write_all(&buf[..n]).await.is_err() {
+            break;
         }
     }
-}
-
-/// KES with `tls.auth: off`: any client certificate, but proof of its key.
-#[derive(Debug)]
-struct AnyClient(Arc<rustls::crypto::CryptoProvider>);
-
-impl ClientCertVerifier for AnyClient {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    let _ = to.shutdown().await;
 }

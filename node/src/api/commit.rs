@@ -37,7 +37,12 @@ pub(super) async fn commit_op(node: &Node, req: &Req, op: Op) -> Result<u64, Api
         time: unix_nanos_now(),
         op,
     };
-    let committed = node.cluster.write(cmd).await.map_err(|e| {
+    let started = std::time::Instant::now();
+    let committed = node.cluster.write(cmd).await;
+    node.metrics
+        .cluster_write_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let committed = committed.map_err(|e| {
         tracing::warn!("write failed: {e}");
         let status = match e {
             WriteError::NoLeader(_) => StatusCode::SERVICE_UNAVAILABLE,

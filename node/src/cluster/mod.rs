@@ -15,6 +15,7 @@ mod node_id;
 mod service;
 mod status;
 pub mod transport;
+mod watch;
 mod write;
 
 pub use join::{JoinTicket, join_through};
@@ -22,6 +23,7 @@ pub use lease::Lease;
 pub use node_id::load_or_create_node_id;
 pub use service::ClusterService;
 pub use status::{AdminOp, cluster_status, node_status};
+pub use watch::watch_metrics;
 pub use write::{Committed, WriteError};
 
 use crate::raft::{NodeId, NodeInfo, Raft};

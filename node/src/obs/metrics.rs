@@ -37,6 +37,22 @@ pub struct Metrics {
     stack_used: Gauge,
     /// 1 while the node is sealed.
     pub sealed: Gauge,
+    /// 0 follower, 1 candidate, 2 leader, 3 learner, 4 shut down.
+    pub cluster_role: Gauge,
+    /// The current Raft term.
+    pub cluster_term: Gauge,
+    /// How often this node saw the leader change.
+    pub cluster_leader_changes: Counter,
+    /// The commit index this node knows.
+    pub cluster_commit_index: Gauge,
+    /// The applied index.
+    pub cluster_applied_index: Gauge,
+    /// On the leader, the largest follower lag in entries (one series, see module doc).
+    pub cluster_replication_lag_max: Gauge,
+    /// Seconds from proposing a write to its commit and local apply.
+    pub cluster_write_seconds: Histogram,
+    /// Snapshots taken or installed.
+    pub cluster_snapshots: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -124,6 +140,44 @@ impl Metrics {
             ),
             stack_used: gauge("kes_system_mem_stack_used", "Stack memory in bytes"),
             sealed: gauge("kes_seal_sealed", "1 while the node is sealed, else 0"),
+            cluster_role: gauge(
+                "kes_cluster_role",
+                "0 follower, 1 candidate, 2 leader, 3 learner, 4 shut down",
+            ),
+            cluster_term: gauge("kes_cluster_term", "Current Raft term"),
+            cluster_leader_changes: counter(
+                "kes_cluster_leader_changes_total",
+                "Leader changes seen by this node",
+            ),
+            cluster_commit_index: gauge(
+                "kes_cluster_commit_index",
+                "Commit index known to this node",
+            ),
+            cluster_applied_index: gauge("kes_cluster_applied_index", "Last applied log index"),
+            cluster_replication_lag_max: gauge(
+                "kes_cluster_replication_lag_max",
+                "On the leader: the largest lag of a follower, in log entries",
+            ),
+            cluster_write_seconds: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "kes_cluster_write_seconds",
+                        "Time to commit and apply a write, in seconds",
+                    )
+                    .buckets(vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+                    ]),
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
+            cluster_snapshots: counter(
+                "kes_cluster_snapshots_total",
+                "Snapshots built or installed by this node",
+            ),
             started: Instant::now(),
             registry,
         }

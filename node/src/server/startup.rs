@@ -254,6 +254,10 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         });
     }
     tokio::spawn(cluster.clone().keep_lease());
+    tokio::spawn(crate::cluster::watch_metrics(
+        cluster.clone(),
+        node.metrics.clone(),
+    ));
     tokio::spawn(keep_unsealed(
         node.clone(),
         opts.root_key.clone(),

@@ -35,10 +35,29 @@ async fn metrics_use_kes_names_and_single_series() {
         !text.contains("kes_http_request_failure"),
         "an unobserved vector family stays absent"
     );
-    assert!(
-        !text.contains("_total"),
-        "KES counters carry no _total suffix"
-    );
+    for kes_counter in [
+        "kes_http_request_success",
+        "kes_http_request_error",
+        "kes_log_audit_events",
+    ] {
+        assert!(
+            !text.contains(&format!("{kes_counter}_total")),
+            "KES counters carry no _total suffix"
+        );
+    }
+    // Our own cluster families are single series, as the Go SDK requires of non-request families.
+    for family in [
+        "kes_cluster_role ",
+        "kes_cluster_term ",
+        "kes_cluster_applied_index ",
+        "kes_cluster_replication_lag_max ",
+    ] {
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with(family)).count(),
+            1,
+            "{family}"
+        );
+    }
 }
 
 #[tokio::test]

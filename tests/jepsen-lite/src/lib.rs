@@ -1,0 +1,384 @@
+//! jepsen-lite: real `kes-node` processes on loopback, and the faults we inject into them
+//! (`kill -9`, `SIGSTOP`, restarts), for the cluster tests and benchmarks.
+//!
+//! A cluster is made by `kes-cluster dev` exactly as a user makes one (certificates, configs,
+//! bootstrap and joins), then that supervisor is stopped and every node is run as its own
+//! process from its `node.yaml`, so a test can kill, pause and restart nodes one by one.
+#![deny(missing_docs)]
+
+use kes_cluster::{Client, ClientConfig, Method};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Multi-node tests share two cores: they run one at a time.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Takes the serial lock (an earlier test's panic releases it: tokio's mutex does not poison).
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+/// `target/debug` (or release) next to this test executable.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let mut dir = exe.parent().expect("deps dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
+fn port_free(p: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+}
+
+/// `n` consecutive free ports, and their +100 partners for gRPC.
+pub fn free_base(n: u16) -> u16 {
+    for _ in 0..200 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = l.local_addr().expect("addr").port();
+        drop(l);
+        if base > 60000 {
+            continue;
+        }
+        if (base..base + n)
+            .chain(base + 100..base + 100 + n)
+            .all(port_free)
+        {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+/// One node process.
+pub struct NodeProc {
+    /// 1-based index, as `kes-cluster dev` numbers them.
+    pub index: usize,
+    /// Its KES URL.
+    pub url: String,
+    /// Its directory (`node.yaml`, `data/`, `node.log`).
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts (or restarts) the process from its `node.yaml`.
+    pub fn start(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "node {} is already running",
+            self.index
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .expect("log");
+        let child = Command::new(bin("kes-node"))
+            .arg("--config")
+            .arg(self.dir.join("node.yaml"))
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn kes-node");
+        self.child = Some(child);
+    }
+
+    /// Whether the process is alive.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(s)) = c.try_wait() {
+                    self.child = None;
+                    return s.code();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill9();
+    }
+}
+
+/// A cluster of node processes.
+pub struct Cluster {
+    /// Holds every file; removed at the end.
+    pub dir: tempfile::TempDir,
+    /// The nodes, index 0 = node1.
+    pub nodes: Vec<NodeProc>,
+    /// HTTPS port of node1.
+    pub base: u16,
+}
+
+impl Cluster {
+    /// Makes an `n`-node cluster with `kes-cluster dev`, then runs each node on its own with
+    /// `extra` added to the `cluster:` section of every `node.yaml` (e.g. `snapshot_every: 50`).
+    pub async fn start(n: usize, extra: &str) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = free_base(n as u16);
+        let log = std::fs::File::create(dir.path().join("dev.log")).expect("log");
+        let mut dev = Command::new(bin("kes-cluster"))
+            .args([
+                "dev",
+                "--nodes",
+                &n.to_string(),
+                "--base-port",
+                &base.to_string(),
+                "--dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn kes-cluster dev");
+        let mut c = Cluster {
+            nodes: (1..=n)
+                .map(|i| NodeProc {
+                    index: i,
+                    url: format!("https://127.0.0.1:{}", base + i as u16 - 1),
+                    dir: dir.path().join(format!("node{i}")),
+                    child: None,
+                })
+                .collect(),
+            dir,
+            base,
+        };
+        let t0 = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(c.dir.path().join("dev.log")).unwrap_or_default();
+            if text.contains("export KES_SERVER") {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(120) || matches!(dev.try_wait(), Ok(Some(_))) {
+                let _ = dev.kill();
+                panic!(
+                    "kes-cluster dev did not form the cluster:\n{text}\n{}",
+                    c.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let _ = Command::new("kill").arg(dev.id().to_string()).status();
+        let _ = dev.wait();
+        for node in &c.nodes {
+            let yaml = node.dir.join("node.yaml");
+            let text = std::fs::read_to_string(&yaml).expect("node.yaml");
+            let patched = text.replacen("cluster:\n", &format!("cluster:\n{extra}"), 1);
+            std::fs::write(&yaml, patched).expect("write node.yaml");
+        }
+        for node in &mut c.nodes {
+            node.start();
+        }
+        c.wait_all_ready(Duration::from_secs(60)).await;
+        c
+    }
+
+    /// Every node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- node{} ---\n{}", n.index, tail(&n.log(), 40)))
+            .collect()
+    }
+
+    /// The admin client of node `i` (0-based).
+    pub fn admin(&self, i: usize) -> Client {
+        self.client_for(&self.nodes[i].url)
+    }
+
+    /// An admin client for any URL of this cluster.
+    pub fn client_for(&self, url: &str) -> Client {
+        Client::new(&ClientConfig {
+            server: url.to_owned(),
+            cert: Some(self.dir.path().join("admin.crt")),
+            key: Some(self.dir.path().join("admin.key")),
+            ca: Some(self.dir.path().join("ca.crt")),
+            insecure: false,
+        })
+        .expect("client")
+        .with_timeout(Duration::from_secs(20))
+    }
+
+    /// Node `i`'s `cluster` status object, or `None` when it does not answer.
+    pub async fn status(&self, i: usize) -> Option<serde_json::Value> {
+        let c = self.admin(i).with_timeout(Duration::from_secs(2));
+        let r = c.request(Method::GET, "/v1/status", &[], "").await.ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        Some(v["cluster"].clone())
+    }
+
+    /// Node `i`'s role.
+    pub async fn role(&self, i: usize) -> String {
+        match self.status(i).await {
+            Some(s) => s["role"].as_str().unwrap_or("").to_owned(),
+            None => "down".into(),
+        }
+    }
+
+    /// Waits until some node in `among` reports itself leader; its index.
+    pub async fn leader_among(&self, among: &[usize], within: Duration) -> Option<usize> {
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            for &i in among {
+                if self.role(i).await == "leader" {
+                    return Some(i);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// The leader among all nodes.
+    pub async fn leader(&self) -> usize {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        match self.leader_among(&all, Duration::from_secs(30)).await {
+            Some(l) => l,
+            None => panic!("no leader:\n{}", self.logs()),
+        }
+    }
+
+    /// Whether node `i` answers `/v1/ready` (or `?write=true`) with 200.
+    pub async fn ready(&self, i: usize, write: bool) -> bool {
+        let path = if write {
+            "/v1/ready?write=true"
+        } else {
+            "/v1/ready"
+        };
+        let c = self.admin(i).with_timeout(Duration::from_secs(2));
+        matches!(c.request(Method::GET, path, &[], "").await, Ok(r) if r.status == 200)
+    }
+
+    /// Waits until node `i` is ready.
+    pub async fn wait_ready(&self, i: usize, within: Duration) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            if self.ready(i, false).await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// Waits until every running node is ready.
+    pub async fn wait_all_ready(&mut self, within: Duration) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].running() && !self.wait_ready(i, within).await {
+                panic!("node{} never became ready:\n{}", i + 1, self.logs());
+            }
+        }
+    }
+
+    /// Sends a request to node `i`.
+    pub async fn call(
+        &self,
+        i: usize,
+        method: Method,
+        path: &str,
+        body: &str,
+    ) -> Result<kes_cluster::Response, kes_cluster::Error> {
+        self.admin(i)
+            .request(method, path, &[], body.to_owned())
+            .await
+    }
+
+    /// The "became leader" lines of every node's log, as (term, node index).
+    pub fn leader_terms(&self) -> Vec<(u64, usize)> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            for line in n.log().lines() {
+                if let Some(rest) = line.split("became leader in term ").nth(1) {
+                    if let Ok(term) = rest.split_whitespace().next().unwrap_or("").parse() {
+                        out.push((term, n.index));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
