@@ -10,13 +10,18 @@
 //! Nothing here is called on the request hot path: handlers use the [`Unsealed`] keys that
 //! [`SealState`] hands out, and the state machine only ever sees sealed bytes.
 
+mod aws_kms;
 mod cluster_key;
 mod file;
+mod kes_upstream;
+mod pkcs11;
+mod provider;
 mod record;
 mod state;
 
 pub use cluster_key::{ClusterKey, Unsealed};
 pub use file::FileRootKey;
+pub use provider::{ProviderError, ProviderFuture, RootKeyProvider};
 pub use record::{RecordAad, open_record, seal_record};
 pub use state::SealState;
 
