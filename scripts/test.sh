@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace

@@ -136,17 +136,6 @@ async fn identity_and_node_status_commands() {
 /// `status` on a one-node cluster: the node leads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_status_of_a_single_node() {
-    if !support::serves(node(), Method::GET, "/v1/cluster/status").await {
-        eprintln!("SKIPPED: kes-node does not serve /v1/cluster/status yet");
-        let o = run(&["status"]).await;
-        assert_eq!(o.status.code(), Some(1));
-        assert!(
-            stderr(&o).contains("is it a kes-cluster node?"),
-            "{}",
-            stderr(&o)
-        );
-        return;
-    }
     let o = run(&["status"]).await;
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let text = stdout(&o);
@@ -168,10 +157,6 @@ async fn cluster_status_of_a_single_node() {
 /// refuses a cluster that already has state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_save_and_restore() {
-    if !support::serves(node(), Method::GET, "/v1/cluster/snapshot").await {
-        eprintln!("SKIPPED: kes-node does not serve /v1/cluster/snapshot yet");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("snap.bin");
     let path = file.to_str().unwrap();
@@ -204,12 +189,6 @@ async fn membership_commands_report_errors() {
     let o = run(&["join", &node.url]).await;
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("name another member"), "{}", stderr(&o));
-    if !support::serves(node, Method::DELETE, "/v1/cluster/remove/12345").await
-        || !support::serves(node, Method::POST, "/v1/cluster/join").await
-    {
-        eprintln!("SKIPPED: kes-node does not serve /v1/cluster/join and remove yet");
-        return;
-    }
     let o = run(&["remove", "12345"]).await;
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stderr(&o).starts_with("Error: "), "{}", stderr(&o));

@@ -8,12 +8,14 @@
 mod connect;
 mod dev;
 mod enclave;
+mod health;
 mod identity;
 mod join;
 mod key;
 mod output;
 mod policy;
 mod remove;
+mod scaffold;
 mod snapshot;
 mod status;
 
@@ -70,6 +72,10 @@ enum Command {
     Enclave(enclave::EnclaveCommand),
     /// Print the server's Prometheus metrics.
     Metric,
+    /// Exit 0 when the node answers /v1/ready with 200 (a container health check).
+    Health(health::HealthArgs),
+    /// Write the certificates, keys and node.yaml files of a cluster on named hosts.
+    Scaffold(scaffold::ScaffoldArgs),
 }
 
 /// What a command leaves for `main`: text for stdout and, optionally, a
@@ -105,6 +111,8 @@ pub(crate) async fn run(cli: Cli) -> Result<Outcome> {
         Command::Policy(command) => policy::run(command, &connect.client()?).await,
         Command::Enclave(command) => enclave::run(command, &connect.client()?).await,
         Command::Metric => status::metric(&connect.client()?).await,
+        Command::Health(args) => health::run(args, &connect.client()?).await,
+        Command::Scaffold(args) => scaffold::run(args).await,
     };
     text.map(Outcome::from)
 }

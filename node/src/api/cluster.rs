@@ -157,3 +157,109 @@ pub(super) async fn remove(node: Arc<Node>, req: Req) -> Answer {
     }
     Ok(json(&serde_json::json!({ "removed": node_id })))
 }
+
+/// `GET /v1/cluster/snapshot`: a consistent snapshot file, still sealed.
+pub(super) async fn snapshot(node: Arc<Node>, _: Req) -> Answer {
+    let bytes = node.cluster.save_snapshot().await.map_err(unavailable)?;
+    let mut resp = Response::new(Body::from(bytes));
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(resp)
+}
+
+/// Restore chunks stay well below the replicated entry limit.
+const RESTORE_CHUNK_BYTES: usize = 32 * 1024;
+
+/// `POST /v1/cluster/restore`: replays a snapshot file into this new, empty cluster through
+/// the log. Checks the file's cluster id and that this cluster's root key opens the snapshot's
+/// cluster key before it applies anything.
+pub(super) async fn restore(node: Arc<Node>, req: Req) -> Answer {
+    if req.body_too_large {
+        return Err(ApiError::bad_request(
+            "the snapshot file is larger than the restore limit",
+        ));
+    }
+    let backup = crate::cluster::Backup::parse(&req.body).map_err(ApiError::bad_request)?;
+    let trees = crate::state::State::parse_dump(&backup.dump)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let meta = trees
+        .iter()
+        .find(|(t, _)| t == "meta")
+        .and_then(|(_, items)| items.iter().find(|(k, _)| k.as_slice() == b"cluster"))
+        .and_then(|(_, v)| rmp_serde::from_slice::<crate::state::ClusterMeta>(v).ok())
+        .ok_or_else(|| ApiError::bad_request("damaged snapshot: it has no cluster record"))?;
+    if meta.cluster_id != backup.cluster_id {
+        return Err(ApiError::bad_request(
+            "damaged snapshot: its header and its state name different clusters",
+        ));
+    }
+    if node.state.holds_keys() {
+        return Err(ApiError::bad_request(
+            "restore only into a new, empty cluster: this cluster already holds keys",
+        ));
+    }
+    let this_cluster = node.cluster.cluster_id();
+    let wrapped = {
+        let root = node
+            .cluster
+            .root_key
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let root = root
+            .as_ref()
+            .ok_or_else(|| unavailable("this node has no root key"))?;
+        let ck = crate::seal::ClusterKey::unwrap(&meta.wrapped_cluster_key, root.key(), &meta.cluster_id).map_err(|_| {
+            ApiError::bad_request("this cluster's root key cannot open the snapshot: it was sealed under another root key")
+        })?;
+        ck.wrap(root.key(), &this_cluster)
+    };
+    let mut restored_keys = 0usize;
+    for (tree, items) in trees {
+        if !matches!(
+            tree.as_str(),
+            "keys" | "policies" | "identities" | "enclaves"
+        ) {
+            continue;
+        }
+        if tree == "keys" {
+            restored_keys = items.len();
+        }
+        let mut chunk = Vec::new();
+        let mut size = 0;
+        for item in items {
+            size += item.0.len() + item.1.len() + 16;
+            chunk.push(item);
+            if size >= RESTORE_CHUNK_BYTES {
+                let op = Op::RestoreChunk {
+                    tree: tree.clone(),
+                    items: std::mem::take(&mut chunk),
+                };
+                commit_op(&node, &req, op).await?;
+                size = 0;
+            }
+        }
+        if !chunk.is_empty() {
+            commit_op(
+                &node,
+                &req,
+                Op::RestoreChunk {
+                    tree: tree.clone(),
+                    items: chunk,
+                },
+            )
+            .await?;
+        }
+    }
+    let finish = Op::RestoreFinish {
+        wrapped_cluster_key: wrapped,
+        storage_version: meta.storage_version,
+    };
+    commit_op(&node, &req, finish).await?;
+    Ok(json(&serde_json::json!({
+        "restored_keys": restored_keys,
+        "from_cluster": backup.cluster_id,
+        "index": backup.index,
+    })))
+}

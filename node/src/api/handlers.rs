@@ -60,6 +60,8 @@ handlers! {
     cluster_join => super::cluster::join,
     cluster_join_request => super::cluster::join_request,
     cluster_remove => super::cluster::remove,
+    cluster_snapshot => super::cluster::snapshot,
+    cluster_restore => super::cluster::restore,
     log_error => super::log::error,
     log_audit => super::log::audit,
 }

@@ -146,6 +146,8 @@ pub fn default_routes() -> Vec<Route> {
         route(M::POST, "/v1/cluster/join", x, MB, long, Verify, false, handlers::cluster_join),
         route(M::POST, "/v1/cluster/join-request", x, MB, long, Identity, false, handlers::cluster_join_request),
         route(M::DELETE, "/v1/cluster/remove/", p, 0, long, Verify, false, handlers::cluster_remove),
+        route(M::GET, "/v1/cluster/snapshot", x, 0, long, Verify, false, handlers::cluster_snapshot),
+        route(M::POST, "/v1/cluster/restore", x, 256 * MB, long, Verify, false, handlers::cluster_restore),
         route(M::GET, "/v1/log/error", x, 0, STREAM, Verify, false, handlers::log_error),
         route(M::GET, "/v1/log/error/trace", x, 0, STREAM, Verify, false, handlers::log_error),
         route(M::GET, "/v1/log/audit", x, 0, STREAM, Verify, false, handlers::log_audit),

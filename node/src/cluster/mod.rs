@@ -9,6 +9,7 @@
 //!
 //! A node without `cluster:` settings is a one-node cluster: the same code, no peers.
 
+mod backup;
 mod join;
 mod lease;
 mod node_id;
@@ -18,6 +19,7 @@ pub mod transport;
 mod watch;
 mod write;
 
+pub use backup::Backup;
 pub use join::{JoinTicket, join_through};
 pub use lease::Lease;
 pub use node_id::load_or_create_node_id;
@@ -75,6 +77,8 @@ pub struct Cluster {
     pub ticket: Mutex<Option<JoinTicket>>,
     /// When this node started (for contact times).
     pub started: std::time::Instant,
+    /// Where the state machine keeps its latest snapshot.
+    pub snapshot_file: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Cluster {

@@ -216,6 +216,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         root_key: Arc::new(RwLock::new(Some(root))),
         ticket: Mutex::new(None),
         started: std::time::Instant::now(),
+        snapshot_file: opts.data_dir.join("snapshot.bin"),
     });
     let node = Arc::new(Node {
         state,
@@ -415,6 +416,7 @@ async fn join_loop(node: Arc<Node>, members: Vec<String>, tls: crate::config::Cl
 /// first replication on a joiner), and keeps retrying with backoff while the root key is wrong.
 async fn keep_unsealed(node: Arc<Node>, root_key: PathBuf, admin: String) {
     let mut backoff = Duration::from_secs(2);
+    let mut unsealed_with: Vec<u8> = Vec::new();
     loop {
         let meta = node.state.cluster_meta().ok().flatten();
         let Some(meta) = meta else {
@@ -422,8 +424,9 @@ async fn keep_unsealed(node: Arc<Node>, root_key: PathBuf, admin: String) {
             continue;
         };
         node.cluster.set_cluster_id(&meta.cluster_id);
-        if !node.seal.is_sealed() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        // A restore (and later a rekey) replaces the wrapped cluster key: unseal again.
+        if !node.seal.is_sealed() && unsealed_with == meta.wrapped_cluster_key {
+            tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
         if meta.admin != admin {
@@ -442,7 +445,9 @@ async fn keep_unsealed(node: Arc<Node>, root_key: PathBuf, admin: String) {
         });
         match attempt {
             Ok((ck, root)) => {
+                node.cache.clear();
                 node.seal.unseal(ck.derive(meta.storage_version));
+                unsealed_with = meta.wrapped_cluster_key.clone();
                 *node
                     .cluster
                     .root_key

@@ -159,6 +159,8 @@ impl State {
                 | Op::CreateEnclave { .. }
                 | Op::DeleteEnclave { .. }
                 | Op::Tombstone { .. }
+                | Op::RestoreChunk { .. }
+                | Op::RestoreFinish { .. }
         );
         let allowed = if admin_only {
             is_admin
@@ -260,6 +262,38 @@ impl State {
                 None => Err(Outcome::IdentityNotFound),
                 Some(i) if i.from_config => Err(read_only_identity(identity)),
                 Some(_) => Ok(vec![Write::Del(TreeId::Identities, scoped(e, identity))]),
+            },
+            Op::RestoreChunk { tree, items } => {
+                let id = match tree.as_str() {
+                    "keys" => TreeId::Keys,
+                    "policies" => TreeId::Policies,
+                    "identities" => TreeId::Identities,
+                    "enclaves" => TreeId::Enclaves,
+                    _ => {
+                        return Ok(Err(Outcome::ReadOnly(format!(
+                            "a restore cannot write tree '{tree}'"
+                        ))));
+                    }
+                };
+                Ok(items
+                    .iter()
+                    .map(|(k, v)| Write::Put(id, k.to_vec(), v.to_vec()))
+                    .collect())
+            }
+            Op::RestoreFinish {
+                wrapped_cluster_key,
+                storage_version,
+            } => match self.cluster_meta()? {
+                None => Err(Outcome::ReadOnly("the cluster is not initialised".into())),
+                Some(mut m) => {
+                    m.wrapped_cluster_key = wrapped_cluster_key.clone();
+                    m.storage_version = *storage_version;
+                    Ok(vec![Write::Put(
+                        TreeId::Meta,
+                        META_CLUSTER.to_vec(),
+                        encode(&m),
+                    )])
+                }
             },
             Op::Tombstone { node_id, spki } => Ok(vec![Write::Put(
                 TreeId::Meta,

@@ -90,6 +90,22 @@ pub enum Op {
         /// Its node-certificate SPKI hash.
         spki: String,
     },
+    /// Restores part of a snapshot into an empty cluster: raw records of one data tree.
+    RestoreChunk {
+        /// `keys`, `policies`, `identities` or `enclaves`.
+        tree: String,
+        /// Records as stored (key records stay sealed).
+        items: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
+    },
+    /// Finishes a restore: the restored records are sealed under the snapshot's cluster key,
+    /// which this cluster adopts (wrapped for this cluster id by this cluster's root key).
+    RestoreFinish {
+        /// The snapshot's cluster key, wrapped for this cluster.
+        #[serde(with = "serde_bytes")]
+        wrapped_cluster_key: Vec<u8>,
+        /// The snapshot's storage-key version.
+        storage_version: u32,
+    },
     /// Deletes an enclave; with `force`, also its keys, policies and identities.
     DeleteEnclave {
         /// Enclave name.

@@ -19,6 +19,7 @@ mod store;
 pub use command::{Command, Op, Outcome};
 pub use model::{ClusterMeta, EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry, unix_nanos_now};
 pub use query::ListPage;
+pub use snapshot::DumpTree;
 pub use store::{State, StateError};
 
 /// The enclave that applies when a request names none.

@@ -21,9 +21,12 @@ const DATA_TREES: [&str; 7] = [
 
 const META_INSTALLING: &[u8] = b"snapshot_installing";
 
+/// One tree of a dump: its name and its raw records.
+pub type DumpTree = (String, Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>);
+
 #[derive(Serialize, Deserialize)]
 struct Dump {
-    trees: Vec<(String, Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>)>,
+    trees: Vec<DumpTree>,
 }
 
 impl State {
@@ -86,6 +89,20 @@ impl State {
         }
         self.meta.remove(META_INSTALLING)?;
         self.make_durable().await
+    }
+
+    /// The trees of a dump, for a restore that replays them through the log.
+    pub fn parse_dump(blob: &[u8]) -> Result<Vec<DumpTree>, StateError> {
+        let dump: Dump = rmp_serde::from_slice(blob).map_err(|e| StateError::Corrupt {
+            tree: "snapshot",
+            reason: e.to_string(),
+        })?;
+        Ok(dump.trees)
+    }
+
+    /// Whether any enclave holds a key.
+    pub fn holds_keys(&self) -> bool {
+        !self.keys.is_empty()
     }
 
     /// Whether a snapshot install was interrupted: the state may be half old, half new.

@@ -193,7 +193,24 @@ impl Cluster {
     /// Makes an `n`-node cluster with `kes-cluster dev`, then runs each node on its own with
     /// `extra` added to the `cluster:` section of every `node.yaml` (e.g. `snapshot_every: 50`).
     pub async fn start(n: usize, extra: &str) -> Cluster {
+        Self::start_with_root(n, extra, None).await
+    }
+
+    /// Like [`Cluster::start`], with a given file root key (to restore another cluster's
+    /// snapshot, both clusters must share the root key).
+    pub async fn start_with_root(n: usize, extra: &str, root_key: Option<&[u8]>) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
+        if let Some(k) = root_key {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.path().join("root.key"))
+                .expect("root key");
+            f.write_all(k).expect("root key");
+        }
         let base = free_base(n as u16);
         let log = std::fs::File::create(dir.path().join("dev.log")).expect("log");
         let mut dev = Command::new(bin("kes-cluster"))
@@ -250,6 +267,28 @@ impl Cluster {
         }
         c.wait_all_ready(Duration::from_secs(60)).await;
         c
+    }
+
+    /// Gives node `i` a new node certificate (a new key, so a new SPKI) from the cluster CA,
+    /// as the rejoin runbook asks after a node was removed.
+    pub fn reissue_node_certificate(&self, i: usize) {
+        let d = self.dir.path();
+        let ca_cert = std::fs::read_to_string(d.join("ca.crt")).expect("ca.crt");
+        let ca_key = std::fs::read_to_string(d.join("ca.key")).expect("ca.key");
+        let ca = kes_cluster::pki::CertificateAuthority::load(&ca_cert, &ca_key).expect("CA");
+        let issued = ca
+            .issue(
+                &kes_cluster::pki::LeafRequest {
+                    common_name: format!("node{}", i + 1),
+                    dns: vec!["localhost".into()],
+                    ips: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+                    client_auth: true,
+                },
+                None,
+            )
+            .expect("issue");
+        std::fs::write(self.nodes[i].dir.join("node.crt"), issued.cert_pem).expect("write cert");
+        std::fs::write(self.nodes[i].dir.join("node.key"), issued.key_pem).expect("write key");
     }
 
     /// Every node's log, for failure messages.

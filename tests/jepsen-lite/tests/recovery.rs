@@ -1,0 +1,201 @@
+//! Recovery paths: snapshot save and restore into a fresh cluster, and the runbook for a node
+//! whose data directory is lost or damaged.
+
+use jepsen_lite::{Cluster, serial};
+use kes_cluster::Method;
+use std::time::Duration;
+
+#[tokio::test]
+async fn snapshot_save_then_restore_into_a_fresh_cluster() {
+    let _g = serial().await;
+    let a = Cluster::start(3, "").await;
+    let mut deks = Vec::new();
+    for i in 0..5 {
+        let name = format!("saved-{i}");
+        let r = a
+            .call(1, Method::PUT, &format!("/v1/key/create/{name}"), "")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let dek: serde_json::Value = a
+            .call(
+                0,
+                Method::PUT,
+                &format!("/v1/key/generate/{name}"),
+                r#"{"context":"Y3R4"}"#,
+            )
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
+        deks.push((name, dek));
+    }
+    let r = a
+        .call(
+            0,
+            Method::POST,
+            "/v1/policy/write/app",
+            r#"{"allow":["/v1/key/*/*"]}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let snap = a
+        .call(2, Method::GET, "/v1/cluster/snapshot", "")
+        .await
+        .unwrap();
+    assert_eq!(snap.status, 200, "{}", snap.text());
+    let file = snap.body.to_vec();
+    // Sealed: the plaintext data keys handed out are nowhere in the file.
+    for (_, dek) in &deks {
+        let pt = dek["plaintext"].as_str().unwrap();
+        assert!(!file.windows(pt.len()).any(|w| w == pt.as_bytes()));
+    }
+    let root = std::fs::read(a.dir.path().join("root.key")).unwrap();
+    drop(a);
+
+    // A cluster with a different root key refuses the snapshot before applying anything.
+    let other = Cluster::start(1, "").await;
+    let r = other
+        .admin(0)
+        .request(Method::POST, "/v1/cluster/restore", &[], file.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("root key"), "{}", r.text());
+    drop(other);
+
+    let b = Cluster::start_with_root(3, "", Some(&root)).await;
+    let r = b
+        .admin(1)
+        .request(Method::POST, "/v1/cluster/restore", &[], file.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A second restore is refused: the cluster holds keys now.
+    let again = b
+        .admin(0)
+        .request(Method::POST, "/v1/cluster/restore", &[], file.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.status, 400);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..3 {
+        for (name, dek) in &deks {
+            let body = serde_json::json!({ "ciphertext": dek["ciphertext"], "context": "Y3R4" })
+                .to_string();
+            let mut ok = false;
+            for _ in 0..40 {
+                let r = b
+                    .call(i, Method::PUT, &format!("/v1/key/decrypt/{name}"), &body)
+                    .await
+                    .unwrap();
+                if r.status == 200 {
+                    let v: serde_json::Value = r.json().unwrap();
+                    assert_eq!(v["plaintext"], dek["plaintext"]);
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            assert!(
+                ok,
+                "node{} cannot decrypt an old ciphertext of {name} after restore:\n{}",
+                i + 1,
+                b.logs()
+            );
+        }
+    }
+    let r = b
+        .call(0, Method::GET, "/v1/policy/read/app", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "policies come back too");
+}
+
+#[tokio::test]
+async fn runbook_a_node_with_a_damaged_data_dir_rejoins_as_a_new_learner() {
+    let _g = serial().await;
+    let mut c = Cluster::start(3, "").await;
+    let leader = c.leader().await;
+    let victim = (leader + 1) % 3;
+    for i in 0..10 {
+        let r = c
+            .call(
+                leader,
+                Method::PUT,
+                &format!("/v1/key/create/before-{i}"),
+                "",
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let old_id = c.status(victim).await.unwrap()["id"].as_u64().unwrap();
+    c.nodes[victim].stop();
+    // Damage the sled directory: the node must refuse to start and point at the runbook.
+    let db = c.nodes[victim].dir.join("data/state/db");
+    std::fs::write(&db, b"this is not a sled database").unwrap();
+    let conf = c.nodes[victim].dir.join("data/state/conf");
+    let _ = std::fs::write(&conf, b"garbage");
+    c.nodes[victim].start();
+    let code = c.nodes[victim].wait_exit(Duration::from_secs(20));
+    let log = c.nodes[victim].log();
+    assert_eq!(
+        code,
+        Some(1),
+        "a damaged data dir must stop the node:\n{log}"
+    );
+    assert!(
+        log.contains("kes-cluster remove"),
+        "the error names the runbook:\n{log}"
+    );
+
+    // Runbook: remove the old node id, wipe, new node certificate, start: it joins as new.
+    let r = c
+        .call(
+            leader,
+            Method::DELETE,
+            &format!("/v1/cluster/remove/{old_id}"),
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    std::fs::remove_dir_all(c.nodes[victim].dir.join("data")).unwrap();
+    c.reissue_node_certificate(victim);
+    // node1 bootstraps when its data dir is empty; a wiped member must join instead.
+    let yaml = c.nodes[victim].dir.join("node.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    if text.contains("bootstrap: true") {
+        let others: Vec<String> = (0..3)
+            .filter(|i| *i != victim)
+            .map(|i| format!("    - {}\n", c.nodes[i].url))
+            .collect();
+        let patched = text.replace(
+            "  bootstrap: true\n",
+            &format!("  join:\n{}", others.concat()),
+        );
+        std::fs::write(&yaml, patched).unwrap();
+    }
+    c.nodes[victim].start();
+    assert!(
+        c.wait_ready(victim, Duration::from_secs(60)).await,
+        "{}",
+        c.logs()
+    );
+    let new_id = c.status(victim).await.unwrap()["id"].as_u64().unwrap();
+    assert_ne!(new_id, old_id, "the node rejoined under a new id");
+    let r = c
+        .call(victim, Method::GET, "/v1/key/describe/before-9", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let st: serde_json::Value = c
+        .call(leader, Method::GET, "/v1/cluster/status", "")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(st["nodes"].as_array().unwrap().len(), 3, "{st}");
+}
