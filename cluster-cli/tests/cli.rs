@@ -7,7 +7,6 @@ use std::path::Path;
 use std::process::Output;
 use std::sync::OnceLock;
 
-use kes_cluster::Method;
 use support::Node;
 use tokio::process::Command;
 

@@ -232,14 +232,6 @@ fn wait_ready(node: &Node) {
     }
 }
 
-/// Whether the node serves `method path` yet: the node side of the cluster
-/// API is built alongside this crate, and a test of a route that does not
-/// exist yet says so and skips itself. The probe must be harmless to send.
-pub async fn serves(node: &Node, method: kes_cluster::Method, path: &str) -> bool {
-    let r = node.client().request(method, path, &[], "").await.unwrap();
-    !(r.status == 404 && r.text().contains("page not found"))
-}
-
 /// A TCP relay in front of a node, on 127.0.0.1 (the node's certificate
 /// names that address, so TLS verification still passes).
 pub struct Relay {
