@@ -29,7 +29,8 @@ pub enum ProviderError {
 }
 
 /// A boxed future, so the trait stays object-safe.
-pub type ProviderFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
+pub type ProviderFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
 
 /// One root-key holder.
 pub trait RootKeyProvider: Send + Sync + std::fmt::Debug {
@@ -42,5 +43,9 @@ pub trait RootKeyProvider: Send + Sync + std::fmt::Debug {
     fn wrap<'a>(&'a self, plaintext: &'a [u8; 32], aad: &'a [u8]) -> ProviderFuture<'a, Vec<u8>>;
 
     /// Unwraps what [`RootKeyProvider::wrap`] made, with the same `aad`.
-    fn unwrap<'a>(&'a self, wrapped: &'a [u8], aad: &'a [u8]) -> ProviderFuture<'a, Zeroizing<[u8; 32]>>;
+    fn unwrap<'a>(
+        &'a self,
+        wrapped: &'a [u8],
+        aad: &'a [u8],
+    ) -> ProviderFuture<'a, Zeroizing<[u8; 32]>>;
 }
