@@ -1,7 +1,7 @@
 //! `kes-node`: one node of kes-cluster, serving the KES API over mTLS.
 
 use clap::Parser;
-use kes_node::config::{Config, SealProvider};
+use kes_node::config::Config;
 use kes_node::obs::{ErrorLogLayer, EventBus};
 use kes_node::server::{StartOptions, serve, start};
 use kes_node::tls::{ServerTlsOptions, load_server_config};
@@ -89,14 +89,12 @@ async fn run(args: Args, events: EventBus) -> Result<(), String> {
             );
         }
     };
-    let mut root_key = None;
     let mut admin = args.root.clone().or(config.admin_identity.clone());
     let dev = if args.dev {
         let files = kes_node::dev::prepare(&data_dir)?;
         config.tls.cert.get_or_insert(files.server_cert.clone());
         config.tls.key.get_or_insert(files.server_key.clone());
         admin.get_or_insert(files.admin_identity.clone());
-        root_key = Some(files.root_key.clone());
         Some(files)
     } else {
         None
@@ -113,19 +111,12 @@ async fn run(args: Args, events: EventBus) -> Result<(), String> {
     let admin = admin
         .filter(|a| !a.is_empty())
         .ok_or("no admin identity: set admin.identity in the config or pass --root IDENTITY")?;
-    for provider in &config.seal.providers {
-        match provider {
-            SealProvider::File { path } if root_key.is_none() => root_key = Some(path.clone()),
-            SealProvider::File { .. } => {}
-            other => tracing::warn!("seal provider {other:?} is not supported yet; only `file` is"),
-        }
-    }
-    let root_key = root_key.ok_or(
-        "no root key: add `seal: {file: {path: /etc/kes/root.key}}` to the config (outside the data dir), or use --dev",
-    )?;
-    if !args.dev {
-        ensure_outside(&root_key, &data_dir)?;
-    }
+    let dev_root = if args.dev {
+        Some(data_dir.join("root.key"))
+    } else {
+        None
+    };
+    let seals = kes_node::seal::build_seals(&config.seal, dev_root.as_deref(), &data_dir).await?;
     let (cert, key) = match (config.tls.cert.clone(), config.tls.key.clone()) {
         (Some(c), Some(k)) => (c, k),
         _ => return Err("tls.cert and tls.key are required (or --cert/--key, or --dev)".into()),
@@ -149,8 +140,7 @@ async fn run(args: Args, events: EventBus) -> Result<(), String> {
     let node = start(StartOptions {
         config,
         data_dir: data_dir.clone(),
-        root_key,
-        create_root_key: args.dev,
+        seals,
         admin: admin.clone(),
         events,
         http_addr: addr,
@@ -171,23 +161,6 @@ async fn run(args: Args, events: EventBus) -> Result<(), String> {
     tracing::info!("serving the KES API on https://{addr}");
     serve(node, listener, Arc::new(tls), shutdown_signal()).await;
     tracing::info!("stopped");
-    Ok(())
-}
-
-/// A backup of the data dir alone must reveal nothing, so the root key lives elsewhere.
-fn ensure_outside(root_key: &Path, data_dir: &Path) -> Result<(), String> {
-    let abs = |p: &Path| {
-        std::path::absolute(p)
-            .map(|a| std::fs::canonicalize(&a).unwrap_or(a))
-            .unwrap_or_else(|_| p.to_owned())
-    };
-    if abs(root_key).starts_with(abs(data_dir)) {
-        return Err(format!(
-            "the root key {} is inside the data dir {}: move it out, so that a backup of the data alone reveals nothing",
-            root_key.display(),
-            data_dir.display()
-        ));
-    }
     Ok(())
 }
 

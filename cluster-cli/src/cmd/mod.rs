@@ -16,6 +16,7 @@ mod output;
 mod policy;
 mod remove;
 mod scaffold;
+mod seal;
 mod snapshot;
 mod status;
 
@@ -58,6 +59,9 @@ enum Command {
     /// Save or restore a sealed snapshot of the cluster state.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Inspect and migrate the seals that guard the cluster key, or rekey it.
+    #[command(subcommand)]
+    Seal(seal::SealCommand),
     /// Make, inspect and remove identities.
     #[command(subcommand)]
     Identity(identity::IdentityCommand),
@@ -106,6 +110,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Outcome> {
         Command::Join(args) => join::run(args, &connect.client()?).await,
         Command::Remove(args) => remove::run(args, &connect.client()?).await,
         Command::Snapshot(command) => snapshot::run(command, &connect.client()?).await,
+        Command::Seal(command) => seal::run(command, &connect.client()?).await,
         Command::Identity(command) => identity::run(command, &connect).await,
         Command::Key(command) => key::run(command, &connect.client()?).await,
         Command::Policy(command) => policy::run(command, &connect.client()?).await,

@@ -201,20 +201,20 @@ pub(super) async fn restore(node: Arc<Node>, req: Req) -> Answer {
         ));
     }
     let this_cluster = node.cluster.cluster_id();
-    let wrapped = {
-        let root = node
-            .cluster
-            .root_key
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        let root = root
-            .as_ref()
-            .ok_or_else(|| unavailable("this node has no root key"))?;
-        let ck = crate::seal::ClusterKey::unwrap(&meta.wrapped_cluster_key, root.key(), &meta.cluster_id).map_err(|_| {
-            ApiError::bad_request("this cluster's root key cannot open the snapshot: it was sealed under another root key")
+    let seals = &node.cluster.seals;
+    let (ck, _) = seals.unseal(&meta.wrapped, &meta.cluster_id).await.map_err(|e| {
+        ApiError::bad_request(format!(
+            "this cluster's root key cannot open the snapshot (it was sealed under another root key): {e}"
+        ))
+    })?;
+    let wrapped = seals
+        .wrap_all(&ck, &this_cluster)
+        .await
+        .map_err(|(id, e)| {
+            unavailable(format!(
+                "seal {id} cannot wrap the restored cluster key: {e}"
+            ))
         })?;
-        ck.wrap(root.key(), &this_cluster)
-    };
     let mut restored_keys = 0usize;
     for (tree, items) in trees {
         if !matches!(
@@ -253,7 +253,7 @@ pub(super) async fn restore(node: Arc<Node>, req: Req) -> Answer {
         }
     }
     let finish = Op::RestoreFinish {
-        wrapped_cluster_key: wrapped,
+        wrapped,
         storage_version: meta.storage_version,
     };
     commit_op(&node, &req, finish).await?;

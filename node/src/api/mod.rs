@@ -17,6 +17,7 @@ mod names;
 mod policy;
 mod request;
 mod route;
+mod seal;
 mod sys;
 
 pub use commit::new_id as new_request_id;

@@ -11,7 +11,7 @@
 
 use super::Cluster;
 use crate::raft::{NodeId, NodeInfo, decode, encode};
-use crate::seal::ClusterKey;
+use crate::seal::WrappedCopy;
 use hmac::{Hmac, Mac};
 use kes_cluster_proto::{ChallengeReply, ChallengeRequest, JoinRequest};
 use openraft::ChangeMembers;
@@ -92,9 +92,7 @@ impl Cluster {
         let mut client = self.channels.client(&req.grpc_addr)?;
         let mut challenge = tonic::Request::new(ChallengeRequest {
             cluster_id: meta.cluster_id.clone(),
-            wrapped_keys: encode(&vec![serde_bytes::ByteBuf::from(
-                meta.wrapped_cluster_key.clone(),
-            )]),
+            wrapped_keys: encode(&meta.wrapped),
             nonce: nonce.to_vec(),
             member_spkis,
         });
@@ -145,8 +143,12 @@ impl Cluster {
         Ok(())
     }
 
-    /// On the joiner: answers the leader's challenge with its own root key.
-    pub fn answer_challenge(&self, req: &ChallengeRequest, node_id: NodeId) -> ChallengeReply {
+    /// On the joiner: answers the leader's challenge with its own seals.
+    pub async fn answer_challenge(
+        &self,
+        req: &ChallengeRequest,
+        node_id: NodeId,
+    ) -> ChallengeReply {
         let refuse = |error: String| ChallengeReply {
             node_id,
             proof: Vec::new(),
@@ -159,21 +161,17 @@ impl Cluster {
                 req.cluster_id
             ));
         }
-        let Ok(wrapped) = decode::<Vec<serde_bytes::ByteBuf>>(&req.wrapped_keys) else {
+        let Ok(wrapped) = decode::<Vec<WrappedCopy>>(&req.wrapped_keys) else {
             return refuse("malformed challenge".into());
         };
-        let root = self.root_key.read().unwrap_or_else(|e| e.into_inner());
-        let Some(root) = root.as_ref() else {
-            return refuse("this node has no root key".into());
-        };
-        let Some(ck) = wrapped
-            .iter()
-            .find_map(|w| ClusterKey::unwrap(w, root.key(), &req.cluster_id).ok())
-        else {
-            return refuse(format!(
-                "this node's root key ({}) cannot unwrap the cluster key: configure the cluster's root key",
-                root.path().display()
-            ));
+        let ck = match self.seals.unseal(&wrapped, &req.cluster_id).await {
+            Ok((ck, _)) => ck,
+            Err(e) => {
+                return refuse(format!(
+                    "this node's seals ({}) cannot unwrap the cluster key: {e}",
+                    self.seals.ids().join(", ")
+                ));
+            }
         };
         let keys = ck.derive(1);
         let spki = self

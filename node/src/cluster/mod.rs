@@ -29,7 +29,7 @@ pub use watch::watch_metrics;
 pub use write::{Committed, WriteError};
 
 use crate::raft::{NodeId, NodeInfo, Raft};
-use crate::seal::FileRootKey;
+use crate::seal::Seals;
 use crate::state::State;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -71,8 +71,8 @@ pub struct Cluster {
     pub state: State,
     /// Sealed or unsealed (the leader needs the join key to check a joiner).
     pub seal: Arc<crate::seal::SealState>,
-    /// The root key, for answering join challenges.
-    pub root_key: Arc<RwLock<Option<FileRootKey>>>,
+    /// This node's seals, for answering join challenges and for restores.
+    pub seals: Seals,
     /// While joining: the cluster this node was challenged by and its members' SPKIs.
     pub ticket: Mutex<Option<JoinTicket>>,
     /// When this node started (for contact times).

@@ -172,7 +172,8 @@ impl ClusterRpc for ClusterService {
         self.check_cluster(&req.get_ref().cluster_id)?;
         Ok(Response::new(
             self.cluster
-                .answer_challenge(req.get_ref(), self.cluster.node_id),
+                .answer_challenge(req.get_ref(), self.cluster.node_id)
+                .await,
         ))
     }
 

@@ -1,8 +1,5 @@
 //! The cluster key and the keys derived from it.
 
-use super::{SealError, nonce_at};
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use hkdf::Hkdf;
 use rand::RngCore;
 use sha2::Sha256;
@@ -27,6 +24,27 @@ pub struct Unsealed {
     pub mac_key: Zeroizing<[u8; 32]>,
     /// Proves that a joining node could unseal.
     pub join_key: Zeroizing<[u8; 32]>,
+    /// During a rekey: the previous storage key, for records not re-sealed yet.
+    pub previous: Option<(u32, Zeroizing<[u8; 32]>)>,
+}
+
+impl Unsealed {
+    /// The storage key of `version`, if this node holds it.
+    pub fn storage_key_for(&self, version: u32) -> Option<&[u8; 32]> {
+        if version == self.storage_version {
+            return Some(&self.storage_key);
+        }
+        match &self.previous {
+            Some((v, k)) if *v == version => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Keeps the previous cluster key's storage key next to the current one (during a rekey).
+    pub fn with_previous(mut self, previous: Unsealed) -> Self {
+        self.previous = Some((previous.storage_version, previous.storage_key.clone()));
+        self
+    }
 }
 
 impl std::fmt::Debug for Unsealed {
@@ -34,8 +52,6 @@ impl std::fmt::Debug for Unsealed {
         write!(f, "Unsealed(storage v{})", self.storage_version)
     }
 }
-
-const WRAP_FORMAT: u8 = 1;
 
 impl ClusterKey {
     /// A fresh random cluster key.
@@ -61,77 +77,24 @@ impl ClusterKey {
             storage_key: expand(format!("storage key {storage_version}").as_bytes()),
             mac_key: expand(b"metadata mac key"),
             join_key: expand(b"join key"),
+            previous: None,
         }
     }
 
-    /// Wraps this key under a 32-byte root key with AES-256-GCM, bound to the cluster id so
-    /// a copy cannot be moved to another cluster. Layout: format(1) ‖ nonce(12) ‖ ciphertext.
-    pub fn wrap(&self, root: &[u8; 32], cluster_id: &str) -> Vec<u8> {
-        let cipher = Aes256Gcm::new(root.into());
-        let mut nonce = [0u8; 12];
-        rand::rng().fill_bytes(&mut nonce);
-        let aad = wrap_aad(cluster_id);
-        let ct = cipher
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: self.0.as_ref(),
-                    aad: &aad,
-                },
-            )
-            .expect("AES-GCM encryption of 32 bytes cannot fail");
-        let mut out = Vec::with_capacity(1 + 12 + ct.len());
-        out.push(WRAP_FORMAT);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        out
+    /// The key bytes, for a provider to wrap. Never logged, never stored in plaintext.
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 
-    /// Reverses [`ClusterKey::wrap`].
-    pub fn unwrap(wrapped: &[u8], root: &[u8; 32], cluster_id: &str) -> Result<Self, SealError> {
-        if wrapped.len() != 1 + 12 + 32 + 16 || wrapped[0] != WRAP_FORMAT {
-            return Err(SealError::WrongRootKey);
-        }
-        let cipher = Aes256Gcm::new(root.into());
-        let aad = wrap_aad(cluster_id);
-        let pt = Zeroizing::new(
-            cipher
-                .decrypt(
-                    &nonce_at(wrapped, 1),
-                    Payload {
-                        msg: &wrapped[13..],
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| SealError::WrongRootKey)?,
-        );
-        let mut k = Zeroizing::new([0u8; 32]);
-        k.copy_from_slice(&pt);
-        Ok(ClusterKey(k))
+    /// A key a provider unwrapped.
+    pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
+        ClusterKey(bytes)
     }
-}
-
-fn wrap_aad(cluster_id: &str) -> Vec<u8> {
-    let mut aad = b"kes-cluster cluster key v1\0".to_vec();
-    aad.extend_from_slice(cluster_id.as_bytes());
-    aad
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wrap_round_trips_and_binds_root_and_cluster() {
-        let ck = ClusterKey::generate();
-        let root = [7u8; 32];
-        let w = ck.wrap(&root, "c1");
-        let back = ClusterKey::unwrap(&w, &root, "c1").expect("unwrap");
-        assert_eq!(back.0.as_ref(), ck.0.as_ref());
-        assert!(ClusterKey::unwrap(&w, &[8u8; 32], "c1").is_err());
-        assert!(ClusterKey::unwrap(&w, &root, "c2").is_err());
-        assert!(ClusterKey::unwrap(&w[..10], &root, "c1").is_err());
-    }
 
     #[test]
     fn derived_keys_differ() {

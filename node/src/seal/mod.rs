@@ -11,18 +11,27 @@
 //! [`SealState`] hands out, and the state machine only ever sees sealed bytes.
 
 mod aws_kms;
+mod build;
 mod cluster_key;
+mod failed;
 mod file;
 mod kes_upstream;
 mod pkcs11;
 mod provider;
 mod record;
+mod seals;
 mod state;
 
+pub use aws_kms::AwsKmsRootKey;
+pub use build::build_seals;
 pub use cluster_key::{ClusterKey, Unsealed};
-pub use file::FileRootKey;
+pub use failed::FailedSeal;
+pub use file::{FileRootKey, FileSeal};
+pub use kes_upstream::KesRootKey;
+pub use pkcs11::Pkcs11RootKey;
 pub use provider::{ProviderError, ProviderFuture, RootKeyProvider};
-pub use record::{RecordAad, open_record, seal_record};
+pub use record::{RecordAad, open_record, record_version, seal_record};
+pub use seals::{Seals, UnsealFailure, WrappedCopy, wrap_aad, wrap_with};
 pub use state::SealState;
 
 /// Why a seal operation failed. Messages never carry key material.

@@ -65,6 +65,16 @@ pub fn seal_record(keys: &Unsealed, aad: RecordAad<'_>, plaintext: &[u8]) -> Vec
     out
 }
 
+/// The storage-key version in a sealed record's header (readable without any key).
+pub fn record_version(sealed: &[u8]) -> Option<u32> {
+    if sealed.len() < HEADER + 16 || sealed[0] != RECORD_FORMAT {
+        return None;
+    }
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&sealed[1..5]);
+    Some(u32::from_be_bytes(v))
+}
+
 /// Opens a record sealed by [`seal_record`].
 pub fn open_record(
     keys: &Unsealed,
@@ -74,13 +84,11 @@ pub fn open_record(
     if sealed.len() < HEADER + 16 || sealed[0] != RECORD_FORMAT {
         return Err(SealError::RecordNotAuthentic);
     }
-    let mut v = [0u8; 4];
-    v.copy_from_slice(&sealed[1..5]);
-    let version = u32::from_be_bytes(v);
-    if version != keys.storage_version {
-        return Err(SealError::UnknownKeyVersion(version));
-    }
-    let cipher = Aes256Gcm::new((&*keys.storage_key).into());
+    let version = record_version(sealed).ok_or(SealError::RecordNotAuthentic)?;
+    let key = keys
+        .storage_key_for(version)
+        .ok_or(SealError::UnknownKeyVersion(version))?;
+    let cipher = Aes256Gcm::new(key.into());
     let ad = aad.encode(version);
     cipher
         .decrypt(

@@ -125,7 +125,7 @@ impl State {
         if let Op::Init {
             cluster_id,
             admin,
-            wrapped_cluster_key,
+            wrapped,
         } = &cmd.op
         {
             if meta.is_some() {
@@ -134,8 +134,9 @@ impl State {
             let m = ClusterMeta {
                 cluster_id: cluster_id.clone(),
                 admin: admin.clone(),
-                wrapped_cluster_key: wrapped_cluster_key.clone(),
+                wrapped: wrapped.clone(),
                 storage_version: 1,
+                previous: None,
                 created_at: cmd.time,
             };
             let default = EnclaveEntry {
@@ -161,6 +162,12 @@ impl State {
                 | Op::Tombstone { .. }
                 | Op::RestoreChunk { .. }
                 | Op::RestoreFinish { .. }
+                | Op::SealAdd { .. }
+                | Op::RekeyBegin { .. }
+                | Op::Reseal { .. }
+                | Op::RekeyFinish
+                | Op::SealRemove { .. }
+                | Op::SealUse { .. }
         );
         let allowed = if admin_only {
             is_admin
@@ -280,13 +287,90 @@ impl State {
                     .map(|(k, v)| Write::Put(id, k.to_vec(), v.to_vec()))
                     .collect())
             }
+            Op::RekeyBegin {
+                wrapped,
+                storage_version,
+            } => match self.cluster_meta()? {
+                None => Err(Outcome::ReadOnly("the cluster is not initialised".into())),
+                Some(m) if m.previous.is_some() => Err(Outcome::ReadOnly(
+                    "a rekey is already in progress; run `kes-cluster seal rekey` again to finish it".into(),
+                )),
+                Some(mut m) if *storage_version == m.storage_version + 1 => {
+                    m.previous = Some(super::model::PreviousKey {
+                        wrapped: std::mem::replace(&mut m.wrapped, wrapped.clone()),
+                        storage_version: m.storage_version,
+                    });
+                    m.storage_version = *storage_version;
+                    Ok(vec![Write::Put(TreeId::Meta, META_CLUSTER.to_vec(), encode(&m))])
+                }
+                Some(_) => Err(Outcome::ReadOnly("stale rekey request: the storage version moved on".into())),
+            },
+            Op::Reseal { items } => {
+                let mut writes = Vec::new();
+                for (enclave, name, creation_id, sealed) in items {
+                    if let Some(mut e) = self.key(enclave, name)? {
+                        if e.creation_id == *creation_id {
+                            e.sealed = sealed.to_vec();
+                            writes.push(Write::Put(TreeId::Keys, scoped(enclave, name), encode(&e)));
+                        }
+                    }
+                }
+                Ok(writes)
+            }
+            Op::RekeyFinish => match self.cluster_meta()? {
+                None => Err(Outcome::ReadOnly("the cluster is not initialised".into())),
+                Some(mut m) => {
+                    if self.records_below(m.storage_version)? > 0 {
+                        Err(Outcome::ReadOnly("some records are still sealed under the old key".into()))
+                    } else {
+                        m.previous = None;
+                        Ok(vec![Write::Put(TreeId::Meta, META_CLUSTER.to_vec(), encode(&m))])
+                    }
+                }
+            },
+            Op::SealAdd { copy } => match self.cluster_meta()? {
+                None => Err(Outcome::ReadOnly("the cluster is not initialised".into())),
+                Some(mut m) => {
+                    m.wrapped.retain(|c| c.seal_id != copy.seal_id);
+                    m.wrapped.push(copy.clone());
+                    Ok(vec![Write::Put(TreeId::Meta, META_CLUSTER.to_vec(), encode(&m))])
+                }
+            },
+            Op::SealRemove { seal_id } => match self.cluster_meta()? {
+                None => Err(Outcome::ReadOnly("the cluster is not initialised".into())),
+                Some(mut m) => {
+                    let users: Vec<u64> = self
+                        .seal_uses()?
+                        .into_iter()
+                        .filter(|(_, s)| s == seal_id)
+                        .map(|(n, _)| n)
+                        .collect();
+                    if !m.wrapped.iter().any(|c| c.seal_id == *seal_id) {
+                        Err(Outcome::ReadOnly(format!("there is no seal '{seal_id}'")))
+                    } else if m.wrapped.len() == 1 {
+                        Err(Outcome::ReadOnly("cannot remove the last seal: the cluster key would be lost".into()))
+                    } else if !users.is_empty() {
+                        Err(Outcome::ReadOnly(format!(
+                            "seal '{seal_id}' is what node(s) {users:?} last unsealed with; restart them with the new seal first"
+                        )))
+                    } else {
+                        m.wrapped.retain(|c| c.seal_id != *seal_id);
+                        Ok(vec![Write::Put(TreeId::Meta, META_CLUSTER.to_vec(), encode(&m))])
+                    }
+                }
+            },
+            Op::SealUse { node_id, seal_id } => Ok(vec![Write::Put(
+                TreeId::Meta,
+                super::store::seal_use_key(*node_id),
+                seal_id.as_bytes().to_vec(),
+            )]),
             Op::RestoreFinish {
-                wrapped_cluster_key,
+                wrapped,
                 storage_version,
             } => match self.cluster_meta()? {
                 None => Err(Outcome::ReadOnly("the cluster is not initialised".into())),
                 Some(mut m) => {
-                    m.wrapped_cluster_key = wrapped_cluster_key.clone();
+                    m.wrapped = wrapped.clone();
                     m.storage_version = *storage_version;
                     Ok(vec![Write::Put(
                         TreeId::Meta,
@@ -295,11 +379,10 @@ impl State {
                     )])
                 }
             },
-            Op::Tombstone { node_id, spki } => Ok(vec![Write::Put(
-                TreeId::Meta,
-                super::store::tombstone_key(spki),
-                node_id.to_be_bytes().to_vec(),
-            )]),
+            Op::Tombstone { node_id, spki } => Ok(vec![
+                Write::Put(TreeId::Meta, super::store::tombstone_key(spki), node_id.to_be_bytes().to_vec()),
+                Write::Del(TreeId::Meta, super::store::seal_use_key(*node_id)),
+            ]),
             Op::CreateEnclave { name } => {
                 if self.enclave_exists(name)? {
                     Err(Outcome::EnclaveExists)

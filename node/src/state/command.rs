@@ -30,9 +30,8 @@ pub enum Op {
         cluster_id: String,
         /// The admin identity.
         admin: String,
-        /// Cluster key wrapped by the root key.
-        #[serde(with = "serde_bytes")]
-        wrapped_cluster_key: Vec<u8>,
+        /// The cluster key, wrapped by each seal of the bootstrapping node.
+        wrapped: Vec<crate::seal::WrappedCopy>,
     },
     /// Replaces the config-declared policies and identities of the default enclave.
     SetConfigPolicies {
@@ -100,11 +99,44 @@ pub enum Op {
     /// Finishes a restore: the restored records are sealed under the snapshot's cluster key,
     /// which this cluster adopts (wrapped for this cluster id by this cluster's root key).
     RestoreFinish {
-        /// The snapshot's cluster key, wrapped for this cluster.
-        #[serde(with = "serde_bytes")]
-        wrapped_cluster_key: Vec<u8>,
+        /// The snapshot's cluster key, wrapped for this cluster by this cluster's seals.
+        wrapped: Vec<crate::seal::WrappedCopy>,
         /// The snapshot's storage-key version.
         storage_version: u32,
+    },
+    /// Starts a rekey: a new cluster key becomes current; the old one stays until every
+    /// record is re-sealed.
+    RekeyBegin {
+        /// The new cluster key, wrapped by the rekeying node's seals.
+        wrapped: Vec<crate::seal::WrappedCopy>,
+        /// The new storage-key version.
+        storage_version: u32,
+    },
+    /// Replaces sealed key records with ones sealed under the new storage key.
+    Reseal {
+        /// (enclave, name, creation id, new sealed record); a record whose creation id
+        /// changed meanwhile (deleted, re-created) is left alone.
+        items: Vec<(String, String, u128, serde_bytes::ByteBuf)>,
+    },
+    /// Ends a rekey: the old cluster key is dropped. Refused while any record is still
+    /// sealed under it.
+    RekeyFinish,
+    /// Adds (or replaces) the copy of the cluster key wrapped by one seal.
+    SealAdd {
+        /// The copy.
+        copy: crate::seal::WrappedCopy,
+    },
+    /// Removes one seal's copy.
+    SealRemove {
+        /// Which seal.
+        seal_id: String,
+    },
+    /// Records which seal a node last unsealed with.
+    SealUse {
+        /// The node.
+        node_id: u64,
+        /// Its seal.
+        seal_id: String,
     },
     /// Deletes an enclave; with `force`, also its keys, policies and identities.
     DeleteEnclave {

@@ -17,7 +17,9 @@ mod snapshot;
 mod store;
 
 pub use command::{Command, Op, Outcome};
-pub use model::{ClusterMeta, EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry, unix_nanos_now};
+pub use model::{
+    ClusterMeta, EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry, PreviousKey, unix_nanos_now,
+};
 pub use query::ListPage;
 pub use snapshot::DumpTree;
 pub use store::{State, StateError};

@@ -55,13 +55,25 @@ pub struct ClusterMeta {
     pub cluster_id: String,
     /// The admin identity; a node configured with another refuses to start.
     pub admin: String,
-    /// The cluster key wrapped by the root key.
-    #[serde(with = "serde_bytes")]
-    pub wrapped_cluster_key: Vec<u8>,
+    /// The cluster key, wrapped once per seal.
+    pub wrapped: Vec<crate::seal::WrappedCopy>,
     /// Version of the storage key derived from the cluster key.
     pub storage_version: u32,
+    /// During a rekey: the previous cluster key's copies and storage version, until every
+    /// record is re-sealed under the new one.
+    #[serde(default)]
+    pub previous: Option<PreviousKey>,
     /// Unix time in nanoseconds.
     pub created_at: i64,
+}
+
+/// The cluster key a rekey is replacing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PreviousKey {
+    /// Its wrapped copies.
+    pub wrapped: Vec<crate::seal::WrappedCopy>,
+    /// Its storage-key version.
+    pub storage_version: u32,
 }
 
 /// Now, as Unix nanoseconds; for handlers that build commands (never for `apply`).

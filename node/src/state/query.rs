@@ -121,6 +121,35 @@ impl State {
         Ok(page)
     }
 
+    /// How many key records are sealed under a storage-key version older than `version`
+    /// (the version is in each sealed record's header, readable without any key).
+    pub fn records_below(&self, version: u32) -> Result<usize, StateError> {
+        let mut n = 0;
+        for kv in self.keys.iter() {
+            let (_, v) = kv?;
+            let e: KeyEntry = super::store::decode("keys", &v)?;
+            if crate::seal::record_version(&e.sealed).is_none_or(|v| v < version) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Every key record as (enclave, name, entry), for a rekey.
+    pub fn all_keys(&self) -> Result<Vec<(String, String, KeyEntry)>, StateError> {
+        let mut out = Vec::new();
+        for kv in self.keys.iter() {
+            let (k, v) = kv?;
+            let Some(split) = k.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let enclave = String::from_utf8_lossy(&k[..split]).into_owned();
+            let name = String::from_utf8_lossy(&k[split + 1..]).into_owned();
+            out.push((enclave, name, super::store::decode("keys", &v)?));
+        }
+        Ok(out)
+    }
+
     /// Every name in an enclave's tree, for apply's pre-scans (enclave and policy deletes).
     pub(super) fn names_in(
         &self,

@@ -145,7 +145,7 @@ mod tests {
         let init = Op::Init {
             cluster_id: "c".into(),
             admin: "admin".into(),
-            wrapped_cluster_key: vec![1, 2, 3],
+            wrapped: vec![],
         };
         a.apply(1, &cmd(init), &[]).unwrap();
         let key = Op::CreateKey {

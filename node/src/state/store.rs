@@ -98,6 +98,23 @@ impl State {
         self.meta.contains_key(tombstone_key(spki)).unwrap_or(true)
     }
 
+    /// Which seal each node last unsealed with.
+    pub fn seal_uses(&self) -> Result<Vec<(u64, String)>, StateError> {
+        let mut out = Vec::new();
+        for kv in self.meta.scan_prefix(b"sealuse/") {
+            let (k, v) = kv?;
+            if k.len() == 8 + 8 {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&k[8..]);
+                out.push((
+                    u64::from_be_bytes(b),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// The cluster facts, once `Init` has been applied.
     pub fn cluster_meta(&self) -> Result<Option<ClusterMeta>, StateError> {
         get(&self.meta, "meta", META_CLUSTER)
@@ -107,6 +124,13 @@ impl State {
 /// Where a removed member's SPKI is kept in `meta`.
 pub(super) fn tombstone_key(spki: &str) -> Vec<u8> {
     format!("tombstone/{spki}").into_bytes()
+}
+
+/// Where the seal a node last unsealed with is kept in `meta`.
+pub(super) fn seal_use_key(node_id: u64) -> Vec<u8> {
+    let mut k = b"sealuse/".to_vec();
+    k.extend_from_slice(&node_id.to_be_bytes());
+    k
 }
 
 /// `<enclave>\0<name>`: NUL never appears in valid names, so keys of one enclave sort together
