@@ -70,6 +70,8 @@ pub struct NodeProc {
     pub url: String,
     /// Its directory (`node.yaml`, `data/`, `node.log`).
     pub dir: PathBuf,
+    /// Extra environment for the process (e.g. `SOFTHSM2_CONF`, `KES_HSM_PIN`).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -139,6 +141,7 @@ impl NodeProc {
             .arg(self.dir.join("node.yaml"))
             .arg("--data-dir")
             .arg(self.dir.join("data"))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -233,6 +236,7 @@ impl Cluster {
                     index: i,
                     url: format!("https://127.0.0.1:{}", base + i as u16 - 1),
                     dir: dir.path().join(format!("node{i}")),
+                    env: Vec::new(),
                     child: None,
                 })
                 .collect(),
@@ -289,6 +293,32 @@ impl Cluster {
             .expect("issue");
         std::fs::write(self.nodes[i].dir.join("node.crt"), issued.cert_pem).expect("write cert");
         std::fs::write(self.nodes[i].dir.join("node.key"), issued.key_pem).expect("write key");
+    }
+
+    /// Rewrites node `i`'s `seal:` section (everything from `seal:` up to the next top-level
+    /// key) with `seal_yaml`, which starts with `seal:`.
+    pub fn set_seal(&self, i: usize, seal_yaml: &str) {
+        let path = self.nodes[i].dir.join("node.yaml");
+        let text = std::fs::read_to_string(&path).expect("node.yaml");
+        let mut out = String::new();
+        let mut skipping = false;
+        for line in text.lines() {
+            if line.starts_with("seal:") {
+                skipping = true;
+                out.push_str(seal_yaml);
+                if !seal_yaml.ends_with('\n') {
+                    out.push('\n');
+                }
+                continue;
+            }
+            if skipping && (line.starts_with(' ') || line.is_empty()) {
+                continue;
+            }
+            skipping = false;
+            out.push_str(line);
+            out.push('\n');
+        }
+        std::fs::write(&path, out).expect("write node.yaml");
     }
 
     /// Every node's log, for failure messages.
