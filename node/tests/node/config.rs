@@ -6,12 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Certificates and a root key outside the data dir, as a production setup has them.
-struct Setup {
-    dir: tempfile::TempDir,
-    admin_id: String,
+pub(crate) struct Setup {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) admin_id: String,
 }
 
-fn setup() -> Setup {
+pub(crate) fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = kes_node::dev::server_certificate().unwrap();
     std::fs::write(dir.path().join("server.crt"), cert).unwrap();
@@ -21,7 +21,7 @@ fn setup() -> Setup {
     Setup { dir, admin_id }
 }
 
-fn node_with(s: Setup, yaml: &str) -> TestNode {
+pub(crate) fn node_with(s: Setup, yaml: &str) -> TestNode {
     let p = s.dir.path();
     let cfg = p.join("node.yaml");
     std::fs::write(&cfg, yaml).unwrap();
@@ -111,7 +111,7 @@ async fn config_policies_are_loaded_and_read_only() {
     assert_eq!(r.status, 403, "{}", r.text());
 }
 
-async fn wait_ready_with(c: &kes_cluster::Client) {
+pub(crate) async fn wait_ready_with(c: &kes_cluster::Client) {
     for _ in 0..200 {
         if let Ok(r) = c.request(Method::GET, "/v1/ready", &[], "").await {
             if r.status == 200 {

@@ -8,4 +8,5 @@ mod keys;
 mod observability;
 mod persistence;
 mod policies;
+mod seal;
 mod tls;

@@ -12,6 +12,7 @@ pub struct TestNode {
     pub url: String,
     pub port: u16,
     pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -44,6 +45,7 @@ impl TestNode {
             url: format!("https://127.0.0.1:{port}"),
             port,
             args,
+            env: Vec::new(),
             child: None,
         };
         n.start().await;
@@ -63,6 +65,7 @@ impl TestNode {
             url: format!("https://127.0.0.1:{port}"),
             port,
             args,
+            env: Vec::new(),
             child: None,
         }
     }
@@ -82,6 +85,7 @@ impl TestNode {
             .expect("log file");
         let child = Command::new(node_bin())
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()

@@ -1,0 +1,235 @@
+//! A single node sealed by a real PKCS#11 token (SoftHSM2) and by an upstream KES server.
+
+use crate::config::{Setup, node_with, setup, wait_ready_with};
+use crate::support::*;
+use kes_cluster::Method;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const PIN: &str = "1234-5678";
+
+/// A SoftHSM2 token made by the project's setup script; returns SOFTHSM2_CONF.
+fn token(dir: &Path) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/softhsm-setup.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(dir)
+        .env("KES_HSM_PIN", PIN)
+        .output()
+        .expect("run scripts/softhsm-setup.sh");
+    assert!(
+        out.status.success(),
+        "scripts/softhsm-setup.sh failed (scripts/test.sh installs softhsm2):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("softhsm2.conf").display().to_string()
+}
+
+fn pkcs11_yaml(s: &Setup, recheck: &str) -> String {
+    format!(
+        "admin:\n  identity: {}\ntls:\n  key: {p}/server.key\n  cert: {p}/server.crt\nseal:\n  pkcs11:\n    module: /usr/lib/softhsm/libsofthsm2.so\n    token_label: kes-cluster\n    pin_env: KES_HSM_PIN\n    key_label: kes-root\n  recheck: {recheck}\n",
+        s.admin_id,
+        p = s.dir.path().display()
+    )
+}
+
+fn admin_of(n: &TestNode) -> kes_cluster::Client {
+    n.client_with(
+        Some(&n.dir.path().join("admin.crt")),
+        Some(&n.dir.path().join("admin.key")),
+    )
+}
+
+async fn sealed_answer(c: &kes_cluster::Client) -> (u16, String) {
+    for _ in 0..100 {
+        if let Ok(r) = c.request(Method::GET, "/v1/ready", &[], "").await {
+            return (r.status, r.text());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("node never answered");
+}
+
+#[tokio::test]
+async fn pkcs11_unseals_refuses_a_wrong_pin_and_seals_when_the_key_is_deleted() {
+    let s = setup();
+    let conf = token(&s.dir.path().join("hsm"));
+    let yaml = pkcs11_yaml(&s, "1s");
+    let mut n = node_with(s, &yaml);
+    n.env = vec![
+        ("SOFTHSM2_CONF".into(), conf.clone()),
+        ("KES_HSM_PIN".into(), PIN.into()),
+    ];
+    let t0 = Instant::now();
+    n.spawn();
+    let admin = admin_of(&n);
+    wait_ready_with(&admin).await;
+    eprintln!(
+        "pkcs11: first start (bootstrap, wrap in the HSM) ready after {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        call(&admin, Method::PUT, "/v1/key/create/k", "")
+            .await
+            .status,
+        200
+    );
+    let dek = json(&call(&admin, Method::PUT, "/v1/key/generate/k", "{}").await);
+    n.stop();
+    let t0 = Instant::now();
+    n.spawn();
+    wait_ready_with(&admin).await;
+    eprintln!(
+        "pkcs11: restart unsealed and ready after {:?}",
+        t0.elapsed()
+    );
+    let body = serde_json::json!({ "ciphertext": dek["ciphertext"] }).to_string();
+    assert_eq!(
+        call(&admin, Method::PUT, "/v1/key/decrypt/k", &body)
+            .await
+            .status,
+        200
+    );
+    let status = json(&call(&admin, Method::GET, "/v1/status", "").await);
+    assert_eq!(status["sealed"], false);
+
+    // A wrong PIN: the node stays up, sealed, says why, and does not retry (HSMs lock tokens).
+    n.stop();
+    n.env[1].1 = "0000-0000".into();
+    n.spawn();
+    let (code, text) = sealed_answer(&admin).await;
+    assert_eq!(code, 503, "{text}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, text) = sealed_answer(&admin).await;
+    assert_eq!(code, 503);
+    assert!(
+        text.contains("sealed") && text.to_lowercase().contains("pin"),
+        "the reason names the PIN: {text}"
+    );
+    assert_error(
+        &call(&admin, Method::PUT, "/v1/key/decrypt/k", &body).await,
+        503,
+        "node is sealed",
+    );
+    let m = call(&admin, Method::GET, "/v1/metrics", "").await.text();
+    assert!(m.contains("kes_seal_sealed 1"));
+    assert!(
+        n.log().contains("not retrying automatically"),
+        "{}",
+        n.log()
+    );
+    assert!(n.is_running());
+
+    // The right PIN again, then the root key is deleted from the token: at the next re-check
+    // (1 s here) the node seals itself and drops its keys.
+    n.stop();
+    n.env[1].1 = PIN.into();
+    n.spawn();
+    wait_ready_with(&admin).await;
+    let del = std::process::Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--token-label",
+            "kes-cluster",
+            "--login",
+            "--pin",
+            PIN,
+        ])
+        .args([
+            "--delete-object",
+            "--type",
+            "secrkey",
+            "--label",
+            "kes-root",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("pkcs11-tool");
+    assert!(
+        del.status.success(),
+        "{}",
+        String::from_utf8_lossy(&del.stderr)
+    );
+    let t0 = Instant::now();
+    let mut sealed = false;
+    while t0.elapsed() < Duration::from_secs(10) {
+        let r = call(&admin, Method::PUT, "/v1/key/decrypt/k", &body).await;
+        if r.status == 503 {
+            sealed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        sealed,
+        "the node kept serving after its root key was deleted:\n{}",
+        n.log()
+    );
+    eprintln!(
+        "pkcs11: sealed {:?} after the root key was deleted",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_kes_server_holds_the_root_key() {
+    let upstream = TestNode::dev().await;
+    assert_eq!(
+        call(
+            &upstream.admin(),
+            Method::PUT,
+            "/v1/key/create/root-key",
+            ""
+        )
+        .await
+        .status,
+        200
+    );
+    let s = setup();
+    let yaml = format!(
+        "admin:\n  identity: {}\ntls:\n  key: {p}/server.key\n  cert: {p}/server.crt\nseal:\n  kes:\n    endpoint: {url}\n    cert: {u}/admin.crt\n    key: {u}/admin.key\n    ca: {u}/server.crt\n    key_name: root-key\n",
+        s.admin_id,
+        p = s.dir.path().display(),
+        url = upstream.url,
+        u = upstream.data.display()
+    );
+    let mut n = node_with(s, &yaml);
+    n.spawn();
+    let admin = admin_of(&n);
+    wait_ready_with(&admin).await;
+    assert_eq!(
+        call(&admin, Method::PUT, "/v1/key/create/k", "")
+            .await
+            .status,
+        200
+    );
+    n.stop();
+    let t0 = Instant::now();
+    n.spawn();
+    wait_ready_with(&admin).await;
+    eprintln!(
+        "kes upstream: restart unsealed and ready after {:?}",
+        t0.elapsed()
+    );
+    // The upstream's key is deleted: the node cannot unseal at its next start.
+    assert_eq!(
+        call(
+            &upstream.admin(),
+            Method::DELETE,
+            "/v1/key/delete/root-key",
+            ""
+        )
+        .await
+        .status,
+        200
+    );
+    n.stop();
+    n.spawn();
+    let (code, text) = sealed_answer(&admin).await;
+    assert_eq!(code, 503, "{text}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, text) = sealed_answer(&admin).await;
+    assert!(text.contains("sealed"), "{text}");
+}
