@@ -252,6 +252,10 @@ pub(super) async fn restore(node: Arc<Node>, req: Req) -> Answer {
             .await?;
         }
     }
+    // This cluster's own records (not in the snapshot) are signed with its current key: sign
+    // them with the adopted one before any node unseals with it.
+    let adopted = ck.derive(meta.storage_version);
+    super::seal::resign_metadata(&node, &req, &adopted, super::seal::Resign::Unverified).await?;
     let finish = Op::RestoreFinish {
         wrapped,
         storage_version: meta.storage_version,

@@ -20,7 +20,19 @@ pub(super) async fn commit(
     op: Op,
     ok: Response<Body>,
 ) -> Result<Response<Body>, ApiError> {
-    let index = commit_op(node, req, op).await?;
+    commit_at(node, req, unix_nanos_now(), op, ok).await
+}
+
+/// Like [`commit`], with the command time chosen by the caller (who signed a record that
+/// carries it).
+pub(super) async fn commit_at(
+    node: &Node,
+    req: &Req,
+    time: i64,
+    op: Op,
+    ok: Response<Body>,
+) -> Result<Response<Body>, ApiError> {
+    let index = commit_op_at(node, req, time, op).await?;
     let mut resp = ok;
     resp.headers_mut()
         .insert(INDEX_HEADER, HeaderValue::from(index));
@@ -29,12 +41,22 @@ pub(super) async fn commit(
 
 /// Commits `op` and returns its log index.
 pub(super) async fn commit_op(node: &Node, req: &Req, op: Op) -> Result<u64, ApiError> {
+    commit_op_at(node, req, unix_nanos_now(), op).await
+}
+
+/// Commits `op` stamped with `time`, and returns its log index.
+pub(super) async fn commit_op_at(
+    node: &Node,
+    req: &Req,
+    time: i64,
+    op: Op,
+) -> Result<u64, ApiError> {
     let cmd = Command {
         request_id: new_id(),
         identity: req.caller()?.to_string(),
         path: req.path.clone(),
         enclave: req.enclave.clone(),
-        time: unix_nanos_now(),
+        time,
         op,
     };
     let started = std::time::Instant::now();

@@ -62,7 +62,9 @@ where
     }
     // Refusals and server failures go to the error log (and so to /v1/log/error).
     let status = resp.status();
-    if status == StatusCode::FORBIDDEN || status.is_server_error() {
+    // A not-ready answer is what probes expect while a node starts or fails over: not an error.
+    let probe = path == "/v1/ready";
+    if !probe && (status == StatusCode::FORBIDDEN || status.is_server_error()) {
         let who = conn
             .identity
             .as_ref()

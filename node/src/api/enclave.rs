@@ -24,10 +24,15 @@ fn require_admin(node: &Node, req: &Req) -> Result<(), ApiError> {
 pub(super) async fn create(node: Arc<Node>, req: Req) -> Answer {
     names::enclave_name(&req.resource)?;
     require_admin(&node, &req)?;
+    let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
+    let time = crate::state::unix_nanos_now();
+    let entry = crate::state::EnclaveEntry::new(time, req.caller()?.as_str());
+    let sig = crate::seal::sign(&keys, "enclaves", req.resource.as_bytes(), &entry);
     let op = Op::CreateEnclave {
         name: req.resource.clone(),
+        sig,
     };
-    commit(&node, &req, op, empty()).await
+    super::commit::commit_at(&node, &req, time, op, empty()).await
 }
 
 /// `GET /v1/enclave/describe/<name>`

@@ -1,13 +1,13 @@
 //! The policy API: describe, read, list, and the management routes of the older API
 //! (write, assign, delete), which a replicated cluster makes meaningful.
 
-use super::commit::commit;
+use super::commit::{commit, commit_at};
 use super::error::{empty, json};
 use super::sys::rfc3339_nanos;
 use super::{ApiError, Req, list, names};
 use crate::auth::{Policy, validate};
 use crate::server::Node;
-use crate::state::{Op, PolicyEntry};
+use crate::state::{IdentityEntry, Op, PolicyEntry, scoped_key, unix_nanos_now};
 use axum::body::Body;
 use axum::http::Response;
 use serde::Deserialize;
@@ -111,11 +111,17 @@ pub(super) async fn write(node: Arc<Node>, req: Req) -> Answer {
     for p in policy.allow.iter().chain(&policy.deny) {
         validate(p).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
+    let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
+    let time = unix_nanos_now();
+    let entry = PolicyEntry::new(policy.clone(), time, req.caller()?.as_str(), false);
+    let key = scoped_key(&req.enclave, &req.resource);
+    let sig = crate::seal::sign(&keys, "policies", &key, &entry);
     let op = Op::WritePolicy {
         name: req.resource.clone(),
         policy,
+        sig,
     };
-    commit(&node, &req, op, empty()).await
+    commit_at(&node, &req, time, op, empty()).await
 }
 
 #[derive(Deserialize)]
@@ -134,7 +140,21 @@ pub(super) async fn assign(node: Arc<Node>, req: Req) -> Answer {
 /// Assigns `identity` to `policy` through the log.
 pub(super) async fn assign_to(node: &Node, req: &Req, policy: String, identity: String) -> Answer {
     names::identity(&identity)?;
-    commit(node, req, Op::AssignPolicy { policy, identity }, empty()).await
+    let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
+    let time = unix_nanos_now();
+    let entry = IdentityEntry::new(&policy, time, req.caller()?.as_str(), false);
+    let sig = crate::seal::sign(
+        &keys,
+        "identities",
+        &scoped_key(&req.enclave, &identity),
+        &entry,
+    );
+    let op = Op::AssignPolicy {
+        policy,
+        identity,
+        sig,
+    };
+    commit_at(node, req, time, op, empty()).await
 }
 
 /// `DELETE /v1/policy/delete/<name>`: also removes its assignments.

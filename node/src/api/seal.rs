@@ -110,6 +110,69 @@ pub(super) async fn remove(node: Arc<Node>, req: Req) -> Answer {
     Ok(json(&serde_json::json!({ "removed": seal_id })))
 }
 
+/// Which metadata records to re-sign.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Resign {
+    /// Those signed with a MAC key older than this version (a rekey).
+    OlderThan(u32),
+    /// Those the given keys do not verify (a restore adopting another cluster key).
+    Unverified,
+}
+
+/// Re-signs metadata records with `keys`, through the log (compare-and-swap, so a concurrent
+/// write is never overwritten).
+pub(super) async fn resign_metadata(
+    node: &Node,
+    req: &Req,
+    keys: &crate::seal::Unsealed,
+    which: Resign,
+) -> Result<(), ApiError> {
+    use crate::seal::{sign, verify};
+    use crate::state::{EnclaveEntry, IdentityEntry, PolicyEntry, Signed, encode_record};
+    fn resign<T: Signed + serde::de::DeserializeOwned>(
+        keys: &crate::seal::Unsealed,
+        tree: &str,
+        key: &[u8],
+        raw: &[u8],
+        which: Resign,
+    ) -> Option<Vec<u8>> {
+        let mut e: T = rmp_serde::from_slice(raw).ok()?;
+        let needed = match which {
+            Resign::OlderThan(target) => e.signature().version < target,
+            Resign::Unverified => !verify(keys, tree, key, &e),
+        };
+        if !needed {
+            return None;
+        }
+        e.set_signature(sign(keys, tree, key, &e));
+        Some(encode_record(&e))
+    }
+    let mut by_tree: std::collections::BTreeMap<&str, Vec<_>> = Default::default();
+    for (tree, key, raw) in node.state.metadata_records()? {
+        let new = match tree {
+            "policies" => resign::<PolicyEntry>(keys, tree, &key, &raw, which),
+            "identities" => resign::<IdentityEntry>(keys, tree, &key, &raw, which),
+            _ => resign::<EnclaveEntry>(keys, tree, &key, &raw, which),
+        };
+        if let Some(new) = new {
+            by_tree
+                .entry(tree)
+                .or_default()
+                .push((key.into(), raw.into(), new.into()));
+        }
+    }
+    for (tree, items) in by_tree {
+        for chunk in items.chunks(RESEAL_BATCH) {
+            let op = Op::Remac {
+                tree: tree.to_owned(),
+                items: chunk.to_vec(),
+            };
+            commit_op(node, req, op).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Re-sealed records per log entry, well below the entry limit.
 const RESEAL_BATCH: usize = 64;
 
@@ -194,6 +257,7 @@ pub(super) async fn rekey(node: Arc<Node>, req: Req) -> Answer {
             resealed += batch.len();
             commit_op(&node, &req, Op::Reseal { items: batch }).await?;
         }
+        resign_metadata(&node, &req, &keys, Resign::OlderThan(target)).await?;
         // Keys created meanwhile by a node that still sealed with the old key make the
         // finish fail; then another round re-seals them.
         match commit_op(&node, &req, Op::RekeyFinish).await {

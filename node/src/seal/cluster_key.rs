@@ -14,6 +14,9 @@ impl std::fmt::Debug for ClusterKey {
     }
 }
 
+/// The (storage-key version, storage key, MAC key) of the cluster key a rekey replaces.
+pub type PreviousKeys = (u32, Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>);
+
 /// The keys a node needs while it is unsealed. Zeroized when dropped.
 pub struct Unsealed {
     /// Version of the storage key, recorded in every sealed record.
@@ -24,8 +27,9 @@ pub struct Unsealed {
     pub mac_key: Zeroizing<[u8; 32]>,
     /// Proves that a joining node could unseal.
     pub join_key: Zeroizing<[u8; 32]>,
-    /// During a rekey: the previous storage key, for records not re-sealed yet.
-    pub previous: Option<(u32, Zeroizing<[u8; 32]>)>,
+    /// During a rekey: the previous (version, storage key, MAC key), for records not re-sealed
+    /// or re-signed yet.
+    pub previous: Option<PreviousKeys>,
 }
 
 impl Unsealed {
@@ -35,14 +39,29 @@ impl Unsealed {
             return Some(&self.storage_key);
         }
         match &self.previous {
-            Some((v, k)) if *v == version => Some(k),
+            Some((v, k, _)) if *v == version => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The metadata MAC key of `version`, if this node holds it.
+    pub fn mac_key_for(&self, version: u32) -> Option<&[u8; 32]> {
+        if version == self.storage_version {
+            return Some(&self.mac_key);
+        }
+        match &self.previous {
+            Some((v, _, m)) if *v == version => Some(m),
             _ => None,
         }
     }
 
     /// Keeps the previous cluster key's storage key next to the current one (during a rekey).
     pub fn with_previous(mut self, previous: Unsealed) -> Self {
-        self.previous = Some((previous.storage_version, previous.storage_key.clone()));
+        self.previous = Some((
+            previous.storage_version,
+            previous.storage_key.clone(),
+            previous.mac_key.clone(),
+        ));
         self
     }
 }

@@ -316,6 +316,41 @@ fn system_command(admin: &str, path: &str, op: Op) -> Command {
     }
 }
 
+/// The command that brings the config's policies into the state, with every record it may
+/// write signed by this (unsealed) node.
+fn config_policies_command(
+    node: &Node,
+    policies: Vec<(String, Policy, Vec<String>)>,
+    admin: &str,
+) -> Result<Command, StartError> {
+    let keys = node
+        .seal
+        .keys()
+        .ok_or_else(|| StartError::Cluster("the node is sealed".into()))?;
+    let mut cmd = system_command(admin, "/v1/policy/write/", Op::RekeyFinish);
+    let mut sigs = Vec::new();
+    for (name, rules, ids) in &policies {
+        let key = crate::state::scoped_key(DEFAULT_ENCLAVE, name);
+        let entry = crate::state::PolicyEntry::new(rules.clone(), cmd.time, admin, true);
+        sigs.push((
+            "policies".to_owned(),
+            key.clone().into(),
+            crate::seal::sign(&keys, "policies", &key, &entry),
+        ));
+        for id in ids {
+            let key = crate::state::scoped_key(DEFAULT_ENCLAVE, id);
+            let entry = crate::state::IdentityEntry::new(name, cmd.time, admin, true);
+            sigs.push((
+                "identities".to_owned(),
+                key.clone().into(),
+                crate::seal::sign(&keys, "identities", &key, &entry),
+            ));
+        }
+    }
+    cmd.op = Op::SetConfigPolicies { policies, sigs };
+    Ok(cmd)
+}
+
 /// Creates the cluster: this node alone, then the cluster id, admin, cluster key and the
 /// config policies through the log.
 async fn bootstrap(node: &Node, opts: &StartOptions) -> Result<(), StartError> {
@@ -341,13 +376,22 @@ async fn bootstrap(node: &Node, opts: &StartOptions) -> Result<(), StartError> {
                 "cannot bootstrap: seal {id} cannot wrap the cluster key: {e}"
             ))
         })?;
-    let op = Op::Init {
+    let keys = ck.derive(1);
+    let mut cmd = system_command(&opts.admin, "/v1/cluster/init", Op::RekeyFinish);
+    let default = crate::state::EnclaveEntry::new(cmd.time, &opts.admin);
+    cmd.op = Op::Init {
         cluster_id: cluster_id.clone(),
         admin: opts.admin.clone(),
         wrapped,
+        default_enclave_sig: crate::seal::sign(
+            &keys,
+            "enclaves",
+            DEFAULT_ENCLAVE.as_bytes(),
+            &default,
+        ),
     };
     let committed = c
-        .write(system_command(&opts.admin, "/v1/cluster/init", op))
+        .write(cmd)
         .await
         .map_err(|e| StartError::Cluster(e.to_string()))?;
     if committed.outcome != Outcome::Done {
@@ -357,13 +401,14 @@ async fn bootstrap(node: &Node, opts: &StartOptions) -> Result<(), StartError> {
         )));
     }
     c.set_cluster_id(&cluster_id);
-    node.seal.unseal(ck.derive(1));
+    node.seal.unseal(keys);
     tracing::info!("created cluster {cluster_id}");
-    let op = Op::SetConfigPolicies {
-        policies: policies_of(&opts.config),
-    };
     let committed = c
-        .write(system_command(&opts.admin, "/v1/policy/write/", op))
+        .write(config_policies_command(
+            node,
+            policies_of(&opts.config),
+            &opts.admin,
+        )?)
         .await
         .map_err(|e| StartError::Cluster(e.to_string()))?;
     match committed.outcome {
@@ -482,6 +527,13 @@ async fn keep_unsealed(node: Arc<Node>, admin: String, recheck: Duration, offlin
         }
         match unseal_meta(&node.cluster.seals, &meta).await {
             Ok((keys, seal_id)) => {
+                // Policies, identities and enclaves must be what the cluster wrote: a record
+                // altered on disk would grant or revoke access behind everyone's back.
+                if let Err(why) = crate::seal::verify_all(&keys, &node.state) {
+                    seal_now(&node, why);
+                    tracing::error!("refusing to serve from this data dir; it stays sealed");
+                    return;
+                }
                 node.cache.clear();
                 node.seal.unseal(keys);
                 tracing::info!("node unsealed with seal {seal_id}");
@@ -605,12 +657,11 @@ async fn sync_config(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     if !config_policies_match(&node, &policies) {
-        let op = Op::SetConfigPolicies { policies };
-        match node
-            .cluster
-            .write(system_command(&admin, "/v1/policy/write/", op))
-            .await
-        {
+        let Ok(cmd) = config_policies_command(&node, policies, &admin) else {
+            tracing::error!("config policies not applied: the node is sealed");
+            return;
+        };
+        match node.cluster.write(cmd).await {
             Ok(c) if c.outcome == Outcome::Done => {}
             Ok(c) => tracing::error!("config policies not applied: {:?}", c.outcome),
             Err(e) => tracing::error!("config policies not applied: {e}"),

@@ -126,6 +126,7 @@ impl State {
             cluster_id,
             admin,
             wrapped,
+            default_enclave_sig,
         } = &cmd.op
         {
             if meta.is_some() {
@@ -139,10 +140,8 @@ impl State {
                 previous: None,
                 created_at: cmd.time,
             };
-            let default = EnclaveEntry {
-                created_at: cmd.time,
-                created_by: admin.clone(),
-            };
+            let mut default = EnclaveEntry::new(cmd.time, admin);
+            default.sig = default_enclave_sig.clone();
             return Ok(Ok(vec![
                 Write::Put(TreeId::Meta, META_CLUSTER.to_vec(), encode(&m)),
                 Write::Put(
@@ -166,6 +165,7 @@ impl State {
                 | Op::RekeyBegin { .. }
                 | Op::Reseal { .. }
                 | Op::RekeyFinish
+                | Op::Remac { .. }
                 | Op::SealRemove { .. }
                 | Op::SealUse { .. }
         );
@@ -184,8 +184,8 @@ impl State {
         let by = cmd.identity.clone();
         Ok(match &cmd.op {
             Op::Init { .. } => unreachable!("handled above"),
-            Op::SetConfigPolicies { policies } => {
-                self.plan_config_policies(policies, cmd.time, &admin)?
+            Op::SetConfigPolicies { policies, sigs } => {
+                self.plan_config_policies(policies, sigs, cmd.time, &admin)?
             }
             Op::CreateKey {
                 name,
@@ -213,15 +213,11 @@ impl State {
                     Err(Outcome::KeyNotFound)
                 }
             }
-            Op::WritePolicy { name, policy } => match self.policy(e, name)? {
+            Op::WritePolicy { name, policy, sig } => match self.policy(e, name)? {
                 Some(p) if p.from_config => Err(read_only_policy(name)),
                 _ => {
-                    let entry = PolicyEntry {
-                        policy: policy.clone(),
-                        created_at: cmd.time,
-                        created_by: by,
-                        from_config: false,
-                    };
+                    let mut entry = PolicyEntry::new(policy.clone(), cmd.time, &by, false);
+                    entry.sig = sig.clone();
                     Ok(vec![Write::Put(
                         TreeId::Policies,
                         scoped(e, name),
@@ -229,7 +225,11 @@ impl State {
                     )])
                 }
             },
-            Op::AssignPolicy { policy, identity } => {
+            Op::AssignPolicy {
+                policy,
+                identity,
+                sig,
+            } => {
                 if *identity == admin {
                     Err(Outcome::AssignToAdmin)
                 } else if *identity == cmd.identity {
@@ -239,12 +239,8 @@ impl State {
                 } else if self.identity(e, identity)?.is_some_and(|i| i.from_config) {
                     Err(read_only_identity(identity))
                 } else {
-                    let entry = IdentityEntry {
-                        policy: policy.clone(),
-                        created_at: cmd.time,
-                        created_by: by,
-                        from_config: false,
-                    };
+                    let mut entry = IdentityEntry::new(policy, cmd.time, &by, false);
+                    entry.sig = sig.clone();
                     Ok(vec![Write::Put(
                         TreeId::Identities,
                         scoped(e, identity),
@@ -317,10 +313,25 @@ impl State {
                 }
                 Ok(writes)
             }
+            Op::Remac { tree, items } => {
+                let (id, t) = match tree.as_str() {
+                    "policies" => (TreeId::Policies, &self.policies),
+                    "identities" => (TreeId::Identities, &self.identities),
+                    "enclaves" => (TreeId::Enclaves, &self.enclaves),
+                    _ => return Ok(Err(Outcome::ReadOnly(format!("cannot re-sign tree '{tree}'")))),
+                };
+                let mut writes = Vec::new();
+                for (k, expected, new) in items {
+                    if t.get(k.as_slice())?.is_some_and(|v| v.as_ref() == expected.as_slice()) {
+                        writes.push(Write::Put(id, k.to_vec(), new.to_vec()));
+                    }
+                }
+                Ok(writes)
+            }
             Op::RekeyFinish => match self.cluster_meta()? {
                 None => Err(Outcome::ReadOnly("the cluster is not initialised".into())),
                 Some(mut m) => {
-                    if self.records_below(m.storage_version)? > 0 {
+                    if self.records_below(m.storage_version)? > 0 || self.signatures_below(m.storage_version)? > 0 {
                         Err(Outcome::ReadOnly("some records are still sealed under the old key".into()))
                     } else {
                         m.previous = None;
@@ -383,14 +394,12 @@ impl State {
                 Write::Put(TreeId::Meta, super::store::tombstone_key(spki), node_id.to_be_bytes().to_vec()),
                 Write::Del(TreeId::Meta, super::store::seal_use_key(*node_id)),
             ]),
-            Op::CreateEnclave { name } => {
+            Op::CreateEnclave { name, sig } => {
                 if self.enclave_exists(name)? {
                     Err(Outcome::EnclaveExists)
                 } else {
-                    let entry = EnclaveEntry {
-                        created_at: cmd.time,
-                        created_by: by,
-                    };
+                    let mut entry = EnclaveEntry::new(cmd.time, &by);
+                    entry.sig = sig.clone();
                     Ok(vec![Write::Put(
                         TreeId::Enclaves,
                         name.as_bytes().to_vec(),
@@ -433,9 +442,16 @@ impl State {
     fn plan_config_policies(
         &self,
         policies: &[(String, crate::auth::Policy, Vec<String>)],
+        sigs: &[(String, serde_bytes::ByteBuf, super::Signature)],
         time: i64,
         admin: &str,
     ) -> Result<Result<Vec<Write>, Outcome>, StateError> {
+        let sig_of = |tree: &str, key: &[u8]| {
+            sigs.iter()
+                .find(|(t, k, _)| t == tree && k.as_slice() == key)
+                .map(|(_, _, s)| s.clone())
+                .unwrap_or_default()
+        };
         let e = DEFAULT_ENCLAVE;
         let mut writes = Vec::new();
         let mut wanted_ids = std::collections::BTreeMap::new();
@@ -448,12 +464,8 @@ impl State {
                 }
                 Some(p) if p.policy == *policy => {}
                 _ => {
-                    let entry = PolicyEntry {
-                        policy: policy.clone(),
-                        created_at: time,
-                        created_by: admin.to_owned(),
-                        from_config: true,
-                    };
+                    let mut entry = PolicyEntry::new(policy.clone(), time, admin, true);
+                    entry.sig = sig_of("policies", &scoped(e, name));
                     writes.push(Write::Put(
                         TreeId::Policies,
                         scoped(e, name),
@@ -474,12 +486,8 @@ impl State {
                 }
                 Some(i) if i.policy == *policy => {}
                 _ => {
-                    let entry = IdentityEntry {
-                        policy: policy.clone(),
-                        created_at: time,
-                        created_by: admin.to_owned(),
-                        from_config: true,
-                    };
+                    let mut entry = IdentityEntry::new(policy, time, admin, true);
+                    entry.sig = sig_of("identities", &scoped(e, id));
                     writes.push(Write::Put(
                         TreeId::Identities,
                         scoped(e, id),

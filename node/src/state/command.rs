@@ -32,11 +32,15 @@ pub enum Op {
         admin: String,
         /// The cluster key, wrapped by each seal of the bootstrapping node.
         wrapped: Vec<crate::seal::WrappedCopy>,
+        /// The signature of the default enclave's record.
+        default_enclave_sig: super::Signature,
     },
     /// Replaces the config-declared policies and identities of the default enclave.
     SetConfigPolicies {
         /// name → (rules, identities).
         policies: Vec<(String, Policy, Vec<String>)>,
+        /// Signatures of the records this writes, by (tree, record key).
+        sigs: Vec<(String, serde_bytes::ByteBuf, super::Signature)>,
     },
     /// Creates (or imports) a key; the record is already sealed.
     CreateKey {
@@ -59,6 +63,8 @@ pub enum Op {
         name: String,
         /// Rules.
         policy: Policy,
+        /// Signature of the stored record.
+        sig: super::Signature,
     },
     /// Assigns an identity to a policy.
     AssignPolicy {
@@ -66,6 +72,8 @@ pub enum Op {
         policy: String,
         /// The identity.
         identity: String,
+        /// Signature of the stored record.
+        sig: super::Signature,
     },
     /// Deletes a policy and its assignments.
     DeletePolicy {
@@ -81,6 +89,8 @@ pub enum Op {
     CreateEnclave {
         /// Enclave name.
         name: String,
+        /// Signature of the stored record.
+        sig: super::Signature,
     },
     /// Records a removed member's SPKI, which is refused for good afterwards.
     Tombstone {
@@ -117,6 +127,18 @@ pub enum Op {
         /// (enclave, name, creation id, new sealed record); a record whose creation id
         /// changed meanwhile (deleted, re-created) is left alone.
         items: Vec<(String, String, u128, serde_bytes::ByteBuf)>,
+    },
+    /// Re-signs metadata records with the new MAC key during a rekey: each record is replaced
+    /// only if it still holds the expected bytes (a concurrent write wins).
+    Remac {
+        /// `policies`, `identities` or `enclaves`.
+        tree: String,
+        /// (record key, expected current value, new value).
+        items: Vec<(
+            serde_bytes::ByteBuf,
+            serde_bytes::ByteBuf,
+            serde_bytes::ByteBuf,
+        )>,
     },
     /// Ends a rekey: the old cluster key is dropped. Refused while any record is still
     /// sealed under it.

@@ -18,11 +18,12 @@ mod store;
 
 pub use command::{Command, Op, Outcome};
 pub use model::{
-    ClusterMeta, EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry, PreviousKey, unix_nanos_now,
+    ClusterMeta, EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry, PreviousKey, Signature,
+    Signed, unix_nanos_now,
 };
-pub use query::ListPage;
+pub use query::{ListPage, MetadataRecord};
 pub use snapshot::DumpTree;
-pub use store::{State, StateError};
+pub use store::{State, StateError, encode_record, scoped_key};
 
 /// The enclave that applies when a request names none.
 pub const DEFAULT_ENCLAVE: &str = "default";

@@ -13,6 +13,31 @@ pub struct KeyEntry {
     pub sealed: Vec<u8>,
 }
 
+/// A metadata MAC: the storage-key version whose MAC key made it, and the MAC. Records made
+/// before the MAC existed, or altered on disk, fail verification at start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Signature {
+    /// Which cluster key's MAC key signed the record.
+    pub version: u32,
+    /// HMAC-SHA256 over the tree, the record's key and the record with an empty signature.
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
+}
+
+/// A record authenticated with the metadata MAC key.
+pub trait Signed: Serialize + Clone {
+    /// The signature.
+    fn signature(&self) -> &Signature;
+    /// Replaces the signature.
+    fn set_signature(&mut self, sig: Signature);
+    /// The bytes the MAC covers: the record with an empty signature.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.set_signature(Signature::default());
+        super::store::encode(&unsigned)
+    }
+}
+
 /// A policy, made through the API or declared in the config file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PolicyEntry {
@@ -24,6 +49,9 @@ pub struct PolicyEntry {
     pub created_by: String,
     /// Declared in the config file, and therefore read-only through the API.
     pub from_config: bool,
+    /// Metadata MAC.
+    #[serde(default)]
+    pub sig: Signature,
 }
 
 /// An identity's assignment to a policy within one enclave.
@@ -37,6 +65,9 @@ pub struct IdentityEntry {
     pub created_by: String,
     /// Declared in the config file.
     pub from_config: bool,
+    /// Metadata MAC.
+    #[serde(default)]
+    pub sig: Signature,
 }
 
 /// An enclave.
@@ -46,6 +77,61 @@ pub struct EnclaveEntry {
     pub created_at: i64,
     /// The admin who made it.
     pub created_by: String,
+    /// Metadata MAC.
+    #[serde(default)]
+    pub sig: Signature,
+}
+
+macro_rules! signed {
+    ($($t:ty),*) => {$(
+        impl Signed for $t {
+            fn signature(&self) -> &Signature {
+                &self.sig
+            }
+            fn set_signature(&mut self, sig: Signature) {
+                self.sig = sig;
+            }
+        }
+    )*};
+}
+signed!(PolicyEntry, IdentityEntry, EnclaveEntry);
+
+impl PolicyEntry {
+    /// The record a write of `policy` at `time` by `by` stores (before signing). Handlers and
+    /// `apply` both build it here, so the MAC a handler computes matches what is stored.
+    pub fn new(policy: Policy, time: i64, by: &str, from_config: bool) -> Self {
+        PolicyEntry {
+            policy,
+            created_at: time,
+            created_by: by.to_owned(),
+            from_config,
+            sig: Signature::default(),
+        }
+    }
+}
+
+impl IdentityEntry {
+    /// The record of an assignment (before signing).
+    pub fn new(policy: &str, time: i64, by: &str, from_config: bool) -> Self {
+        IdentityEntry {
+            policy: policy.to_owned(),
+            created_at: time,
+            created_by: by.to_owned(),
+            from_config,
+            sig: Signature::default(),
+        }
+    }
+}
+
+impl EnclaveEntry {
+    /// The record of an enclave (before signing).
+    pub fn new(time: i64, by: &str) -> Self {
+        EnclaveEntry {
+            created_at: time,
+            created_by: by.to_owned(),
+            sig: Signature::default(),
+        }
+    }
 }
 
 /// Facts fixed when the cluster was made.

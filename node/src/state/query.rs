@@ -4,6 +4,9 @@ use super::DEFAULT_ENCLAVE;
 use super::model::{EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry};
 use super::store::{State, StateError, get, scoped};
 
+/// A metadata record: (tree, record key, raw value).
+pub type MetadataRecord = (&'static str, Vec<u8>, Vec<u8>);
+
 /// One page of a listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListPage {
@@ -133,6 +136,46 @@ impl State {
             }
         }
         Ok(n)
+    }
+
+    /// How many metadata records are signed with a MAC key older than `version`.
+    pub fn signatures_below(&self, version: u32) -> Result<usize, StateError> {
+        let mut n = 0;
+        for (tree, _, raw) in self.metadata_records()? {
+            let v = match tree {
+                "policies" => super::store::decode::<PolicyEntry>(tree, &raw)?.sig.version,
+                "identities" => {
+                    super::store::decode::<IdentityEntry>(tree, &raw)?
+                        .sig
+                        .version
+                }
+                _ => {
+                    super::store::decode::<EnclaveEntry>(tree, &raw)?
+                        .sig
+                        .version
+                }
+            };
+            if v < version {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Every metadata record as (tree, record key, raw value): what the metadata MAC covers.
+    pub fn metadata_records(&self) -> Result<Vec<MetadataRecord>, StateError> {
+        let mut out = Vec::new();
+        for (name, tree) in [
+            ("policies", &self.policies),
+            ("identities", &self.identities),
+            ("enclaves", &self.enclaves),
+        ] {
+            for kv in tree.iter() {
+                let (k, v) = kv?;
+                out.push((name, k.to_vec(), v.to_vec()));
+            }
+        }
+        Ok(out)
     }
 
     /// Every key record as (enclave, name, entry), for a rekey.

@@ -146,6 +146,7 @@ mod tests {
             cluster_id: "c".into(),
             admin: "admin".into(),
             wrapped: vec![],
+            default_enclave_sig: Default::default(),
         };
         a.apply(1, &cmd(init), &[]).unwrap();
         let key = Op::CreateKey {
@@ -158,6 +159,7 @@ mod tests {
             1,
             &cmd(Op::CreateEnclave {
                 name: "gone".into(),
+                sig: Default::default(),
             }),
             &[],
         )

@@ -133,6 +133,11 @@ pub(super) fn seal_use_key(node_id: u64) -> Vec<u8> {
     k
 }
 
+/// The record key of a policy or identity: `<enclave>\0<name>` (what metadata MACs cover).
+pub fn scoped_key(enclave: &str, name: &str) -> Vec<u8> {
+    scoped(enclave, name)
+}
+
 /// `<enclave>\0<name>`: NUL never appears in valid names, so keys of one enclave sort together
 /// and a prefix scan over `<enclave>\0` sees exactly that enclave.
 pub(super) fn scoped(enclave: &str, name: &str) -> Vec<u8> {
@@ -141,6 +146,11 @@ pub(super) fn scoped(enclave: &str, name: &str) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(name.as_bytes());
     k
+}
+
+/// Encodes a record as the trees store it (MessagePack with field names).
+pub fn encode_record<T: Serialize>(v: &T) -> Vec<u8> {
+    encode(v)
 }
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Vec<u8> {

@@ -164,3 +164,55 @@ async fn wrong_root_key_leaves_the_node_up_and_sealed() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_policy_record_altered_on_disk_is_detected_at_start() {
+    let mut n = TestNode::dev().await;
+    let c = n.admin();
+    let r = call(
+        &c,
+        Method::POST,
+        "/v1/policy/write/narrow",
+        r#"{"allow":["/v1/key/list/*"]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    call(&c, Method::PUT, "/v1/key/create/k", "").await;
+    n.stop();
+    {
+        // An attacker with the data dir widens the policy.
+        let db = sled::open(n.data.join("state")).expect("open sled");
+        let tree = db.open_tree("policies").expect("tree");
+        let key = kes_node::state::scoped_key("default", "narrow");
+        let raw = tree.get(&key).expect("get").expect("policy record");
+        let mut entry: kes_node::state::PolicyEntry = rmp_serde::from_slice(&raw).expect("decode");
+        entry.policy.allow = vec!["/v1/*/*/*".into()];
+        tree.insert(&key, kes_node::state::encode_record(&entry))
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+    n.spawn();
+    let c = n.admin();
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Ok(r) = c.request(Method::GET, "/v1/ready", &[], "").await {
+            if r.text().contains("MAC") {
+                answer = Some(r);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = answer.unwrap_or_else(|| panic!("tampering not reported:\n{}", n.log()));
+    assert_eq!(r.status, 503);
+    assert!(
+        r.text().contains("policy record 'default/narrow'"),
+        "{}",
+        r.text()
+    );
+    assert_error(
+        &call(&c, Method::PUT, "/v1/key/generate/k", "{}").await,
+        503,
+        "node is sealed",
+    );
+}

@@ -110,7 +110,13 @@ async fn snapshot_save_then_restore_into_a_fresh_cluster() {
         .call(0, Method::GET, "/v1/policy/read/app", "")
         .await
         .unwrap();
-    assert_eq!(r.status, 200, "policies come back too");
+    assert_eq!(
+        r.status,
+        200,
+        "policies come back too: {}\n{}",
+        r.text(),
+        b.logs()
+    );
 }
 
 #[tokio::test]
