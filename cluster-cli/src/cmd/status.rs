@@ -110,12 +110,16 @@ pub(crate) fn render_cluster(cluster: &ClusterStatus) -> String {
 
 fn row(n: &ClusterNode) -> Vec<String> {
     let num = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
-    let role = match (n.reachable, n.role.as_str()) {
+    let mut role = match (n.reachable, n.role.as_str()) {
         (true, "") => "-".to_string(),
         (true, role) => role.to_string(),
         (false, "") => "UNREACHABLE".to_string(),
         (false, role) => format!("{role} UNREACHABLE"),
     };
+    // A sealed node replicates but serves nothing: say so where the operator looks first.
+    if n.other.get("sealed").and_then(|v| v.as_bool()) == Some(true) {
+        role.push_str(" SEALED");
+    }
     vec![
         n.id.to_string(),
         or_dash(&n.address),
