@@ -14,6 +14,7 @@ mod join;
 mod key;
 mod output;
 mod policy;
+mod private_files;
 mod remove;
 mod scaffold;
 mod seal;

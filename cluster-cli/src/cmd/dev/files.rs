@@ -16,12 +16,11 @@
 //! again (over its old key) only when it is unusable, expiring, or from
 //! another CA; all of them are when the CA itself had to be made anew.
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::Write;
+use std::fs::{self};
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::cmd::private_files::{create_root_key, make_private_dir, write_private, write_public};
 use kes_cluster::identity::{identity_of_cert_pem, new_identity};
 use kes_cluster::pki::{
     CertificateAuthority, DEV_CA_NAME, LeafRequest, key_is_usable, renewal_reason,
@@ -204,53 +203,10 @@ impl<'a> LazyCa<'a> {
     }
 }
 
-/// Creates `dir` (and parents) with mode 0700; an existing one is left as is.
-fn make_private_dir(dir: &Path) -> Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::file("create directory", dir, e))
-}
-
-/// 32 random bytes, mode 0600, never over an existing file: replacing a root
-/// key would make every sealed record unreadable.
-fn create_root_key(path: &Path) -> Result<()> {
-    let key: [u8; 32] = rand::random();
-    let io = |e| Error::file("write", path, e);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    file.write_all(&key).map_err(io)?;
-    file.sync_all().map_err(io)
-}
-
-/// Writes a secret file with mode 0600, also tightening an existing one.
-fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
-    let io = |e| Error::file("write", path, e);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    file.set_permissions(fs::Permissions::from_mode(0o600))
-        .map_err(io)?;
-    file.write_all(contents).map_err(io)?;
-    file.sync_all().map_err(io)
-}
-
-fn write_public(path: &Path, contents: &[u8]) -> Result<()> {
-    fs::write(path, contents).map_err(|e| Error::file("write", path, e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
