@@ -124,6 +124,7 @@ async fn run(args: Args, events: EventBus) -> Result<(), String> {
     let tls = load_server_config(&ServerTlsOptions {
         cert,
         key,
+        password: config.tls.password.clone(),
         verify_clients: config.tls.auth,
         ca: config.tls.ca.clone(),
         allow_anonymous: config.api.values().any(|r| r.skip_auth),

@@ -15,6 +15,8 @@ pub struct ServerTlsOptions {
     pub cert: PathBuf,
     /// PEM private key (unencrypted).
     pub key: PathBuf,
+    /// `tls.password`: the password of an encrypted (PKCS#8, `ENCRYPTED PRIVATE KEY`) key.
+    pub password: Option<String>,
     /// `tls.auth: on`: verify client chains against `ca`.
     pub verify_clients: bool,
     /// PEM file, or a directory of PEM files, with the CAs that sign client certificates.
@@ -78,15 +80,41 @@ fn load_ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupEr
     Ok(all)
 }
 
+/// Loads the server key: plain PEM, or an `ENCRYPTED PRIVATE KEY` (PKCS#8 PBES2, as
+/// `openssl pkcs8 -topk8 -v2 aes256` writes it) opened with `tls.password`.
+fn load_key(path: &Path, password: Option<&str>) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+    let err = |reason: String| TlsSetupError::Load {
+        what: "tls.key",
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    if !pem.contains("ENCRYPTED") {
+        return PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| err(e.to_string()));
+    }
+    let password = password
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| err("the key is encrypted: set tls.password".into()))?;
+    if pem.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(err(
+            "legacy OpenSSL PEM encryption is not supported; convert the key with `openssl pkcs8 -topk8 -v2 aes256`".into(),
+        ));
+    }
+    let (_, doc) =
+        pkcs8::SecretDocument::from_pem(&pem).map_err(|e| err(format!("not a PEM key: {e}")))?;
+    let encrypted = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
+        .map_err(|e| err(format!("not an encrypted PKCS#8 key: {e}")))?;
+    let plain = encrypted
+        .decrypt(password)
+        .map_err(|_| err("wrong tls.password, or an unsupported encryption scheme".into()))?;
+    Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()))
+}
+
 /// Builds the server config: TLS 1.2 and 1.3, ALPN h2 and http/1.1, and the client-certificate
 /// policy KES uses for the given `auth` setting.
 pub fn load_server_config(opts: &ServerTlsOptions) -> Result<ServerConfig, TlsSetupError> {
     let chain = load_certs(&opts.cert, "tls.cert")?;
-    let key = PrivateKeyDer::from_pem_file(&opts.key).map_err(|e| TlsSetupError::Load {
-        what: "tls.key (an unencrypted PEM private key)",
-        path: opts.key.clone(),
-        reason: e.to_string(),
-    })?;
+    let key = load_key(&opts.key, opts.password.as_deref())?;
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -119,4 +147,56 @@ pub fn load_server_config(opts: &ServerTlsOptions) -> Result<ServerConfig, TlsSe
         .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encrypted_key_opens_with_its_password_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = crate::dev::server_certificate().expect("cert");
+        let plain = dir.path().join("plain.key");
+        std::fs::write(&plain, key).expect("write");
+        let enc = dir.path().join("enc.key");
+        let out = std::process::Command::new("openssl")
+            .args([
+                "pkcs8",
+                "-topk8",
+                "-v2",
+                "aes256",
+                "-passout",
+                "pass:s3cret",
+                "-in",
+            ])
+            .arg(&plain)
+            .arg("-out")
+            .arg(&enc)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let certp = dir.path().join("c.crt");
+        std::fs::write(&certp, cert).expect("write");
+        let opts = |password: Option<&str>| ServerTlsOptions {
+            cert: certp.clone(),
+            key: enc.clone(),
+            password: password.map(str::to_owned),
+            verify_clients: false,
+            ca: None,
+            allow_anonymous: false,
+        };
+        assert!(load_server_config(&opts(Some("s3cret"))).is_ok());
+        let wrong = load_server_config(&opts(Some("nope"))).expect_err("wrong password");
+        assert!(wrong.to_string().contains("wrong tls.password"), "{wrong}");
+        let missing = load_server_config(&opts(None)).expect_err("no password");
+        assert!(
+            missing.to_string().contains("set tls.password"),
+            "{missing}"
+        );
+    }
 }
