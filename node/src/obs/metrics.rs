@@ -53,6 +53,8 @@ pub struct Metrics {
     pub cluster_write_seconds: Histogram,
     /// Snapshots taken or installed.
     pub cluster_snapshots: Counter,
+    /// Seconds to build (dump and write) a snapshot.
+    pub cluster_snapshot_seconds: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -92,17 +94,19 @@ impl Metrics {
                 .expect("unique metric");
             c
         };
-        let response_time = Histogram::with_opts(
-            HistogramOpts::new(
-                "kes_http_response_time",
-                "Response time of KES API requests in seconds",
-            )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 3.0, 5.0, 10.0]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(response_time.clone()))
-            .expect("unique metric");
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let response_time = histogram(
+            "kes_http_response_time",
+            "Response time of KES API requests in seconds",
+            vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 3.0, 5.0, 10.0],
+        );
         Metrics {
             success: counter_vec(
                 "kes_http_request_success",
@@ -158,25 +162,21 @@ impl Metrics {
                 "kes_cluster_replication_lag_max",
                 "On the leader: the largest lag of a follower, in log entries",
             ),
-            cluster_write_seconds: {
-                let h = Histogram::with_opts(
-                    HistogramOpts::new(
-                        "kes_cluster_write_seconds",
-                        "Time to commit and apply a write, in seconds",
-                    )
-                    .buckets(vec![
-                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-                    ]),
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(h.clone()))
-                    .expect("unique metric");
-                h
-            },
+            cluster_write_seconds: histogram(
+                "kes_cluster_write_seconds",
+                "Time to commit and apply a write, in seconds",
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+                ],
+            ),
             cluster_snapshots: counter(
                 "kes_cluster_snapshots_total",
                 "Snapshots built or installed by this node",
+            ),
+            cluster_snapshot_seconds: histogram(
+                "kes_cluster_snapshot_seconds",
+                "Time to build a snapshot, in seconds",
+                vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0],
             ),
             started: Instant::now(),
             registry,

@@ -26,6 +26,7 @@ pub struct StateMachine {
     state: State,
     snapshot_file: PathBuf,
     hook: AppliedHook,
+    build_seconds: prometheus::Histogram,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -48,11 +49,18 @@ fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
 
 impl StateMachine {
     /// A state machine over `state`; the latest snapshot is kept in `snapshot_file`.
-    pub fn new(state: State, snapshot_file: PathBuf, hook: AppliedHook) -> Self {
+    /// `build_seconds` observes how long each snapshot build takes.
+    pub fn new(
+        state: State,
+        snapshot_file: PathBuf,
+        hook: AppliedHook,
+        build_seconds: prometheus::Histogram,
+    ) -> Self {
         StateMachine {
             state,
             snapshot_file,
             hook,
+            build_seconds,
         }
     }
 
@@ -102,6 +110,7 @@ impl StateMachine {
 /// that run while the snapshot is written cannot tear it.
 pub struct SnapshotBuilder {
     sm: StateMachine,
+    started: std::time::Instant,
     data: Vec<u8>,
     last_applied: Option<LogId>,
     membership: Membership,
@@ -126,6 +135,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
         .map_err(snap_err)?
         .map_err(snap_err)?;
+        self.sm
+            .build_seconds
+            .observe(self.started.elapsed().as_secs_f64());
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -174,10 +186,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         // Called between applies, so this dump is a consistent view. A failure here leaves
         // an empty builder, whose build fails and is retried by openraft later.
+        let started = std::time::Instant::now();
         let data = self.state.dump().unwrap_or_default();
         let (last_applied, membership) = self.applied().unwrap_or_default();
         SnapshotBuilder {
             sm: self.clone(),
+            started,
             data,
             last_applied,
             membership,

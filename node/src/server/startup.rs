@@ -184,7 +184,13 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     let channels = PeerChannels::new(tls.clone());
     let log =
         LogStore::open(&state).map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
-    let sm = StateMachine::new(state.clone(), opts.data_dir.join("snapshot.bin"), hook);
+    let metrics = Metrics::new();
+    let sm = StateMachine::new(
+        state.clone(),
+        opts.data_dir.join("snapshot.bin"),
+        hook,
+        metrics.cluster_snapshot_seconds.clone(),
+    );
     let network = NetworkFactory::new(channels.clone(), cluster_id.clone());
     let raft = Raft::new(node_id, Arc::new(raft_config(ccfg)?), network, log, sm)
         .await
@@ -216,7 +222,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         seal,
         cluster: cluster.clone(),
         cache,
-        metrics: Metrics::new(),
+        metrics,
         events: opts.events.clone(),
         routes: routes(&opts.config),
         audit_stdout: opts.config.log.audit,
