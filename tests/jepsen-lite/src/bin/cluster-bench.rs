@@ -1,0 +1,871 @@
+//! `cluster-bench`: the figures issue 3 asks for, measured on real `kes-node` processes on
+//! loopback, made and faulted by the jepsen-lite harness.
+//!
+//! ```text
+//! cargo run --release -p jepsen-lite --bin cluster-bench -- \
+//!     [failover|create|catchup|all] [--runs N] [--keys N] [--cluster 'KEY: VALUE']... [--no-build]
+//! ```
+//!
+//! * `failover`: on one 3-node cluster, `--runs` times (default 10): `kill -9` the leader, then
+//!   create keys through the survivors until one answers 200; the time from the kill to that
+//!   200 is one figure. The killed node is restarted and every node is ready again before the
+//!   next run.
+//! * `create`: on a fresh 3-node cluster, `--keys` (default 2000) sequential key creates
+//!   through the leader, as many through a follower (forwarded to the leader), each over one
+//!   kept-alive connection; then 4 concurrent clients through the leader. Latency p50/p99/max
+//!   and throughput.
+//! * `catchup`: on a fresh 3-node cluster with the default `snapshot_every` (10,000), one
+//!   follower is stopped, `--keys` (default 10,000) keys are created through the leader by 8
+//!   concurrent clients, and the follower is restarted. The time to `/v1/ready` and to listing
+//!   every key, and whether it caught up by installing the leader's snapshot.
+//!
+//! Non-goals: these are figures to report and to compare side by side within one run, never
+//! pass/fail thresholds (the project's rule: no timed assertions). Every node and the bench
+//! share the machine's cores, so absolute numbers depend on the machine and its load.
+//!
+//! The harness runs `kes-node` and `kes-cluster` from the directory of this executable
+//! (`target/release` for a release build). So that they match the sources, the bench first
+//! runs `cargo build -p kes-node -p kes-cluster --bins` in the same profile; `--no-build`
+//! skips that and uses the binaries already there.
+//!
+//! `--cluster 'KEY: VALUE'` adds a line to every node's `cluster:` section in every mode (for
+//! example another `election_timeout`), so two settings can be compared run against run.
+#![deny(missing_docs)]
+
+use jepsen_lite::Cluster;
+use kes_cluster::{Client, Method};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+/// A failed bench step, with a message that says what went wrong.
+type BenchResult<T> = Result<T, String>;
+
+/// Client timeout while the cluster fails over: short, so a request stuck on the dead leader
+/// does not hide the moment a survivor starts taking writes.
+const FAILOVER_CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause between failover write attempts.
+const FAILOVER_RETRY_PAUSE: Duration = Duration::from_millis(25);
+/// At most this many failover write attempts wait for an answer at once: enough that the
+/// cadence never stalls even when every attempt waits out its client timeout (a survivor
+/// holds a write while it looks for the new leader).
+const FAILOVER_MAX_IN_FLIGHT: usize =
+    (FAILOVER_CLIENT_TIMEOUT.as_millis() / FAILOVER_RETRY_PAUSE.as_millis()) as usize + 1;
+/// Give up on one failover run after this long.
+const FAILOVER_GIVE_UP: Duration = Duration::from_secs(30);
+/// How long a (re)started node may take to report ready.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+/// Concurrent clients for the create-throughput figure.
+const CREATE_CONCURRENCY: usize = 4;
+/// Concurrent clients that load the cluster while a follower is down (catch-up mode).
+const CATCHUP_LOADERS: usize = 8;
+/// The log entries openraft keeps behind a snapshot (`max_in_snapshot_log_to_keep` in
+/// `node/src/server/startup.rs`); a follower further behind than this can only catch up by
+/// snapshot once the log has been purged.
+const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 1000;
+
+/// What to measure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Failover,
+    Create,
+    Catchup,
+    All,
+}
+
+/// The command line.
+struct Args {
+    mode: Mode,
+    runs: usize,
+    keys: Option<usize>,
+    build: bool,
+    /// Lines added to the `cluster:` section of every node's `node.yaml` (indented).
+    cluster_yaml: String,
+}
+
+const USAGE: &str = concat!(
+    "usage: cluster-bench [failover|create|catchup|all] [--runs N] [--keys N]\n",
+    "                     [--cluster 'KEY: VALUE']... [--no-build]\n",
+    "  failover   kill -9 the leader --runs times (default 10); time to the first 200 write\n",
+    "  create     --keys (default 2000) creates via leader, via follower, by 4 clients\n",
+    "  catchup    a follower --keys (default 10000) keys behind catches up by snapshot\n",
+    "  all        all three (the default)\n",
+    "  --cluster 'KEY: VALUE'  a line for every node's cluster: section (repeatable),\n",
+    "             e.g. --cluster 'election_timeout: [500ms, 1s]' --cluster 'lease: 400ms'\n",
+    "  --no-build use the kes-node/kes-cluster binaries already next to this executable",
+);
+
+fn parse_args() -> BenchResult<Args> {
+    let mut args = Args {
+        mode: Mode::All,
+        runs: 10,
+        keys: None,
+        build: true,
+        cluster_yaml: String::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut number = |flag: &str| -> BenchResult<usize> {
+            let v = it
+                .next()
+                .ok_or_else(|| format!("{flag} needs a number\n{USAGE}"))?;
+            match v.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!("{flag} {v:?}: expected a positive number\n{USAGE}")),
+            }
+        };
+        match a.as_str() {
+            "failover" => args.mode = Mode::Failover,
+            "create" => args.mode = Mode::Create,
+            "catchup" => args.mode = Mode::Catchup,
+            "all" => args.mode = Mode::All,
+            "--runs" => args.runs = number("--runs")?,
+            "--keys" => args.keys = Some(number("--keys")?),
+            "--no-build" => args.build = false,
+            "--cluster" => {
+                let line = it
+                    .next()
+                    .ok_or_else(|| format!("--cluster needs a 'key: value' line\n{USAGE}"))?;
+                args.cluster_yaml.push_str(&format!("  {}\n", line.trim()));
+            }
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(args)
+}
+
+/// Builds `kes-node` and `kes-cluster` in this executable's profile, so the harness (which
+/// looks for them next to this executable) runs binaries that match the sources.
+fn ensure_node_binaries(build: bool) -> BenchResult<()> {
+    let dir = jepsen_lite::bin_dir();
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    if build {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
+        let mut cmd = Command::new(&cargo);
+        cmd.args(["build", "--manifest-path", manifest]).args([
+            "-p",
+            "kes-node",
+            "-p",
+            "kes-cluster",
+            "--bins",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        // `cargo run` gives this process the package's variables. Build scripts that track
+        // them (ring's tracks CARGO_MANIFEST_DIR) would see them change and rebuild, here and
+        // again in the next plain `cargo build`: the nested build must not inherit them.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || matches!(
+                    name.as_ref(),
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                )
+            {
+                cmd.env_remove(name.as_ref());
+            }
+        }
+        println!(
+            "building kes-node and kes-cluster ({}) into {} ...",
+            if release { "release" } else { "debug" },
+            dir.display()
+        );
+        let status = cmd
+            .status()
+            .map_err(|e| format!("cannot run {cargo}: {e}; build them yourself with `cargo build --release --workspace` and pass --no-build"))?;
+        if !status.success() {
+            return Err(format!(
+                "building kes-node/kes-cluster failed ({status}); fix the build, or pass \
+                 --no-build to use the binaries already in {}",
+                dir.display()
+            ));
+        }
+    }
+    for name in ["kes-node", "kes-cluster"] {
+        if !dir.join(name).exists() {
+            return Err(format!(
+                "{} is missing: run `cargo build --release --workspace` (or drop --no-build)",
+                dir.join(name).display()
+            ));
+        }
+    }
+    if !release {
+        println!(
+            "warning: not a release build; these figures are not comparable with release ones"
+        );
+    }
+    Ok(())
+}
+
+/// Seconds with millisecond precision, for one output line.
+fn secs(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}
+
+/// Milliseconds with two decimals.
+fn ms(d: Duration) -> String {
+    format!("{:.2}ms", d.as_secs_f64() * 1e3)
+}
+
+/// Nearest-rank percentile `p` (0..=100) of `sorted`, which must not be empty.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The median of `sorted` (mean of the two middle values for an even count).
+fn median(sorted: &[Duration]) -> Duration {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+    }
+}
+
+/// `others(3, 1)` = `[0, 2]`.
+fn others(n: usize, but: usize) -> Vec<usize> {
+    (0..n).filter(|i| *i != but).collect()
+}
+
+/// One key create; `Ok(status)` or the transport error as text.
+async fn create(client: &Client, name: &str) -> BenchResult<u16> {
+    client
+        .request(Method::PUT, &format!("/v1/key/create/{name}"), &[], "")
+        .await
+        .map(|r| r.status)
+        .map_err(|e| e.to_string())
+}
+
+/// Waits until every running node is ready; an error names the node and shows the logs.
+async fn all_ready(c: &mut Cluster) -> BenchResult<()> {
+    for i in 0..c.nodes.len() {
+        if c.nodes[i].running() && !c.wait_ready(i, READY_WITHIN).await {
+            return Err(format!("node{} never became ready:\n{}", i + 1, c.logs()));
+        }
+    }
+    Ok(())
+}
+
+/// The leader, or an error with the logs.
+async fn leader(c: &Cluster) -> BenchResult<usize> {
+    let all: Vec<usize> = (0..c.nodes.len()).collect();
+    c.leader_among(&all, Duration::from_secs(30))
+        .await
+        .ok_or_else(|| format!("no leader:\n{}", c.logs()))
+}
+
+/// The failover figures: every run's time from `kill -9` of the leader to the first 200.
+struct Failover {
+    times: Vec<Duration>,
+}
+
+async fn bench_failover(runs: usize, cluster_yaml: &str) -> BenchResult<Failover> {
+    println!("failover: starting a 3-node cluster ...");
+    let mut c = Cluster::start(3, cluster_yaml).await;
+    let mut times = Vec::new();
+    for run in 1..=runs {
+        let old = leader(&c).await?;
+        // A healthy cluster before each kill: a write through the leader succeeds.
+        let status = create(&c.admin(old), &format!("failover-pre-{run}")).await?;
+        if status != 200 {
+            return Err(format!(
+                "run {run}: write before the kill answered {status}"
+            ));
+        }
+        let survivors = others(3, old);
+        let clients: Vec<(usize, Client)> = survivors
+            .iter()
+            .map(|&i| (i, c.admin(i).with_timeout(FAILOVER_CLIENT_TIMEOUT)))
+            .collect();
+        let t0 = Instant::now();
+        c.nodes[old].kill9();
+        let (first, elected) =
+            tokio::join!(first_write(&clients, run, t0), new_leader(&clients, t0));
+        let (took, via, refused) = first.ok_or_else(|| {
+            format!(
+                "run {run}: no write succeeded within {} after killing node{}:\n{}",
+                secs(FAILOVER_GIVE_UP),
+                old + 1,
+                c.logs()
+            )
+        })?;
+        let elected = elected.map_or("no leader seen".to_owned(), |(at, l)| {
+            format!("node{} reported leader at {}", l + 1, secs(at))
+        });
+        println!(
+            "failover run {run}/{runs}: {} from kill -9 of node{} to first 200 (through node{}; \
+             {elected}; before it: {refused})",
+            secs(took),
+            old + 1,
+            via + 1,
+        );
+        times.push(took);
+        c.nodes[old].start();
+        all_ready(&mut c).await?;
+    }
+    times.sort();
+    let f = Failover { times };
+    println!("failover: {}", f.summary());
+    Ok(f)
+}
+
+/// Creates keys through `clients` in turn, one attempt every [`FAILOVER_RETRY_PAUSE`], until
+/// one answers 200: when (since `t0`), through which node, and a tally of the answers that
+/// came before it (e.g. `503×30 timeout×1`).
+///
+/// Attempts overlap (up to [`FAILOVER_MAX_IN_FLIGHT`]), so one request stuck on the dead
+/// leader until its client timeout does not hide the moment a survivor starts taking writes.
+async fn first_write(
+    clients: &[(usize, Client)],
+    run: usize,
+    t0: Instant,
+) -> Option<(Duration, usize, String)> {
+    let mut tally = std::collections::BTreeMap::<String, usize>::new();
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut attempt = 0usize;
+    let mut next = tokio::time::Instant::from_std(t0);
+    while t0.elapsed() < FAILOVER_GIVE_UP {
+        tokio::select! {
+            Some(done) = in_flight.join_next() => {
+                let outcome = match done {
+                    Ok((Ok(200), at, i)) => {
+                        in_flight.abort_all();
+                        let tally: Vec<String> =
+                            tally.iter().map(|(k, n)| format!("{k}×{n}")).collect();
+                        let tally = if tally.is_empty() {
+                            "nothing refused".to_owned()
+                        } else {
+                            tally.join(" ")
+                        };
+                        return Some((at, i, tally));
+                    }
+                    Ok((Ok(status), _, _)) => status.to_string(),
+                    Ok((Err(kes_cluster::Error::Timeout { .. }), _, _)) => "timeout".into(),
+                    Ok((Err(_), _, _)) => "transport-error".into(),
+                    Err(_) => "task-failed".into(),
+                };
+                *tally.entry(outcome).or_default() += 1;
+            }
+            _ = tokio::time::sleep_until(next), if in_flight.len() < FAILOVER_MAX_IN_FLIGHT => {
+                let (i, client) = clients[attempt % clients.len()].clone();
+                attempt += 1;
+                let path = format!("/v1/key/create/failover-{run}-{attempt}");
+                in_flight.spawn(async move {
+                    let r = client.request(Method::PUT, &path, &[], "").await;
+                    (r.map(|r| r.status), t0.elapsed(), i)
+                });
+                // From now, not from the last deadline: no burst after a full window.
+                next = tokio::time::Instant::now() + FAILOVER_RETRY_PAUSE;
+            }
+        }
+    }
+    None
+}
+
+/// Polls the survivors' `/v1/status` until one says it is leader: when (since `t0`) and which.
+/// It shows how much of the failover time is the election and how much comes after it.
+async fn new_leader(clients: &[(usize, Client)], t0: Instant) -> Option<(Duration, usize)> {
+    while t0.elapsed() < FAILOVER_GIVE_UP {
+        for (i, client) in clients {
+            let status = client
+                .with_timeout(Duration::from_secs(1))
+                .request(Method::GET, "/v1/status", &[], "")
+                .await;
+            let role = status
+                .ok()
+                .and_then(|r| r.json::<serde_json::Value>().ok())
+                .and_then(|v| v["cluster"]["role"].as_str().map(str::to_owned));
+            if role.as_deref() == Some("leader") {
+                return Some((t0.elapsed(), *i));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}
+
+impl Failover {
+    fn summary(&self) -> String {
+        let all: Vec<String> = self
+            .times
+            .iter()
+            .map(|t| format!("{:.2}", t.as_secs_f64()))
+            .collect();
+        format!(
+            "runs={} min={} median={} max={} all(s, sorted)=[{}]",
+            self.times.len(),
+            secs(self.times[0]),
+            secs(median(&self.times)),
+            secs(self.times[self.times.len() - 1]),
+            all.join(", ")
+        )
+    }
+}
+
+/// Latencies of one batch of creates, and the wall time it took.
+struct Batch {
+    label: String,
+    latencies: Vec<Duration>,
+    wall: Duration,
+    errors: usize,
+}
+
+impl Batch {
+    /// Latency percentile `p`; the batch must not be empty.
+    fn percentile(&self, p: f64) -> Duration {
+        let mut l = self.latencies.clone();
+        l.sort();
+        percentile(&l, p)
+    }
+
+    /// Creates per second of wall time.
+    fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{}: n={} p50={} p99={} max={} throughput={:.0}/s errors={}",
+            self.label,
+            self.latencies.len(),
+            ms(self.percentile(50.0)),
+            ms(self.percentile(99.0)),
+            ms(self.percentile(100.0)),
+            self.throughput(),
+            self.errors
+        )
+    }
+}
+
+/// `n` sequential creates named `{prefix}{i}` through one kept-alive client.
+async fn sequential(client: &Client, prefix: &str, n: usize) -> (Vec<Duration>, usize) {
+    let mut latencies = Vec::with_capacity(n);
+    let mut errors = 0;
+    for i in 0..n {
+        let t = Instant::now();
+        let status = create(client, &format!("{prefix}{i}")).await;
+        latencies.push(t.elapsed());
+        if status != Ok(200) {
+            errors += 1;
+        }
+    }
+    (latencies, errors)
+}
+
+/// `tasks` clients of node `i` run concurrently, each making `per_task` creates.
+async fn concurrent(
+    c: &Cluster,
+    i: usize,
+    tasks: usize,
+    per_task: usize,
+    prefix: &str,
+) -> BenchResult<(Vec<Duration>, usize, Duration)> {
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let client = c.admin(i);
+            let prefix = format!("{prefix}{t}-");
+            tokio::spawn(async move { sequential(&client, &prefix, per_task).await })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h.await.map_err(|e| format!("a create task failed: {e}"))?;
+        latencies.extend(l);
+        errors += e;
+    }
+    Ok((latencies, errors, t0.elapsed()))
+}
+
+async fn bench_create(n: usize, cluster_yaml: &str) -> BenchResult<Vec<Batch>> {
+    println!("create: starting a 3-node cluster ...");
+    let c = Cluster::start(3, cluster_yaml).await;
+    let l = leader(&c).await?;
+    let f = others(3, l)[0];
+    let (to_leader, to_follower) = (c.admin(l), c.admin(f));
+    // Warm both connections and both nodes' code paths; not measured.
+    sequential(&to_leader, "warm-l-", 20).await;
+    sequential(&to_follower, "warm-f-", 20).await;
+
+    let mut out = Vec::new();
+    for (label, client, prefix) in [
+        (
+            format!("create via leader node{} (sequential)", l + 1),
+            &to_leader,
+            "seq-l-",
+        ),
+        (
+            format!("create via follower node{} (sequential, forwarded)", f + 1),
+            &to_follower,
+            "seq-f-",
+        ),
+    ] {
+        let t0 = Instant::now();
+        let (latencies, errors) = sequential(client, prefix, n).await;
+        let b = Batch {
+            label,
+            latencies,
+            wall: t0.elapsed(),
+            errors,
+        };
+        println!("{}", b.line());
+        out.push(b);
+    }
+    let per_task = n.div_ceil(CREATE_CONCURRENCY);
+    let (latencies, errors, wall) =
+        concurrent(&c, l, CREATE_CONCURRENCY, per_task, "conc-").await?;
+    let b = Batch {
+        label: format!(
+            "create via leader node{} ({CREATE_CONCURRENCY} concurrent clients)",
+            l + 1
+        ),
+        latencies,
+        wall,
+        errors,
+    };
+    println!("{}", b.line());
+    out.push(b);
+    Ok(out)
+}
+
+/// The catch-up figures.
+struct Catchup {
+    keys: usize,
+    load: Duration,
+    load_errors: usize,
+    to_ready: Duration,
+    to_listed: Duration,
+    /// The leader's snapshot index when the follower restarted.
+    leader_snapshot: u64,
+    /// The follower's last log index when it was stopped.
+    behind_from: u64,
+    /// The snapshot index the follower logged after it restarted.
+    follower_snapshot: Option<u64>,
+    snapshot_file: bool,
+    /// Snapshots the follower built itself since its restart (`kes_cluster_snapshot_seconds`
+    /// counts builds only, not installs); `None` when its metrics do not say.
+    follower_builds: Option<u64>,
+    /// Snapshots the leader built (the same metric, as a check that it counts builds).
+    leader_builds: Option<u64>,
+}
+
+impl Catchup {
+    fn by_snapshot(&self) -> bool {
+        // It holds the leader's snapshot, and did not build it itself from replayed entries.
+        self.snapshot_file
+            && self.follower_snapshot == Some(self.leader_snapshot)
+            && self.follower_builds.is_none_or(|b| b == 0)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{} keys behind: ready after {}, all {} keys listed after {}; caught up by snapshot: \
+             {} (follower stopped at log index {}, leader snapshot at {} keeps the log from \
+             ~{}; follower logged snapshot at {}, snapshot.bin {}; snapshots built: leader {}, follower {})",
+            self.keys,
+            secs(self.to_ready),
+            self.keys,
+            secs(self.to_listed),
+            if self.by_snapshot() { "yes" } else { "NO" },
+            self.behind_from,
+            self.leader_snapshot,
+            self.leader_snapshot
+                .saturating_sub(LOG_KEPT_BEHIND_SNAPSHOT),
+            self.follower_snapshot
+                .map_or("none".to_owned(), |s| s.to_string()),
+            if self.snapshot_file {
+                "present"
+            } else {
+                "absent"
+            },
+            count_or_unknown(self.leader_builds),
+            count_or_unknown(self.follower_builds),
+        )
+    }
+}
+
+/// The highest index of the "snapshot at Some(N)" lines in `log`.
+fn snapshot_index(log: &str) -> Option<u64> {
+    log.lines()
+        .filter_map(|line| line.split("snapshot at Some(").nth(1))
+        .filter_map(|rest| rest.split(')').next()?.parse().ok())
+        .max()
+}
+
+/// A count, or `?` when the metric was missing.
+fn count_or_unknown(n: Option<u64>) -> String {
+    n.map_or("?".to_owned(), |n| n.to_string())
+}
+
+/// The value of the unlabelled series `name` in the node's `/v1/metrics`, if present.
+async fn metric(client: &Client, name: &str) -> Option<u64> {
+    let r = client
+        .request(Method::GET, "/v1/metrics", &[], "")
+        .await
+        .ok()?;
+    r.text().lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse::<f64>().ok().map(|v| v as u64)
+    })
+}
+
+/// `line` without terminal colour escapes (`ESC [ ... m`), as the node logs them.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// Creates `{prefix}{i}` for `i` in `0..keys` through node `i` with `tasks` concurrent clients,
+/// retrying a failed create; "already exists" after a retry counts as created.
+async fn load(
+    c: &Cluster,
+    node: usize,
+    tasks: usize,
+    keys: usize,
+    prefix: &str,
+) -> BenchResult<usize> {
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let client = c.admin(node);
+            let prefix = prefix.to_owned();
+            tokio::spawn(async move {
+                let mut errors = 0;
+                for i in (t..keys).step_by(tasks) {
+                    let name = format!("{prefix}{i:06}");
+                    let mut tries = 0;
+                    loop {
+                        match create(&client, &name).await {
+                            Ok(200) => break,
+                            Ok(400) if tries > 0 => break,
+                            _ if tries < 5 => {
+                                errors += 1;
+                                tries += 1;
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                            other => {
+                                return Err(format!("create {name} failed 6 times: {other:?}"));
+                            }
+                        }
+                    }
+                }
+                Ok(errors)
+            })
+        })
+        .collect();
+    let mut errors = 0;
+    for h in handles {
+        errors += h.await.map_err(|e| format!("a load task failed: {e}"))??;
+    }
+    Ok(errors)
+}
+
+async fn bench_catchup(keys: usize, cluster_yaml: &str) -> BenchResult<Catchup> {
+    println!("catchup: starting a 3-node cluster (snapshot_every left at its default) ...");
+    let mut c = Cluster::start(3, cluster_yaml).await;
+    let l = leader(&c).await?;
+    let f = others(3, l)[0];
+    let behind_from = c
+        .status(f)
+        .await
+        .and_then(|s| s["last_log_index"].as_u64())
+        .ok_or_else(|| format!("node{} gave no status before it was stopped", f + 1))?;
+    c.nodes[f].stop();
+    println!(
+        "catchup: node{} stopped at log index {behind_from}; creating {keys} keys through leader \
+         node{} with {CATCHUP_LOADERS} clients ...",
+        f + 1,
+        l + 1
+    );
+    let t0 = Instant::now();
+    let load_errors = load(&c, l, CATCHUP_LOADERS, keys, "catchup-").await?;
+    let load_time = t0.elapsed();
+    println!(
+        "catchup load: {keys} creates in {} ({:.0}/s, {load_errors} retried) with node{} down",
+        secs(load_time),
+        keys as f64 / load_time.as_secs_f64(),
+        f + 1
+    );
+    // The snapshot is built in the background once enough entries are applied; the follower
+    // must come back only after it exists, or it would simply replay the log.
+    let t_snap = Instant::now();
+    let leader_snapshot = loop {
+        if let Some(s) = snapshot_index(&c.nodes[l].log()) {
+            break s;
+        }
+        if t_snap.elapsed() > Duration::from_secs(60) {
+            return Err(format!(
+                "leader node{} built no snapshot within 60 s of {keys} writes (fewer writes than \
+                 snapshot_every?):\n{}",
+                l + 1,
+                c.logs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log_before = c.nodes[f].log().len();
+    let t0 = Instant::now();
+    c.nodes[f].start();
+    if !c.wait_ready(f, Duration::from_secs(120)).await {
+        return Err(format!(
+            "node{} did not become ready within 120 s:\n{}",
+            f + 1,
+            c.logs()
+        ));
+    }
+    let to_ready = t0.elapsed();
+    println!("catchup: node{} ready after {}", f + 1, secs(to_ready));
+    let lister = c.admin(f);
+    let to_listed = loop {
+        let listed = lister
+            .list_keys("catchup-")
+            .await
+            .map(|n| n.len())
+            .map_err(|e| e.to_string());
+        if listed == Ok(keys) {
+            break t0.elapsed();
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            return Err(format!(
+                "node{} lists {listed:?} of {keys} keys 120 s after restart",
+                f + 1
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let new_log = c.nodes[f].log();
+    let since_restart = new_log.get(log_before..).unwrap_or("");
+    let follower_snapshot = snapshot_index(since_restart);
+    // The follower's own words about snapshots since its restart, as evidence.
+    for line in since_restart
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("snapshot"))
+        .take(5)
+    {
+        println!("catchup: node{} log: {}", f + 1, strip_ansi(line).trim());
+    }
+    let snapshot_file = c.nodes[f].dir.join("data/snapshot.bin").exists();
+    let follower_builds = metric(&lister, "kes_cluster_snapshot_seconds_count").await;
+    let leader_builds = metric(&c.admin(l), "kes_cluster_snapshot_seconds_count").await;
+    let r = Catchup {
+        keys,
+        load: load_time,
+        load_errors,
+        to_ready,
+        to_listed,
+        leader_snapshot,
+        behind_from,
+        follower_snapshot,
+        snapshot_file,
+        follower_builds,
+        leader_builds,
+    };
+    println!("catchup: {}", r.summary());
+    Ok(r)
+}
+
+async fn run(args: Args) -> BenchResult<()> {
+    ensure_node_binaries(args.build)?;
+    let settings = if args.cluster_yaml.is_empty() {
+        "default cluster settings".to_owned()
+    } else {
+        format!(
+            "cluster: {}",
+            args.cluster_yaml.trim().replace("\n  ", "; ")
+        )
+    };
+    println!("settings: {settings}");
+    let started = Instant::now();
+    let mut summary = Vec::new();
+    if matches!(args.mode, Mode::Failover | Mode::All) {
+        let t = Instant::now();
+        let f = bench_failover(args.runs, &args.cluster_yaml).await?;
+        summary.push(format!(
+            "failover (kill -9 leader -> first 200): {}",
+            f.summary()
+        ));
+        println!("failover mode took {}", secs(t.elapsed()));
+    }
+    if matches!(args.mode, Mode::Create | Mode::All) {
+        let t = Instant::now();
+        let batches = bench_create(args.keys.unwrap_or(2000), &args.cluster_yaml).await?;
+        for b in &batches {
+            summary.push(b.line());
+        }
+        if let [leader, follower, concurrent] = batches.as_slice() {
+            let line = format!(
+                "create ratios (same run): follower/leader p50 {:.2}x p99 {:.2}x; \
+                 {CREATE_CONCURRENCY}-client/sequential throughput {:.2}x",
+                follower.percentile(50.0).as_secs_f64() / leader.percentile(50.0).as_secs_f64(),
+                follower.percentile(99.0).as_secs_f64() / leader.percentile(99.0).as_secs_f64(),
+                concurrent.throughput() / leader.throughput()
+            );
+            println!("{line}");
+            summary.push(line);
+        }
+        println!("create mode took {}", secs(t.elapsed()));
+    }
+    if matches!(args.mode, Mode::Catchup | Mode::All) {
+        let t = Instant::now();
+        let k = bench_catchup(args.keys.unwrap_or(10_000), &args.cluster_yaml).await?;
+        summary.push(format!(
+            "catchup load: {} creates in {} ({:.0}/s, {} retried) with one follower down",
+            k.keys,
+            secs(k.load),
+            k.keys as f64 / k.load.as_secs_f64(),
+            k.load_errors
+        ));
+        summary.push(format!("catchup: {}", k.summary()));
+        println!("catchup mode took {}", secs(t.elapsed()));
+    }
+    println!(
+        "\n== summary ({settings}; 3 nodes' processes and the bench on {} cores, {} total) ==",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        secs(started.elapsed())
+    );
+    for line in summary {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    if std::env::args().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cluster-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
