@@ -241,3 +241,36 @@ pub async fn join_through(
         Err(r.api_error().to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::proof;
+
+    /// An answer is bound to the challenge's fresh nonce, the cluster, the node and its
+    /// certificate: replaying it to another challenge, or presenting it for another node,
+    /// does not verify.
+    #[test]
+    fn a_proof_answers_one_challenge_only() {
+        let key = [9u8; 32];
+        let p = proof(&key, b"nonce-1", "cluster", 7, "spki");
+        assert_eq!(p, proof(&key, b"nonce-1", "cluster", 7, "spki"));
+        assert_ne!(
+            p,
+            proof(&key, b"nonce-2", "cluster", 7, "spki"),
+            "replayed to a new nonce"
+        );
+        assert_ne!(p, proof(&key, b"nonce-1", "other", 7, "spki"));
+        assert_ne!(p, proof(&key, b"nonce-1", "cluster", 8, "spki"));
+        assert_ne!(p, proof(&key, b"nonce-1", "cluster", 7, "other-spki"));
+        assert_ne!(
+            p,
+            proof(&[8u8; 32], b"nonce-1", "cluster", 7, "spki"),
+            "another root key"
+        );
+        // Length prefixes keep field boundaries apart.
+        assert_ne!(
+            proof(&key, b"ab", "c", 7, "s"),
+            proof(&key, b"a", "bc", 7, "s")
+        );
+    }
+}
