@@ -233,3 +233,76 @@ async fn an_upstream_kes_server_holds_the_root_key() {
     let (_, text) = sealed_answer(&admin).await;
     assert!(text.contains("sealed"), "{text}");
 }
+
+#[tokio::test]
+async fn an_unreachable_seal_is_tolerated_for_the_offline_grace_then_seals() {
+    let mut upstream = TestNode::dev().await;
+    assert_eq!(
+        call(
+            &upstream.admin(),
+            Method::PUT,
+            "/v1/key/create/root-key",
+            ""
+        )
+        .await
+        .status,
+        200
+    );
+    let s = setup();
+    let yaml = format!(
+        "admin:\n  identity: {}\ntls:\n  key: {p}/server.key\n  cert: {p}/server.crt\nseal:\n  kes:\n    endpoint: {url}\n    cert: {u}/admin.crt\n    key: {u}/admin.key\n    ca: {u}/server.crt\n    key_name: root-key\n  recheck: 500ms\n  offline_grace: 3s\n",
+        s.admin_id,
+        p = s.dir.path().display(),
+        url = upstream.url,
+        u = upstream.data.display()
+    );
+    let mut n = node_with(s, &yaml);
+    n.spawn();
+    let admin = admin_of(&n);
+    wait_ready_with(&admin).await;
+    assert_eq!(
+        call(&admin, Method::PUT, "/v1/key/create/k", "")
+            .await
+            .status,
+        200
+    );
+    // The upstream goes away: a KMS blip must not seal the node at once.
+    upstream.stop();
+    let down = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = call(&admin, Method::PUT, "/v1/key/generate/k", "{}").await;
+    assert_eq!(
+        r.status,
+        200,
+        "sealed {:?} into a 3 s grace: {}",
+        down.elapsed(),
+        r.text()
+    );
+    let mut sealed_after = None;
+    while down.elapsed() < Duration::from_secs(10) {
+        if call(&admin, Method::PUT, "/v1/key/generate/k", "{}")
+            .await
+            .status
+            == 503
+        {
+            sealed_after = Some(down.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sealed_after = sealed_after.unwrap_or_else(|| panic!("never sealed:\n{}", n.log()));
+    eprintln!("offline grace 3 s: sealed {sealed_after:?} after the seal became unreachable");
+    assert!(
+        sealed_after >= Duration::from_secs(3),
+        "sealed before the grace ran out: {sealed_after:?}"
+    );
+    assert!(n.log().contains("offline_grace"), "{}", n.log());
+    // The upstream comes back: the node unseals again on its own.
+    upstream.start().await;
+    let back = Instant::now();
+    wait_ready_with(&admin).await;
+    eprintln!(
+        "unsealed again {:?} after the seal came back",
+        back.elapsed()
+    );
+}
