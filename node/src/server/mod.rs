@@ -4,6 +4,7 @@ mod key_cache;
 mod listener;
 mod node;
 mod startup;
+mod unseal;
 
 pub use key_cache::KeyCache;
 pub use listener::serve;

@@ -1,0 +1,200 @@
+//! Keeping a node unsealed: unseal as soon as the cluster key is in the state, re-check with
+//! the seal, and seal again when the seal refuses or stays unreachable too long.
+
+use super::Node;
+use super::startup::system_command;
+use crate::seal::{ProviderError, Seals};
+use crate::state::Op;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Unseals as soon as the cluster key is in the state (at once on a restart; after the first
+/// replication on a joiner), then re-checks with the seal every `recheck`:
+/// - a refusal (key deleted or disabled, access revoked) seals the node and drops every
+///   unsealed key from memory;
+/// - an unreachable provider is tolerated for `offline_grace`, then the node seals;
+/// - an authentication failure (wrong PIN, bad credentials) is never retried automatically,
+///   because real HSMs lock the token: the node stays sealed and says why.
+///
+/// A new set of wrapped copies (restore, rekey, seal add) makes it unseal again.
+pub(super) async fn keep_unsealed(
+    node: Arc<Node>,
+    admin: String,
+    recheck: Duration,
+    offline_grace: Duration,
+) {
+    let mut backoff = Duration::from_secs(2);
+    // What the node unsealed with: the copies (current and, during a rekey, previous) and the seal.
+    type Copies = (
+        Vec<crate::seal::WrappedCopy>,
+        Option<crate::state::PreviousKey>,
+    );
+    let mut unsealed_with: Option<(Copies, String)> = None;
+    let mut last_check = std::time::Instant::now();
+    let mut unreachable_since: Option<std::time::Instant> = None;
+    loop {
+        let Some(meta) = node.state.cluster_meta().ok().flatten() else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        node.cluster.set_cluster_id(&meta.cluster_id);
+        if meta.admin != admin {
+            let why = format!(
+                "this node's admin identity differs from the cluster's ({}); configure the cluster's admin",
+                meta.admin
+            );
+            tracing::error!("{why}");
+            seal_now(&node, why);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            continue;
+        }
+        let copies: Copies = (meta.wrapped.clone(), meta.previous.clone());
+        let current = unsealed_with.as_ref().is_some_and(|(w, _)| *w == copies);
+        if !node.seal.is_sealed() && current {
+            if last_check.elapsed() >= recheck {
+                last_check = std::time::Instant::now();
+                let (_, seal_id) = unsealed_with.clone().unwrap_or_default();
+                match recheck_seal(&node, &meta, &seal_id).await {
+                    Ok(()) => unreachable_since = None,
+                    Err(ProviderError::Unreachable(e)) => {
+                        let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() >= offline_grace {
+                            seal_now(
+                                &node,
+                                format!(
+                                    "seal {seal_id} unreachable for longer than seal.offline_grace: {e}"
+                                ),
+                            );
+                            unsealed_with = None;
+                        } else {
+                            tracing::warn!(
+                                "seal {seal_id} unreachable ({e}); still serving for {}s of seal.offline_grace",
+                                (offline_grace - since.elapsed()).as_secs()
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        seal_now(&node, format!("seal {seal_id} refused at re-check: {e}"));
+                        unsealed_with = None;
+                        if matches!(e, ProviderError::Auth(_)) {
+                            return;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200).min(recheck)).await;
+            continue;
+        }
+        match unseal_meta(&node.cluster.seals, &meta).await {
+            Ok((keys, seal_id)) => {
+                // Policies, identities and enclaves must be what the cluster wrote: a record
+                // altered on disk would grant or revoke access behind everyone's back.
+                if let Err(why) = crate::seal::verify_all(&keys, &node.state) {
+                    seal_now(&node, why);
+                    tracing::error!("refusing to serve from this data dir; it stays sealed");
+                    return;
+                }
+                node.cache.clear();
+                node.seal.unseal(keys);
+                tracing::info!("node unsealed with seal {seal_id}");
+                unsealed_with = Some((copies, seal_id.clone()));
+                last_check = std::time::Instant::now();
+                unreachable_since = None;
+                backoff = Duration::from_secs(2);
+                record_seal_use(node.clone(), admin.clone(), seal_id);
+            }
+            Err(failure) => {
+                seal_now(&node, format!("cannot unseal: {failure}"));
+                if failure.is_auth() {
+                    tracing::error!(
+                        "not retrying automatically: authentication failures lock HSM tokens. Fix the credentials and restart the node"
+                    );
+                    return;
+                }
+                tracing::error!(
+                    "node stays sealed: {failure}; next attempt in {}s",
+                    backoff.as_secs()
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+/// Unwraps the current cluster key, and during a rekey also the previous one.
+pub(crate) async fn unseal_meta(
+    seals: &Seals,
+    meta: &crate::state::ClusterMeta,
+) -> Result<(crate::seal::Unsealed, String), crate::seal::UnsealFailure> {
+    let (ck, seal_id) = seals.unseal(&meta.wrapped, &meta.cluster_id).await?;
+    let mut keys = ck.derive(meta.storage_version);
+    if let Some(prev) = &meta.previous {
+        let (old, _) = seals.unseal(&prev.wrapped, &meta.cluster_id).await?;
+        keys = keys.with_previous(old.derive(prev.storage_version));
+    }
+    Ok((keys, seal_id))
+}
+
+fn seal_now(node: &Node, why: String) {
+    if !node.seal.is_sealed() || node.seal.reason() != why {
+        tracing::error!("sealed: {why}");
+    }
+    node.seal.seal(why);
+    node.cache.clear();
+}
+
+async fn recheck_seal(
+    node: &Node,
+    meta: &crate::state::ClusterMeta,
+    seal_id: &str,
+) -> Result<(), ProviderError> {
+    let provider =
+        node.cluster.seals.get(seal_id).ok_or_else(|| {
+            ProviderError::Config(format!("seal {seal_id} is no longer configured"))
+        })?;
+    let copy = meta
+        .wrapped
+        .iter()
+        .find(|c| c.seal_id == seal_id)
+        .ok_or_else(|| {
+            ProviderError::Refused(format!("the copy for seal {seal_id} was removed"))
+        })?;
+    provider
+        .unwrap(&copy.bytes, &crate::seal::wrap_aad(&meta.cluster_id))
+        .await
+        .map(|_| ())
+}
+
+/// Records in the state which seal this node unsealed with, once a leader can take it (for
+/// `seal status`, and so `seal remove` refuses to remove a seal a member relies on).
+fn record_seal_use(node: Arc<Node>, admin: String, seal_id: String) {
+    tokio::spawn(async move {
+        let known = node
+            .state
+            .seal_uses()
+            .unwrap_or_default()
+            .into_iter()
+            .any(|(n, s)| n == node.cluster.node_id && s == seal_id);
+        if known {
+            return;
+        }
+        for _ in 0..60 {
+            if node.cluster.leader().is_some() {
+                let op = Op::SealUse {
+                    node_id: node.cluster.node_id,
+                    seal_id: seal_id.clone(),
+                };
+                if node
+                    .cluster
+                    .write(system_command(&admin, "/v1/cluster/seal/use", op))
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
