@@ -226,6 +226,9 @@ fn authenticate(
 }
 
 fn audit(node: &Node, conn: &ConnInfo, path: &str, status: StatusCode, started: Instant) {
+    if !node.audit_stdout && !node.events.has_audit_subscribers() {
+        return;
+    }
     let time = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();

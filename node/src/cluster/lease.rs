@@ -57,7 +57,9 @@ impl Lease {
 impl Cluster {
     /// Whether this node may serve reads now; the error says why not.
     pub fn serving(&self) -> Result<(), String> {
-        let m = self.metrics();
+        // On every request: borrow openraft's metrics instead of cloning them.
+        let m = self.raft.metrics();
+        let m = m.borrow();
         match m.state {
             ServerState::Leader | ServerState::Follower | ServerState::Learner => {}
             other => return Err(format!("node is {other:?}, not serving")),

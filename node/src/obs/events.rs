@@ -73,6 +73,11 @@ impl EventBus {
         }
     }
 
+    /// Whether anyone listens to the audit stream (so callers can skip building events).
+    pub fn has_audit_subscribers(&self) -> bool {
+        self.audit.receiver_count() > 0
+    }
+
     /// A receiver of audit lines.
     pub fn subscribe_audit(&self) -> broadcast::Receiver<String> {
         self.audit.subscribe()

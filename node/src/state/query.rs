@@ -44,7 +44,16 @@ impl State {
 
     /// The admin identity of the cluster.
     pub fn admin(&self) -> Result<Option<String>, StateError> {
-        Ok(self.cluster_meta()?.map(|m| m.admin))
+        // The admin is fixed when the cluster is made, and every request asks for it: read it
+        // from the store once.
+        if let Some(a) = self.admin_cache.get() {
+            return Ok(Some(a.clone()));
+        }
+        let admin = self.cluster_meta()?.map(|m| m.admin);
+        if let Some(a) = &admin {
+            let _ = self.admin_cache.set(a.clone());
+        }
+        Ok(admin)
     }
 
     /// Whether `identity` may call `path` in `enclave`: the admin always may; anyone else needs

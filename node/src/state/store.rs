@@ -38,6 +38,8 @@ pub struct State {
     pub(super) meta: sled::Tree,
     pub(super) requests: sled::Tree,
     pub(super) request_log: sled::Tree,
+    /// The admin identity, once read (it never changes after `Init`).
+    pub(super) admin_cache: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl std::fmt::Debug for State {
@@ -65,6 +67,7 @@ impl State {
             meta: tree("meta")?,
             requests: tree("requests")?,
             request_log: tree("request_log")?,
+            admin_cache: Default::default(),
             dir: dir.to_owned(),
             db,
         })
