@@ -173,6 +173,18 @@ async fn pkcs11_unseals_refuses_a_wrong_pin_and_seals_when_the_key_is_deleted() 
     );
 }
 
+/// A node config whose seal is the key `root-key` on `upstream` (a `kes-node --dev`), with
+/// `extra` lines added to the `seal:` section.
+fn kes_seal_yaml(s: &Setup, upstream: &TestNode, extra: &str) -> String {
+    format!(
+        "admin:\n  identity: {}\ntls:\n  key: {p}/server.key\n  cert: {p}/server.crt\nseal:\n  kes:\n    endpoint: {url}\n    cert: {u}/admin.crt\n    key: {u}/admin.key\n    ca: {u}/server.crt\n    key_name: root-key\n{extra}",
+        s.admin_id,
+        p = s.dir.path().display(),
+        url = upstream.url,
+        u = upstream.data.display()
+    )
+}
+
 #[tokio::test]
 async fn an_upstream_kes_server_holds_the_root_key() {
     let upstream = TestNode::dev().await;
@@ -188,13 +200,7 @@ async fn an_upstream_kes_server_holds_the_root_key() {
         200
     );
     let s = setup();
-    let yaml = format!(
-        "admin:\n  identity: {}\ntls:\n  key: {p}/server.key\n  cert: {p}/server.crt\nseal:\n  kes:\n    endpoint: {url}\n    cert: {u}/admin.crt\n    key: {u}/admin.key\n    ca: {u}/server.crt\n    key_name: root-key\n",
-        s.admin_id,
-        p = s.dir.path().display(),
-        url = upstream.url,
-        u = upstream.data.display()
-    );
+    let yaml = kes_seal_yaml(&s, &upstream, "");
     let mut n = node_with(s, &yaml);
     n.spawn();
     let admin = admin_of(&n);
@@ -249,13 +255,7 @@ async fn an_unreachable_seal_is_tolerated_for_the_offline_grace_then_seals() {
         200
     );
     let s = setup();
-    let yaml = format!(
-        "admin:\n  identity: {}\ntls:\n  key: {p}/server.key\n  cert: {p}/server.crt\nseal:\n  kes:\n    endpoint: {url}\n    cert: {u}/admin.crt\n    key: {u}/admin.key\n    ca: {u}/server.crt\n    key_name: root-key\n  recheck: 500ms\n  offline_grace: 3s\n",
-        s.admin_id,
-        p = s.dir.path().display(),
-        url = upstream.url,
-        u = upstream.data.display()
-    );
+    let yaml = kes_seal_yaml(&s, &upstream, "  recheck: 500ms\n  offline_grace: 3s\n");
     let mut n = node_with(s, &yaml);
     n.spawn();
     let admin = admin_of(&n);
