@@ -161,6 +161,20 @@ pub(super) async fn resign_metadata(
                 .push((key.into(), raw.into(), new.into()));
         }
     }
+    if let Some(m) = node.state.signed_membership()? {
+        let needed = match which {
+            Resign::OlderThan(target) => m.sig.version < target,
+            Resign::Unverified => !verify(keys, "meta", crate::state::META_MEMBERSHIP, &m),
+        };
+        if needed {
+            let mut m = m;
+            m.set_signature(sign(keys, "meta", crate::state::META_MEMBERSHIP, &m));
+            let op = Op::SignMembership {
+                record: encode_record(&m),
+            };
+            commit_op(node, req, op).await?;
+        }
+    }
     for (tree, items) in by_tree {
         for chunk in items.chunks(RESEAL_BATCH) {
             let op = Op::Remac {

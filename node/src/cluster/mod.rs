@@ -133,6 +133,31 @@ impl Cluster {
         member && !self.state.is_tombstoned(spki)
     }
 
+    /// Whether `spki` is in the membership a leader signed (true before the first signature,
+    /// so a new cluster can form). A member added by editing a data dir is not.
+    pub fn signed_member(&self, spki: &str) -> bool {
+        match self.state.signed_membership() {
+            Ok(Some(m)) => m.nodes.values().any(|(_, _, s)| s == spki),
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// The current membership in the form the leader signs.
+    pub fn membership_record(&self) -> crate::state::SignedMembership {
+        let m = self.metrics();
+        let nodes = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, (n.http.clone(), n.grpc.clone(), n.spki.clone())))
+            .collect();
+        crate::state::SignedMembership {
+            nodes,
+            sig: Default::default(),
+        }
+    }
+
     /// Waits until this node has applied `index`, at most `within`.
     pub async fn wait_applied(&self, index: u64, within: Duration) -> bool {
         if self.applied_index() >= index {

@@ -59,7 +59,9 @@ impl ClusterService {
         if spki.is_empty() || self.cluster.state.is_tombstoned(&spki) {
             return Err(Status::permission_denied("certificate not accepted"));
         }
-        if self.cluster.is_member_spki(&spki) || self.cluster.ticket_allows(&spki) {
+        if (self.cluster.is_member_spki(&spki) && self.cluster.signed_member(&spki))
+            || self.cluster.ticket_allows(&spki)
+        {
             Ok(())
         } else {
             Err(Status::permission_denied(

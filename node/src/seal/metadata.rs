@@ -68,6 +68,11 @@ pub fn verify_all(keys: &Unsealed, state: &crate::state::State) -> Result<usize,
             ));
         }
     }
+    if let Some(m) = state.signed_membership().map_err(|e| e.to_string())? {
+        if !verify(keys, "meta", crate::state::META_MEMBERSHIP, &m) {
+            return Err("the membership record fails its metadata MAC: the data dir was altered outside the cluster. Restore the node from a snapshot, or wipe it and rejoin".into());
+        }
+    }
     Ok(records.len())
 }
 

@@ -258,6 +258,10 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         cluster.clone(),
         node.metrics.clone(),
     ));
+    tokio::spawn(super::unseal::sign_membership(
+        node.clone(),
+        opts.admin.clone(),
+    ));
     tokio::spawn(super::unseal::keep_unsealed(
         node.clone(),
         opts.admin.clone(),

@@ -198,3 +198,39 @@ fn record_seal_use(node: Arc<Node>, admin: String, seal_id: String) {
         }
     });
 }
+
+/// On the leader: keeps the signed membership in the state equal to the real one, so peers can
+/// check every caller against a membership only an unsealed node could have written.
+pub(super) async fn sign_membership(node: Arc<Node>, admin: String) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let c = &node.cluster;
+        if !c.is_leader() {
+            continue;
+        }
+        let Some(keys) = node.seal.keys() else {
+            continue;
+        };
+        let mut record = c.membership_record();
+        if record.nodes.is_empty() {
+            continue;
+        }
+        let current = node.state.signed_membership().ok().flatten();
+        if current
+            .as_ref()
+            .is_some_and(|s| s.nodes == record.nodes && s.sig.version == keys.storage_version)
+        {
+            continue;
+        }
+        record.sig = crate::seal::sign(&keys, "meta", crate::state::META_MEMBERSHIP, &record);
+        let op = Op::SignMembership {
+            record: crate::state::encode_record(&record),
+        };
+        if let Err(e) = c
+            .write(system_command(&admin, "/v1/cluster/membership", op))
+            .await
+        {
+            tracing::warn!("could not sign the membership: {e}");
+        }
+    }
+}

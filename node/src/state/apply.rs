@@ -168,6 +168,7 @@ impl State {
                 | Op::Remac { .. }
                 | Op::SealRemove { .. }
                 | Op::SealUse { .. }
+                | Op::SignMembership { .. }
         );
         let allowed = if admin_only {
             is_admin
@@ -370,6 +371,11 @@ impl State {
                     }
                 }
             },
+            Op::SignMembership { record } => Ok(vec![Write::Put(
+                TreeId::Meta,
+                super::store::META_MEMBERSHIP.to_vec(),
+                record.clone(),
+            )]),
             Op::SealUse { node_id, seal_id } => Ok(vec![Write::Put(
                 TreeId::Meta,
                 super::store::seal_use_key(*node_id),

@@ -143,6 +143,12 @@ pub enum Op {
     /// Ends a rekey: the old cluster key is dropped. Refused while any record is still
     /// sealed under it.
     RekeyFinish,
+    /// Records the membership as signed by an unsealed leader with the metadata MAC key.
+    SignMembership {
+        /// The signed record (encoded [`crate::state::SignedMembership`]).
+        #[serde(with = "serde_bytes")]
+        record: Vec<u8>,
+    },
     /// Adds (or replaces) the copy of the cluster key wrapped by one seal.
     SealAdd {
         /// The copy.

@@ -19,11 +19,11 @@ mod store;
 pub use command::{Command, Op, Outcome};
 pub use model::{
     ClusterMeta, EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry, PreviousKey, Signature,
-    Signed, unix_nanos_now,
+    Signed, SignedMembership, unix_nanos_now,
 };
 pub use query::{ListPage, MetadataRecord};
 pub use snapshot::DumpTree;
-pub use store::{State, StateError, encode_record, scoped_key};
+pub use store::{META_MEMBERSHIP, State, StateError, encode_record, scoped_key};
 
 /// The enclave that applies when a request names none.
 pub const DEFAULT_ENCLAVE: &str = "default";

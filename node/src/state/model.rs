@@ -82,6 +82,17 @@ pub struct EnclaveEntry {
     pub sig: Signature,
 }
 
+/// The membership (node id → http, grpc, SPKI), authenticated with the metadata MAC key. Peers
+/// are accepted only if their SPKI is in it, so a member added by editing a data dir is refused.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignedMembership {
+    /// Node id → (KES URL, gRPC address, SPKI hash).
+    pub nodes: std::collections::BTreeMap<u64, (String, String, String)>,
+    /// Metadata MAC.
+    #[serde(default)]
+    pub sig: Signature,
+}
+
 macro_rules! signed {
     ($($t:ty),*) => {$(
         impl Signed for $t {
@@ -94,7 +105,7 @@ macro_rules! signed {
         }
     )*};
 }
-signed!(PolicyEntry, IdentityEntry, EnclaveEntry);
+signed!(PolicyEntry, IdentityEntry, EnclaveEntry, SignedMembership);
 
 impl PolicyEntry {
     /// The record a write of `policy` at `time` by `by` stores (before signing). Handlers and

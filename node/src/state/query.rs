@@ -168,6 +168,12 @@ impl State {
                 n += 1;
             }
         }
+        if self
+            .signed_membership()?
+            .is_some_and(|m| m.sig.version < version)
+        {
+            n += 1;
+        }
         Ok(n)
     }
 

@@ -50,6 +50,8 @@ impl std::fmt::Debug for State {
 
 pub(super) const META_APPLIED: &[u8] = b"applied";
 pub(super) const META_CLUSTER: &[u8] = b"cluster";
+/// Where the signed membership is kept in `meta`.
+pub const META_MEMBERSHIP: &[u8] = b"membership_sig";
 
 impl State {
     /// Opens (or creates) the store in `dir`.
@@ -99,6 +101,11 @@ impl State {
     /// Whether `spki` belongs to a removed member.
     pub fn is_tombstoned(&self, spki: &str) -> bool {
         self.meta.contains_key(tombstone_key(spki)).unwrap_or(true)
+    }
+
+    /// The membership as last signed by a leader.
+    pub fn signed_membership(&self) -> Result<Option<super::model::SignedMembership>, StateError> {
+        get(&self.meta, "meta", META_MEMBERSHIP)
     }
 
     /// Which seal each node last unsealed with.

@@ -216,3 +216,55 @@ async fn a_policy_record_altered_on_disk_is_detected_at_start() {
         "node is sealed",
     );
 }
+
+#[tokio::test]
+async fn a_membership_altered_on_disk_is_detected_at_start() {
+    let mut n = TestNode::dev().await;
+    // The leader signs the membership shortly after it forms.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    n.stop();
+    {
+        let db = sled::open(n.data.join("state")).expect("open sled");
+        let meta = db.open_tree("meta").expect("tree");
+        let raw = meta
+            .get(kes_node::state::META_MEMBERSHIP)
+            .expect("get")
+            .expect("the membership was signed");
+        let mut m: kes_node::state::SignedMembership = rmp_serde::from_slice(&raw).expect("decode");
+        // An attacker adds their own node, to get its Raft RPCs accepted.
+        m.nodes.insert(
+            42,
+            (
+                "https://evil:7373".into(),
+                "evil:7473".into(),
+                "ab".repeat(32),
+            ),
+        );
+        meta.insert(
+            kes_node::state::META_MEMBERSHIP,
+            kes_node::state::encode_record(&m),
+        )
+        .expect("insert");
+        db.flush().expect("flush");
+    }
+    n.spawn();
+    let c = n.admin();
+    let mut seen = None;
+    for _ in 0..100 {
+        if let Ok(r) = c.request(Method::GET, "/v1/ready", &[], "").await {
+            if r.text().contains("membership") {
+                seen = Some(r);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = seen.unwrap_or_else(|| panic!("tampered membership not reported:\n{}", n.log()));
+    assert_eq!(r.status, 503);
+    assert!(
+        r.text()
+            .contains("membership record fails its metadata MAC"),
+        "{}",
+        r.text()
+    );
+}
