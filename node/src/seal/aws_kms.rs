@@ -19,6 +19,8 @@
 //! metadata, web identity and credential refresh. A node with expiring credentials gets
 //! `Auth` errors when they expire and must be restarted with fresh ones.
 
+#[cfg(test)]
+mod canned_tests;
 mod http;
 mod sigv4;
 #[cfg(test)]
