@@ -185,22 +185,19 @@ fn kes_seal_yaml(s: &Setup, upstream: &TestNode, extra: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn an_upstream_kes_server_holds_the_root_key() {
-    let upstream = TestNode::dev().await;
-    assert_eq!(
-        call(
-            &upstream.admin(),
-            Method::PUT,
-            "/v1/key/create/root-key",
-            ""
-        )
-        .await
-        .status,
-        200
-    );
+/// Creates the root key on `upstream`, starts a node sealed by it (with `extra` seal settings),
+/// waits until it is ready and creates the key `k` on it.
+async fn node_sealed_by(upstream: &TestNode, extra: &str) -> (TestNode, kes_cluster::Client) {
+    let r = call(
+        &upstream.admin(),
+        Method::PUT,
+        "/v1/key/create/root-key",
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
     let s = setup();
-    let yaml = kes_seal_yaml(&s, &upstream, "");
+    let yaml = kes_seal_yaml(&s, upstream, extra);
     let mut n = node_with(s, &yaml);
     n.spawn();
     let admin = admin_of(&n);
@@ -211,6 +208,13 @@ async fn an_upstream_kes_server_holds_the_root_key() {
             .status,
         200
     );
+    (n, admin)
+}
+
+#[tokio::test]
+async fn an_upstream_kes_server_holds_the_root_key() {
+    let upstream = TestNode::dev().await;
+    let (mut n, admin) = node_sealed_by(&upstream, "").await;
     n.stop();
     let t0 = Instant::now();
     n.spawn();
@@ -243,29 +247,7 @@ async fn an_upstream_kes_server_holds_the_root_key() {
 #[tokio::test]
 async fn an_unreachable_seal_is_tolerated_for_the_offline_grace_then_seals() {
     let mut upstream = TestNode::dev().await;
-    assert_eq!(
-        call(
-            &upstream.admin(),
-            Method::PUT,
-            "/v1/key/create/root-key",
-            ""
-        )
-        .await
-        .status,
-        200
-    );
-    let s = setup();
-    let yaml = kes_seal_yaml(&s, &upstream, "  recheck: 500ms\n  offline_grace: 3s\n");
-    let mut n = node_with(s, &yaml);
-    n.spawn();
-    let admin = admin_of(&n);
-    wait_ready_with(&admin).await;
-    assert_eq!(
-        call(&admin, Method::PUT, "/v1/key/create/k", "")
-            .await
-            .status,
-        200
-    );
+    let (n, admin) = node_sealed_by(&upstream, "  recheck: 500ms\n  offline_grace: 3s\n").await;
     // The upstream goes away: a KMS blip must not seal the node at once.
     upstream.stop();
     let down = Instant::now();
