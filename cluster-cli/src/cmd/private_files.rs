@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use kes_cluster::{Error, Result};
+use kes_cluster::{Error, Result, identity_of_cert_pem, new_identity};
 
 /// Creates `dir` (and parents) with mode 0700; an existing one is left as is.
 pub(crate) fn make_private_dir(dir: &Path) -> Result<()> {
@@ -51,4 +51,37 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
 /// Writes a file anyone may read (certificates, configs).
 pub(crate) fn write_public(path: &Path, contents: &[u8]) -> Result<()> {
     fs::write(path, contents).map_err(|e| Error::file("write", path, e))
+}
+
+/// `DIR/NAME.crt` and `DIR/NAME.key`, made when both are missing; returns
+/// the KES identity. When only one of them exists, the error says what is missing and `fix`.
+pub(crate) fn ensure_identity(
+    dir: &Path,
+    name: &str,
+    fix: &str,
+    note: &mut dyn FnMut(String),
+) -> Result<String> {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    match (cert.exists(), key.exists()) {
+        (true, true) => {}
+        (false, false) => {
+            new_identity(name, dir)?;
+            note(format!("made the {name} identity {}", cert.display()));
+        }
+        (has_cert, _) => {
+            let (present, missing) = if has_cert {
+                (&cert, &key)
+            } else {
+                (&key, &cert)
+            };
+            return Err(Error::Config(format!(
+                "{} exists but {} is missing: restore it, or {fix}",
+                present.display(),
+                missing.display()
+            )));
+        }
+    }
+    let pem = fs::read(&cert).map_err(|e| Error::file("read", &cert, e))?;
+    identity_of_cert_pem(&pem).map_err(|e| Error::Config(format!("{}: {e}", cert.display())))
 }

@@ -34,8 +34,9 @@ use clap::Args;
 use rustls_pki_types::pem::PemObject as _;
 use x509_parser::extensions::GeneralName;
 
-use crate::cmd::private_files::{create_root_key, make_private_dir, write_private, write_public};
-use kes_cluster::identity::{identity_of_cert_pem, new_identity};
+use crate::cmd::private_files::{
+    create_root_key, ensure_identity, make_private_dir, write_private, write_public,
+};
 use kes_cluster::pki::{
     CertificateAuthority, DEV_CA_NAME, LeafRequest, key_is_usable, renewal_reason,
 };
@@ -216,7 +217,8 @@ fn scaffold(
 
     let mut identities = Vec::new();
     for name in std::iter::once("admin").chain(args.identities.iter().map(String::as_str)) {
-        let identity = ensure_identity(&dir, name, note)?;
+        let fix = format!("delete both to make a new {name} identity");
+        let identity = ensure_identity(&dir, name, &fix, note)?;
         identities.push((name.to_string(), identity));
     }
     if !root_key.exists() {
@@ -278,35 +280,6 @@ fn load_ca(cert: &Path, key: &Path) -> Result<CertificateAuthority> {
     };
     CertificateAuthority::load(&read(cert)?, &read(key)?)
         .map_err(|e| Error::Config(format!("{}: {e}", cert.display())))
-}
-
-/// `DIR/NAME.crt` and `DIR/NAME.key`, made when both are missing; returns
-/// the KES identity.
-fn ensure_identity(dir: &Path, name: &str, note: &mut dyn FnMut(String)) -> Result<String> {
-    let cert = dir.join(format!("{name}.crt"));
-    let key = dir.join(format!("{name}.key"));
-    match (cert.exists(), key.exists()) {
-        (true, true) => {}
-        (false, false) => {
-            new_identity(name, dir)?;
-            note(format!("made the {name} identity {}", cert.display()));
-        }
-        (has_cert, _) => {
-            let (present, missing) = if has_cert {
-                (&cert, &key)
-            } else {
-                (&key, &cert)
-            };
-            return Err(Error::Config(format!(
-                "{} exists but {} is missing: restore it, or delete both to make a new {name} \
-                 identity",
-                present.display(),
-                missing.display()
-            )));
-        }
-    }
-    let pem = fs::read(&cert).map_err(|e| Error::file("read", &cert, e))?;
-    identity_of_cert_pem(&pem).map_err(|e| Error::Config(format!("{}: {e}", cert.display())))
 }
 
 /// Issues `cert` (over `key` when that is usable) unless the pair is fine.

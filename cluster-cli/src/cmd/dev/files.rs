@@ -20,8 +20,9 @@ use std::fs::{self};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use crate::cmd::private_files::{create_root_key, make_private_dir, write_private, write_public};
-use kes_cluster::identity::{identity_of_cert_pem, new_identity};
+use crate::cmd::private_files::{
+    create_root_key, ensure_identity, make_private_dir, write_private, write_public,
+};
 use kes_cluster::pki::{
     CertificateAuthority, DEV_CA_NAME, LeafRequest, key_is_usable, renewal_reason,
 };
@@ -63,30 +64,11 @@ pub(crate) fn prepare(
     if !ca_cert.exists() {
         ca.create(note)?;
     }
-    match (admin_cert.exists(), admin_key.exists()) {
-        (true, true) => {}
-        (false, false) => {
-            new_identity("admin", &dir)?;
-            note(format!("made the admin identity {}", admin_cert.display()));
-        }
-        (has_cert, _) => {
-            let (present, missing) = if has_cert {
-                (&admin_cert, &admin_key)
-            } else {
-                (&admin_key, &admin_cert)
-            };
-            return Err(Error::Config(format!(
-                "{} exists but {} is missing: restore it, or delete {} to start a new cluster \
-                 (the old data then cannot be used)",
-                present.display(),
-                missing.display(),
-                dir.display()
-            )));
-        }
-    }
-    let admin_pem = fs::read(&admin_cert).map_err(|e| Error::file("read", &admin_cert, e))?;
-    let admin_identity = identity_of_cert_pem(&admin_pem)
-        .map_err(|e| Error::Config(format!("{}: {e}", admin_cert.display())))?;
+    let fix = format!(
+        "delete {} to start a new cluster (the old data then cannot be used)",
+        dir.display()
+    );
+    let admin_identity = ensure_identity(&dir, "admin", &fix, note)?;
     if !root_key.exists() {
         create_root_key(&root_key)?;
         note(format!("made the root key {}", root_key.display()));
@@ -282,7 +264,7 @@ mod tests {
         assert!(err.contains("admin.key is missing"), "{err}");
         // A missing CA key matters only when something must be issued.
         fs::remove_file(tmp.path().join("ca.key")).unwrap();
-        new_identity("admin", tmp.path()).unwrap();
+        kes_cluster::identity::new_identity("admin", tmp.path()).unwrap();
         // (the admin identity changed, but that is the node's to refuse)
         prepare(tmp.path(), 1, &mut |_| {}).unwrap();
         let err = prepare(tmp.path(), 2, &mut |_| {}).unwrap_err().to_string();
