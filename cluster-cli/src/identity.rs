@@ -42,35 +42,29 @@ pub fn identity_of_spki(spki_der: &[u8]) -> String {
     hex::encode(Sha256::digest(spki_der))
 }
 
-/// The KES identity of the leaf certificate in a PEM (or DER) file's contents.
-///
-/// Certificates marked CA are skipped, as the server does; exactly one
-/// non-CA certificate must remain.
+/// The KES identity of the certificate a client would present from a PEM (or DER) file: the
+/// FIRST certificate, whose key signs the TLS handshake. The server names a client after that
+/// certificate only (contract §2.1), so later certificates in the file never matter, and a CA
+/// certificate in first place is an error because the server would refuse it.
 pub fn identity_of_cert_pem(pem: &[u8]) -> Result<String> {
     let ders = certificates_in(pem)?;
-    let mut leaves = Vec::new();
-    for der in &ders {
-        let (_, cert) = x509_parser::parse_x509_certificate(der)
-            .map_err(|e| Error::Config(format!("not a valid X.509 certificate: {e}")))?;
-        let is_ca = cert
-            .basic_constraints()
-            .map_err(|e| Error::Config(format!("certificate has invalid basic constraints: {e}")))?
-            .is_some_and(|bc| bc.value.ca);
-        if !is_ca {
-            leaves.push(identity_of_spki(cert.public_key().raw));
-        }
-    }
-    match leaves.len() {
-        1 => Ok(leaves.remove(0)),
-        0 => Err(Error::Config(
-            "no client certificate: every certificate is a CA (basic constraints CA:TRUE), \
-             and KES identifies a client only by a non-CA certificate"
+    let first = ders
+        .first()
+        .ok_or_else(|| Error::Config("no certificate found".into()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(first)
+        .map_err(|e| Error::Config(format!("not a valid X.509 certificate: {e}")))?;
+    let is_ca = cert
+        .basic_constraints()
+        .map_err(|e| Error::Config(format!("certificate has invalid basic constraints: {e}")))?
+        .is_some_and(|bc| bc.value.ca);
+    if is_ca {
+        return Err(Error::Config(
+            "the first certificate is a CA certificate (basic constraints CA:TRUE); a KES \
+             client is identified by the first certificate it sends, which must not be a CA"
                 .into(),
-        )),
-        n => Err(Error::Config(format!(
-            "{n} non-CA certificates found: KES needs exactly one client certificate"
-        ))),
+        ));
     }
+    Ok(identity_of_spki(cert.public_key().raw))
 }
 
 /// The KES identity of an API key `kes:v1:<base64(0x00 ‖ 32-byte Ed25519 seed)>`.
@@ -325,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn ca_certificates_are_skipped() {
+    fn only_the_first_certificate_names_the_client() {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.crt");
         let key = dir.path().join("ca.key");
@@ -350,9 +344,22 @@ mod tests {
         ));
         // A chain of leaf + CA names the leaf.
         let leaf = new_identity_pem("leaf", &IdentityOptions::default()).unwrap();
-        let mut chain = leaf.cert_pem.into_bytes();
+        let mut chain = leaf.cert_pem.clone().into_bytes();
         chain.extend_from_slice(&ca_pem);
         assert_eq!(identity_of_cert_pem(&chain).unwrap(), leaf.identity);
+        // The forged shape: a CA first and another client's leaf after it. The server refuses
+        // such a chain, so `identity of` must not name the second certificate either.
+        let victim = new_identity_pem("victim", &IdentityOptions::default()).unwrap();
+        let mut forged = ca_pem.clone();
+        forged.extend_from_slice(victim.cert_pem.as_bytes());
+        assert!(matches!(
+            identity_of_cert_pem(&forged),
+            Err(Error::Config(_))
+        ));
+        // Two leaves: the first one names the client.
+        let mut two = leaf.cert_pem.clone().into_bytes();
+        two.extend_from_slice(victim.cert_pem.as_bytes());
+        assert_eq!(identity_of_cert_pem(&two).unwrap(), leaf.identity);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! body limit, handler under the route's time limit; then metrics and the audit event.
 
 use super::request::{Req, parse_query, percent_decode};
-use super::route::{Auth, find};
+use super::route::{Auth, Scope, find};
 use super::{ApiError, names};
 use crate::obs::{AuditEvent, AuditRequest, AuditResponse};
 use crate::server::Node;
@@ -108,12 +108,18 @@ where
         return Ok(resp);
     }
     let query = parse_query(req.uri().query());
-    let enclave = select_enclave(&req, &query)?;
+    let enclave = match route.scope {
+        // A whole-cluster route is authorised in the default enclave, whatever the request
+        // names: a tenant's policy in its own enclave never reaches cluster state.
+        Scope::Cluster => DEFAULT_ENCLAVE.to_owned(),
+        Scope::Enclave => select_enclave(&req, &query)?,
+    };
     if route.needs_keys && node.seal.is_sealed() {
         return Err(ApiError::sealed());
     }
     let stateful = ["/v1/key/", "/v1/policy/", "/v1/identity/", "/v1/enclave/"];
-    if stateful.iter().any(|p| path.starts_with(p)) {
+    let is_stateful = stateful.iter().any(|p| path.starts_with(p));
+    if is_stateful {
         // Answers from a stale node could use a deleted key or a revoked identity.
         node.cluster.serving().map_err(|why| {
             ApiError::new(
@@ -121,9 +127,14 @@ where
                 format!("node is not serving: {why}"),
             )
         })?;
+    }
+    let policy_paths = route.policy_paths(&resource);
+    // Authenticated and authorised before anything waits, so an unauthorised caller can
+    // never hold a request (or a waiter slot) open.
+    let identity = authenticate(node, conn, route, &enclave, &policy_paths)?;
+    if is_stateful {
         wait_for_index(node, req.headers()).await?;
     }
-    let identity = authenticate(node, conn, route, &enclave, &path)?;
     let scoped = ["/v1/key/", "/v1/policy/", "/v1/identity/"];
     if scoped.iter().any(|p| path.starts_with(p)) && !node.state.enclave_exists(&enclave)? {
         return Err(ApiError::not_found("enclave does not exist"));
@@ -142,7 +153,7 @@ where
         identity,
         enclave,
         resource,
-        path,
+        path: policy_paths.into_iter().next().unwrap_or(path),
         query,
         headers: parts.headers,
         body,
@@ -212,14 +223,25 @@ fn authenticate(
     conn: &ConnInfo,
     route: &super::Route,
     enclave: &str,
-    path: &str,
+    policy_paths: &[String],
 ) -> Result<Option<Identity>, ApiError> {
     let presented = conn.identity.clone();
-    if route.auth == Auth::None || route.skip_auth {
+    let checked = match route.auth {
+        Auth::None => false,
+        // `skip_auth` is refused by the config for every admin route.
+        Auth::Identity | Auth::Verify => !route.skip_auth,
+        Auth::Admin => true,
+    };
+    if !checked {
         return Ok(presented.ok());
     }
     let id = presented.map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if route.auth == Auth::Verify && !node.state.is_allowed(id.as_str(), enclave, path)? {
+    let allowed = match route.auth {
+        Auth::None | Auth::Identity => true,
+        Auth::Verify => node.state.is_allowed(id.as_str(), enclave, policy_paths)?,
+        Auth::Admin => node.state.is_admin(id.as_str())?,
+    };
+    if !allowed {
         return Err(ApiError::forbidden());
     }
     Ok(Some(id))

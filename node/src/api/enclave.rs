@@ -20,16 +20,34 @@ fn require_admin(node: &Node, req: &Req) -> Result<(), ApiError> {
     }
 }
 
-/// `PUT|POST /v1/enclave/create/<name>`
+#[derive(serde::Deserialize, Default)]
+struct CreateBody {
+    /// The identity that administers the new enclave (KES v0.22's `admin`).
+    #[serde(default, alias = "Admin")]
+    admin: String,
+}
+
+/// `PUT|POST /v1/enclave/create/<name>` with an optional `{"admin": "<identity>"}`.
 pub(super) async fn create(node: Arc<Node>, req: Req) -> Answer {
     names::enclave_name(&req.resource)?;
     require_admin(&node, &req)?;
+    let body: CreateBody = req.json_or_default("invalid enclave create request body")?;
+    if !body.admin.is_empty() {
+        names::identity(&body.admin)?;
+        if node.state.is_admin(&body.admin)? {
+            return Err(ApiError::bad_request(
+                "the system admin administers every enclave already; name another identity",
+            ));
+        }
+    }
     let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
     let time = crate::state::unix_nanos_now();
-    let entry = crate::state::EnclaveEntry::new(time, req.caller()?.as_str());
+    let entry =
+        crate::state::EnclaveEntry::new(time, req.caller()?.as_str()).administered_by(&body.admin);
     let sig = crate::seal::sign(&keys, "enclaves", req.resource.as_bytes(), &entry);
     let op = Op::CreateEnclave {
         name: req.resource.clone(),
+        admin: body.admin,
         sig,
     };
     super::commit::commit_at(&node, &req, time, op, empty()).await
@@ -46,6 +64,7 @@ pub(super) async fn describe(node: Arc<Node>, req: Req) -> Answer {
         "name": req.resource,
         "created_at": rfc3339_nanos(e.created_at),
         "created_by": e.created_by,
+        "admin": e.admin,
     })))
 }
 

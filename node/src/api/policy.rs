@@ -100,9 +100,23 @@ struct WriteBody {
     deny: Option<Patterns>,
 }
 
+/// Refuses a change to the policy that governs the caller itself, unless the caller
+/// administers the enclave: a tenant must not widen its own rights. `apply` checks the same.
+fn ensure_not_own_policy(node: &Node, req: &Req, policy: &str) -> Result<(), ApiError> {
+    if node
+        .state
+        .may_manage_policy(req.caller()?.as_str(), &req.enclave, policy)?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
 /// `PUT|POST /v1/policy/write/<name>`: creates or overwrites; assignments are kept.
 pub(super) async fn write(node: Arc<Node>, req: Req) -> Answer {
     names::policy_name(&req.resource)?;
+    ensure_not_own_policy(&node, &req, &req.resource)?;
     let body: WriteBody = req.json("invalid policy request body")?;
     let policy = Policy {
         allow: body.allow.map(Patterns::into_vec).unwrap_or_default(),
@@ -140,6 +154,7 @@ pub(super) async fn assign(node: Arc<Node>, req: Req) -> Answer {
 /// Assigns `identity` to `policy` through the log.
 pub(super) async fn assign_to(node: &Node, req: &Req, policy: String, identity: String) -> Answer {
     names::identity(&identity)?;
+    ensure_not_own_policy(node, req, &policy)?;
     let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
     let time = unix_nanos_now();
     let entry = IdentityEntry::new(&policy, time, req.caller()?.as_str(), false);
@@ -160,6 +175,7 @@ pub(super) async fn assign_to(node: &Node, req: &Req, policy: String, identity: 
 /// `DELETE /v1/policy/delete/<name>`: also removes its assignments.
 pub(super) async fn delete(node: Arc<Node>, req: Req) -> Answer {
     names::policy_name(&req.resource)?;
+    ensure_not_own_policy(&node, &req, &req.resource)?;
     let op = Op::DeletePolicy {
         name: req.resource.clone(),
     };

@@ -22,7 +22,39 @@ pub enum Auth {
     Identity,
     /// Admin, or allowed by the caller's policy in the selected enclave.
     Verify,
+    /// The system admin only, whatever the policies say: membership changes, snapshots,
+    /// restores, seal changes, join admission and enclave creation and deletion.
+    Admin,
 }
+
+/// Where a route is authorised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// In the enclave the request selects (`Kes-Enclave` or `?enclave=`).
+    Enclave,
+    /// In the default enclave, whatever enclave the request names: the route acts on the
+    /// whole cluster, so a tenant's policy in its own enclave must never reach it.
+    Cluster,
+}
+
+/// Route prefixes that act on the whole cluster.
+const CLUSTER_WIDE: [&str; 5] = [
+    "/v1/cluster/",
+    "/v1/log/",
+    "/v1/enclave/",
+    "/v1/metrics",
+    "/v1/status",
+];
+
+/// Routes that are another spelling of a canonical route: (alias prefix, canonical prefix).
+/// A policy is matched against every spelling, so a deny that names the canonical path also
+/// refuses the alias.
+const ALIASES: [(&str, &str); 4] = [
+    ("/v1/identity/forget/", "/v1/identity/delete/"),
+    ("/v1/key/bulk/decrypt/", "/v1/key/decrypt/"),
+    ("/v1/log/error/trace", "/v1/log/error"),
+    ("/v1/log/audit/trace", "/v1/log/audit"),
+];
 
 /// One route.
 #[derive(Clone)]
@@ -43,6 +75,8 @@ pub struct Route {
     pub auth: Auth,
     /// Whether `skip_auth` made the certificate optional.
     pub skip_auth: bool,
+    /// Where the route is authorised.
+    pub scope: Scope,
     /// Counted in the `kes_http_request_*` metrics.
     pub counted: bool,
     /// Needs the unsealed keys.
@@ -68,6 +102,23 @@ impl Route {
         *method == self.method
             || (self.method == Method::PUT && *method == Method::POST)
             || self.aliases.contains(method)
+    }
+
+    /// The paths a policy is matched against for `resource` on this route, canonical first:
+    /// the route's own path, and the canonical spelling when the route is an alias of another.
+    /// Built from the route and the resource, never from the raw request path, so what is
+    /// authorised is exactly what the handler acts on.
+    pub fn policy_paths(&self, resource: &str) -> Vec<String> {
+        let own = format!("{}{resource}", self.path);
+        if self.path == "/v1/identity/assign/" {
+            // The older `assign/<policy>/<identity>` hands out `<policy>`, like policy assign.
+            let policy = resource.split('/').next().unwrap_or_default();
+            return vec![format!("/v1/policy/assign/{policy}"), own];
+        }
+        match ALIASES.iter().find(|(alias, _)| *alias == self.path) {
+            Some((_, canonical)) => vec![format!("{canonical}{resource}"), own],
+            None => vec![own],
+        }
     }
 }
 
@@ -96,6 +147,7 @@ const fn route(
         timeout,
         auth,
         skip_auth: false,
+        scope: Scope::Enclave,
         counted,
         needs_keys: false,
         handler,
@@ -138,20 +190,20 @@ pub fn default_routes() -> Vec<Route> {
         route(M::POST, "/v1/identity/assign/", p, 0, S15, Verify, true, handlers::identity_assign),
         route(M::DELETE, "/v1/identity/delete/", p, 0, S15, Verify, true, handlers::identity_delete),
         route(M::DELETE, "/v1/identity/forget/", p, 0, S15, Verify, true, handlers::identity_delete),
-        route(M::PUT, "/v1/enclave/create/", p, MB, S15, Verify, true, handlers::enclave_create),
+        route(M::PUT, "/v1/enclave/create/", p, MB, S15, Admin, true, handlers::enclave_create),
         route(M::GET, "/v1/enclave/describe/", p, 0, S15, Verify, true, handlers::enclave_describe),
         route(M::GET, "/v1/enclave/list/", p, 0, S15, Verify, true, handlers::enclave_list),
-        route(M::DELETE, "/v1/enclave/delete/", p, 0, S15, Verify, true, handlers::enclave_delete),
+        route(M::DELETE, "/v1/enclave/delete/", p, 0, S15, Admin, true, handlers::enclave_delete),
         route(M::GET, "/v1/cluster/status", x, 0, S15, Verify, false, handlers::cluster_status),
-        route(M::POST, "/v1/cluster/join", x, MB, long, Verify, false, handlers::cluster_join),
+        route(M::POST, "/v1/cluster/join", x, MB, long, Admin, false, handlers::cluster_join),
         route(M::POST, "/v1/cluster/join-request", x, MB, long, Identity, false, handlers::cluster_join_request),
-        route(M::DELETE, "/v1/cluster/remove/", p, 0, long, Verify, false, handlers::cluster_remove),
-        route(M::GET, "/v1/cluster/snapshot", x, 0, long, Verify, false, handlers::cluster_snapshot),
+        route(M::DELETE, "/v1/cluster/remove/", p, 0, long, Admin, false, handlers::cluster_remove),
+        route(M::GET, "/v1/cluster/snapshot", x, 0, long, Admin, false, handlers::cluster_snapshot),
         route(M::GET, "/v1/cluster/seal/status", x, 0, S15, Verify, false, handlers::seal_status),
-        route(M::POST, "/v1/cluster/seal/add", x, 0, long, Verify, false, handlers::seal_add),
-        route(M::DELETE, "/v1/cluster/seal/remove/", p, 0, long, Verify, false, handlers::seal_remove),
-        route(M::POST, "/v1/cluster/seal/rekey", x, 0, Some(Duration::from_secs(600)), Verify, false, handlers::seal_rekey),
-        route(M::POST, "/v1/cluster/restore", x, 256 * MB, long, Verify, false, handlers::cluster_restore),
+        route(M::POST, "/v1/cluster/seal/add", x, 0, long, Admin, false, handlers::seal_add),
+        route(M::DELETE, "/v1/cluster/seal/remove/", p, 0, long, Admin, false, handlers::seal_remove),
+        route(M::POST, "/v1/cluster/seal/rekey", x, 0, Some(Duration::from_secs(600)), Admin, false, handlers::seal_rekey),
+        route(M::POST, "/v1/cluster/restore", x, 256 * MB, long, Admin, false, handlers::cluster_restore),
         route(M::GET, "/v1/log/error", x, 0, STREAM, Verify, false, handlers::log_error),
         route(M::GET, "/v1/log/error/trace", x, 0, STREAM, Verify, false, handlers::log_error),
         route(M::GET, "/v1/log/audit", x, 0, STREAM, Verify, false, handlers::log_audit),
@@ -159,6 +211,9 @@ pub fn default_routes() -> Vec<Route> {
     ];
     for r in &mut routes {
         r.needs_keys = r.path.starts_with("/v1/key/");
+        if CLUSTER_WIDE.iter().any(|p| r.path.starts_with(p)) {
+            r.scope = Scope::Cluster;
+        }
         if r.path == "/v1/enclave/delete/" {
             r.aliases = &[Method::POST];
         }
@@ -193,6 +248,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn whole_cluster_routes_are_scoped_to_the_default_enclave_and_changes_are_admin_only() {
+        let routes = default_routes();
+        for r in &routes {
+            let cluster_wide = r.path.starts_with("/v1/cluster/")
+                || r.path.starts_with("/v1/log/")
+                || r.path.starts_with("/v1/enclave/")
+                || r.path == "/v1/metrics"
+                || r.path == "/v1/status";
+            assert_eq!(r.scope == Scope::Cluster, cluster_wide, "{}", r.path);
+        }
+        for path in [
+            "/v1/cluster/join",
+            "/v1/cluster/remove/",
+            "/v1/cluster/snapshot",
+            "/v1/cluster/restore",
+            "/v1/cluster/seal/add",
+            "/v1/cluster/seal/remove/",
+            "/v1/cluster/seal/rekey",
+            "/v1/enclave/create/",
+            "/v1/enclave/delete/",
+        ] {
+            let r = routes.iter().find(|r| r.path == path).expect(path);
+            assert_eq!(r.auth, Auth::Admin, "{path}");
+        }
+    }
+
+    #[test]
     fn routing_picks_exact_then_longest_prefix() {
         let routes = default_routes();
         let (r, res) = find(&routes, "/v1/key/create/my-key").expect("route");
@@ -204,6 +286,17 @@ mod tests {
         let (r, res) = find(&routes, "/v1/key/bulk/decrypt/k").expect("bulk");
         assert_eq!((r.path, res.as_str()), ("/v1/key/bulk/decrypt/", "k"));
         assert!(find(&routes, "/v1/nothing").is_none());
+        let (r, res) = find(&routes, "/v1/identity/forget/ab").expect("forget");
+        assert_eq!(
+            r.policy_paths(&res),
+            ["/v1/identity/delete/ab", "/v1/identity/forget/ab"]
+        );
+        let (r, res) = find(&routes, "/v1/identity/assign/p/ab").expect("assign");
+        assert_eq!(r.policy_paths(&res)[0], "/v1/policy/assign/p");
+        let (r, res) = find(&routes, "/v1/key/list").expect("list");
+        assert_eq!(r.policy_paths(&res), ["/v1/key/list/"]);
+        let (r, _) = find(&routes, "/v1/log/audit/trace").expect("trace");
+        assert_eq!(r.policy_paths(""), ["/v1/log/audit", "/v1/log/audit/trace"]);
         assert!(find(&routes, "/v1/key/create").is_none());
         assert!(
             routes

@@ -15,10 +15,21 @@ pub struct Policy {
 impl Policy {
     /// Whether the (normalised) request path is allowed.
     pub fn allows(&self, path: &str) -> bool {
-        if self.deny.iter().any(|p| matches(p, path)) {
-            return false;
-        }
-        self.allow.iter().any(|p| matches(p, path))
+        self.allows_any(&[path])
+    }
+
+    /// Whether a request that several paths spell alike is allowed: its canonical route path
+    /// and every alias of it (`identity/forget` for `identity/delete`, bulk decrypt for
+    /// decrypt). A deny that names any spelling refuses it, so an alias never slips past a
+    /// deny; an allow that names any spelling admits it, so policies written for either
+    /// spelling keep working.
+    pub fn allows_any<S: AsRef<str>>(&self, paths: &[S]) -> bool {
+        let any = |patterns: &[String]| {
+            patterns
+                .iter()
+                .any(|p| paths.iter().any(|path| matches(p, path.as_ref())))
+        };
+        !any(&self.deny) && any(&self.allow)
     }
 }
 
@@ -55,6 +66,20 @@ mod tests {
         for (path, want) in rows {
             assert_eq!(p.allows(path), want, "{path}");
         }
+    }
+
+    #[test]
+    fn a_deny_on_any_spelling_refuses_every_spelling() {
+        let p = policy(
+            &["/v1/key/*/*", "/v1/identity/*/*"],
+            &["/v1/key/decrypt/secret", "/v1/identity/delete/*"],
+        );
+        assert!(!p.allows_any(&["/v1/key/bulk/decrypt/secret", "/v1/key/decrypt/secret"]));
+        assert!(p.allows_any(&["/v1/key/bulk/decrypt/other", "/v1/key/decrypt/other"]));
+        assert!(!p.allows_any(&["/v1/identity/forget/ab", "/v1/identity/delete/ab"]));
+        let bulk_only = policy(&["/v1/key/bulk/decrypt/*"], &[]);
+        assert!(bulk_only.allows_any(&["/v1/key/bulk/decrypt/k", "/v1/key/decrypt/k"]));
+        assert!(!bulk_only.allows_any::<&str>(&[]));
     }
 
     /// The second table, with globs: a deny pattern wins over an allow pattern.

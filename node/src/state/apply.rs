@@ -153,32 +153,23 @@ impl State {
         }
         let admin = meta.map(|m| m.admin).unwrap_or_default();
         let is_admin = !admin.is_empty() && cmd.identity == admin;
-        let admin_only = matches!(
-            cmd.op,
-            Op::SetConfigPolicies { .. }
-                | Op::CreateEnclave { .. }
-                | Op::DeleteEnclave { .. }
-                | Op::Tombstone { .. }
-                | Op::RestoreChunk { .. }
-                | Op::RestoreFinish { .. }
-                | Op::SealAdd { .. }
-                | Op::RekeyBegin { .. }
-                | Op::Reseal { .. }
-                | Op::RekeyFinish
-                | Op::Remac { .. }
-                | Op::SealRemove { .. }
-                | Op::SealUse { .. }
-                | Op::SignMembership { .. }
-        );
-        let allowed = if admin_only {
-            is_admin
-        } else {
-            self.is_allowed(&cmd.identity, &cmd.enclave, &cmd.path)?
+        // Authorised again here, against the replicated state and the paths of the operation
+        // itself (never the path the proposer claims), so a stale follower or a forged forward
+        // cannot push through what the policies refuse.
+        let policy_paths = cmd.op.policy_paths();
+        let allowed = match &policy_paths {
+            None => is_admin,
+            Some(paths) => self.is_allowed(&cmd.identity, &cmd.enclave, paths)?,
         };
         if !allowed {
             return Ok(Err(Outcome::NotAuthorized));
         }
-        if !admin_only && !self.enclave_exists(&cmd.enclave)? {
+        if let Some(policy) = cmd.op.managed_policy() {
+            if !self.may_manage_policy(&cmd.identity, &cmd.enclave, policy)? {
+                return Ok(Err(Outcome::NotAuthorized));
+            }
+        }
+        if policy_paths.is_some() && !self.enclave_exists(&cmd.enclave)? {
             return Ok(Err(Outcome::EnclaveNotFound));
         }
         let e = cmd.enclave.as_str();
@@ -231,7 +222,7 @@ impl State {
                 identity,
                 sig,
             } => {
-                if *identity == admin {
+                if *identity == admin || self.is_enclave_admin(identity, e)? {
                     Err(Outcome::AssignToAdmin)
                 } else if *identity == cmd.identity {
                     Err(Outcome::AssignToSelf)
@@ -400,11 +391,15 @@ impl State {
                 Write::Put(TreeId::Meta, super::store::tombstone_key(spki), node_id.to_be_bytes().to_vec()),
                 Write::Del(TreeId::Meta, super::store::seal_use_key(*node_id)),
             ]),
-            Op::CreateEnclave { name, sig } => {
+            Op::CreateEnclave {
+                name,
+                admin: enclave_admin,
+                sig,
+            } => {
                 if self.enclave_exists(name)? {
                     Err(Outcome::EnclaveExists)
                 } else {
-                    let mut entry = EnclaveEntry::new(cmd.time, &by);
+                    let mut entry = EnclaveEntry::new(cmd.time, &by).administered_by(enclave_admin);
                     entry.sig = sig.clone();
                     Ok(vec![Write::Put(
                         TreeId::Enclaves,

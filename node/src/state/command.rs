@@ -89,6 +89,9 @@ pub enum Op {
     CreateEnclave {
         /// Enclave name.
         name: String,
+        /// The identity that administers the enclave (empty: only the system admin does).
+        #[serde(default)]
+        admin: String,
         /// Signature of the stored record.
         sig: super::Signature,
     },

@@ -9,6 +9,7 @@
 //! `<enclave>\0<name>`, `enclaves` keyed by name, `meta` (applied index, cluster facts), and
 //! `requests` / `request_log` for deduplicating retried writes.
 
+mod access;
 mod apply;
 mod command;
 mod model;

@@ -77,6 +77,11 @@ pub struct EnclaveEntry {
     pub created_at: i64,
     /// The admin who made it.
     pub created_by: String,
+    /// The identity that administers this enclave's keys, policies and identities (empty:
+    /// only the system admin). Left out of the encoding when empty, so records made before
+    /// enclave admins existed keep their bytes and their MAC.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub admin: String,
     /// Metadata MAC.
     #[serde(default)]
     pub sig: Signature,
@@ -135,13 +140,22 @@ impl IdentityEntry {
 }
 
 impl EnclaveEntry {
-    /// The record of an enclave (before signing).
+    /// The record of an enclave (before signing), administered by the system admin only.
     pub fn new(time: i64, by: &str) -> Self {
         EnclaveEntry {
             created_at: time,
             created_by: by.to_owned(),
+            admin: String::new(),
             sig: Signature::default(),
         }
+    }
+}
+
+impl EnclaveEntry {
+    /// The same record, administered also by `admin` (empty: by the system admin only).
+    pub fn administered_by(mut self, admin: &str) -> Self {
+        self.admin = admin.to_owned();
+        self
     }
 }
 

@@ -56,26 +56,6 @@ impl State {
         Ok(admin)
     }
 
-    /// Whether `identity` may call `path` in `enclave`: the admin always may; anyone else needs
-    /// a policy assigned in that very enclave whose rules allow the path.
-    pub fn is_allowed(
-        &self,
-        identity: &str,
-        enclave: &str,
-        path: &str,
-    ) -> Result<bool, StateError> {
-        if self.admin()?.as_deref() == Some(identity) {
-            return Ok(true);
-        }
-        let Some(assignment) = self.identity(enclave, identity)? else {
-            return Ok(false);
-        };
-        let Some(policy) = self.policy(enclave, &assignment.policy)? else {
-            return Ok(false);
-        };
-        Ok(policy.policy.allows(&crate::auth::normalize_path(path)))
-    }
-
     /// Key names of an enclave starting with `prefix`, from `start` on, at most `limit`.
     pub fn list_keys(
         &self,

@@ -158,6 +158,7 @@ mod tests {
         b.apply(
             1,
             &cmd(Op::CreateEnclave {
+                admin: String::new(),
                 name: "gone".into(),
                 sig: Default::default(),
             }),

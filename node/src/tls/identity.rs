@@ -1,4 +1,5 @@
-//! The KES identity of a client: hex SHA-256 over the leaf certificate's SubjectPublicKeyInfo.
+//! The KES identity of a client: hex SHA-256 over the SubjectPublicKeyInfo of the FIRST
+//! certificate it sent, the one whose key signed the TLS handshake.
 
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
@@ -33,19 +34,16 @@ impl fmt::Debug for Identity {
     }
 }
 
-/// Why a connection has no usable identity. The messages are KES's, byte for byte.
+/// Why a connection has no usable identity. The message is KES's, byte for byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
-    /// No non-CA certificate was presented.
+    /// No certificate was presented, or the first one is a CA certificate (or unparseable).
     #[error("tls: client certificate is required")]
     Missing,
-    /// More than one non-CA certificate was presented.
-    #[error("tls: received more than one client certificate")]
-    TooMany,
 }
 
 /// The identity of one DER certificate, or `None` when it does not parse or is a CA
-/// certificate (KES skips those when it looks for the leaf).
+/// certificate: a CA certificate never names a client.
 pub fn identity_of_certificate(der: &[u8]) -> Option<Identity> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
@@ -56,19 +54,19 @@ pub fn identity_of_certificate(der: &[u8]) -> Option<Identity> {
     Some(Identity(hex::encode(digest)))
 }
 
-/// Picks the leaf of a presented chain the way KES does: skip CA certificates, and exactly one
-/// must remain.
+/// The identity of a presented chain: always its first certificate, whose key produced the
+/// handshake signature (contract §2.1).
+///
+/// Upstream KES skips CA certificates and takes the first non-CA one. That lets an attacker
+/// send [a CA certificate over its own key, a made-up leaf carrying the victim's public key]:
+/// the handshake verifies against the first, and upstream names the caller after the second.
+/// Later certificates therefore never change who the caller is, and a CA certificate in
+/// first place is refused rather than skipped.
 pub fn leaf_identity(chain: &[CertificateDer<'_>]) -> Result<Identity, IdentityError> {
-    let mut found = None;
-    for cert in chain {
-        if let Some(id) = identity_of_certificate(cert.as_ref()) {
-            if found.is_some() {
-                return Err(IdentityError::TooMany);
-            }
-            found = Some(id);
-        }
-    }
-    found.ok_or(IdentityError::Missing)
+    chain
+        .first()
+        .and_then(|first| identity_of_certificate(first.as_ref()))
+        .ok_or(IdentityError::Missing)
 }
 
 #[cfg(test)]
@@ -91,21 +89,33 @@ mod tests {
         assert_eq!(identity_of_certificate(cert2.der()), Some(id));
     }
 
+    fn self_signed(key: &rcgen::KeyPair, ca: bool) -> CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::new(vec!["x".into()]).expect("params");
+        if ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        params.self_signed(key).expect("cert").der().clone()
+    }
+
     #[test]
-    fn ca_certificates_are_skipped_when_picking_the_leaf() {
-        let key = rcgen::KeyPair::generate().expect("keygen");
-        let mut params = rcgen::CertificateParams::new(vec!["ca".into()]).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = params.self_signed(&key).expect("cert");
-        assert_eq!(identity_of_certificate(ca.der()), None);
-        let chain = [ca.der().clone()];
-        assert_eq!(leaf_identity(&chain), Err(IdentityError::Missing));
-        let leaf = rcgen::CertificateParams::new(vec!["l".into()])
-            .expect("params")
-            .self_signed(&key)
-            .expect("cert");
-        let chain = [leaf.der().clone(), leaf.der().clone()];
-        assert_eq!(leaf_identity(&chain), Err(IdentityError::TooMany));
+    fn only_the_first_certificate_names_the_caller() {
+        let attacker = rcgen::KeyPair::generate().expect("keygen");
+        let victim = rcgen::KeyPair::generate().expect("keygen");
+        let victim_id = identity_of_certificate(&self_signed(&victim, false)).expect("id");
+        // The forged chain: a CA over the attacker's key first, the victim's key second.
+        let forged = [self_signed(&attacker, true), self_signed(&victim, false)];
+        assert_eq!(leaf_identity(&forged), Err(IdentityError::Missing));
+        // A leaf followed by anything stays the leaf's identity.
+        let attacker_leaf = self_signed(&attacker, false);
+        let attacker_id = identity_of_certificate(&attacker_leaf).expect("id");
+        let chain = [attacker_leaf.clone(), self_signed(&victim, false)];
+        assert_eq!(leaf_identity(&chain), Ok(attacker_id.clone()));
+        let chain = [attacker_leaf, self_signed(&victim, true)];
+        assert_eq!(leaf_identity(&chain), Ok(attacker_id));
+        assert_ne!(leaf_identity(&chain), Ok(victim_id));
+        assert_eq!(leaf_identity(&[]), Err(IdentityError::Missing));
         assert!(identity_of_certificate(b"not a certificate").is_none());
+        let garbage = [CertificateDer::from(b"junk".to_vec())];
+        assert_eq!(leaf_identity(&garbage), Err(IdentityError::Missing));
     }
 }
