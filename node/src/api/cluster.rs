@@ -200,6 +200,10 @@ pub(super) async fn restore(node: Arc<Node>, req: Req) -> Answer {
             "restore only into a new, empty cluster: this cluster already holds keys",
         ));
     }
+    // This cluster's own records are re-signed with the adopted key below: they must be
+    // intact now, or the restore would launder them too.
+    let own = node.seal.keys().ok_or_else(ApiError::sealed)?;
+    crate::seal::verify_all(&own, &node.state).map_err(unavailable)?;
     let this_cluster = node.cluster.cluster_id();
     let seals = &node.cluster.seals;
     let (ck, _) = seals.unseal(&meta.wrapped, &meta.cluster_id).await.map_err(|e| {
@@ -207,6 +211,20 @@ pub(super) async fn restore(node: Arc<Node>, req: Req) -> Answer {
             "this cluster's root key cannot open the snapshot (it was sealed under another root key): {e}"
         ))
     })?;
+    // Nothing is adopted unless every metadata record verifies under the snapshot's own keys.
+    let mut snapshot_keys = ck.derive(meta.storage_version);
+    if let Some(prev) = &meta.previous {
+        let (old, _) = seals
+            .unseal(&prev.wrapped, &meta.cluster_id)
+            .await
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "this cluster's root key cannot open the snapshot's previous cluster key: {e}"
+                ))
+            })?;
+        snapshot_keys = snapshot_keys.with_previous(old.derive(prev.storage_version));
+    }
+    crate::seal::verify_dump(&snapshot_keys, &trees).map_err(ApiError::bad_request)?;
     let wrapped = seals
         .wrap_all(&ck, &this_cluster)
         .await

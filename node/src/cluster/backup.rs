@@ -30,6 +30,13 @@ impl Backup {
             .ok_or("not a kes-cluster snapshot file (wrong header)")?;
         decode(body).map_err(|e| format!("damaged snapshot file: {e}"))
     }
+
+    /// The snapshot file: the header, then the encoded body.
+    pub fn to_file(&self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&encode(self));
+        out
+    }
 }
 
 impl Cluster {
@@ -67,8 +74,6 @@ impl Cluster {
             index: meta.last_log_id.map(|l| l.index).unwrap_or(0),
             dump: data,
         };
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&encode(&backup));
-        Ok(out)
+        Ok(backup.to_file())
     }
 }

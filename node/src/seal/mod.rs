@@ -29,7 +29,7 @@ pub use cluster_key::{ClusterKey, PreviousKeys, Unsealed};
 pub use failed::FailedSeal;
 pub use file::{FileRootKey, FileSeal};
 pub use kes_upstream::KesRootKey;
-pub use metadata::{sign, verify, verify_all};
+pub use metadata::{sign, verify, verify_all, verify_dump};
 pub use pkcs11::Pkcs11RootKey;
 pub use provider::{ProviderError, ProviderFuture, RootKeyProvider};
 pub use record::{RecordAad, open_record, record_version, seal_record};

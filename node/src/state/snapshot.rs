@@ -57,7 +57,12 @@ impl State {
             }
             trees.push((name.to_owned(), items));
         }
-        Ok(rmp_serde::to_vec(&Dump { trees }).expect("dumps always encode"))
+        Ok(Self::encode_dump(trees))
+    }
+
+    /// Encodes trees as a dump (the inverse of [`State::parse_dump`]).
+    pub fn encode_dump(trees: Vec<DumpTree>) -> Vec<u8> {
+        rmp_serde::to_vec(&Dump { trees }).expect("dumps always encode")
     }
 
     /// Replaces the whole state with a dump, durably.

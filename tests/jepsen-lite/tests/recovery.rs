@@ -205,3 +205,80 @@ async fn runbook_a_node_with_a_damaged_data_dir_rejoins_as_a_new_learner() {
         .unwrap();
     assert_eq!(st["nodes"].as_array().unwrap().len(), 3, "{st}");
 }
+
+/// Attack: edit a policy inside a backup file (widen it), then restore it. The restore used to
+/// re-sign whatever it adopted, laundering the edit. Now every policy, identity, enclave and
+/// membership record must verify under the backup's own MAC key first, and one bad record
+/// refuses the whole restore with nothing applied.
+#[tokio::test]
+async fn a_restore_refuses_a_backup_with_an_altered_record_and_applies_nothing() {
+    use kes_node::state::{PolicyEntry, State, encode_record};
+    let _g = serial().await;
+    let a = Cluster::start(1, "").await;
+    let r = a
+        .call(0, Method::PUT, "/v1/key/create/kept", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let narrow = r#"{"allow":["/v1/key/list/*"]}"#;
+    let r = a
+        .call(0, Method::POST, "/v1/policy/write/app", narrow)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let snap = a
+        .call(0, Method::GET, "/v1/cluster/snapshot", "")
+        .await
+        .unwrap();
+    assert_eq!(snap.status, 200, "{}", snap.text());
+    let root = std::fs::read(a.dir.path().join("root.key")).unwrap();
+    drop(a);
+
+    // Widen `app` in the file, keeping its signature.
+    let mut backup = kes_node::cluster::Backup::parse(&snap.body).unwrap();
+    let mut trees = State::parse_dump(&backup.dump).unwrap();
+    let mut widened = 0;
+    for (tree, items) in &mut trees {
+        for (k, v) in items.iter_mut() {
+            if tree == "policies" && k.as_slice() == b"default\0app" {
+                let mut p: PolicyEntry = kes_node::raft::decode(v).unwrap();
+                p.policy.allow = vec!["/v1/*/*/*".into()];
+                *v = serde_bytes::ByteBuf::from(encode_record(&p));
+                widened += 1;
+            }
+        }
+    }
+    assert_eq!(widened, 1, "the policy record is in the backup");
+    backup.dump = serde_bytes::ByteBuf::from(State::encode_dump(trees));
+    let tampered = backup.to_file();
+
+    let b = Cluster::start_with_root(1, "", Some(&root)).await;
+    let r = b
+        .admin(0)
+        .request(Method::POST, "/v1/cluster/restore", &[], tampered)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("policy record 'default/app'"),
+        "{}",
+        r.text()
+    );
+    let r = b
+        .call(0, Method::GET, "/v1/policy/read/app", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "nothing was restored: {}", r.text());
+    let r = b
+        .call(0, Method::GET, "/v1/key/describe/kept", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "nothing was restored: {}", r.text());
+    // The untouched file still restores.
+    let r = b
+        .admin(0)
+        .request(Method::POST, "/v1/cluster/restore", &[], snap.body.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}
