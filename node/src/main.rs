@@ -4,7 +4,7 @@ use clap::Parser;
 use kes_node::config::Config;
 use kes_node::obs::{ErrorLogLayer, EventBus};
 use kes_node::server::{StartOptions, serve, start};
-use kes_node::tls::{ServerTlsOptions, load_server_config};
+use kes_node::tls::{ServerTlsOptions, load_reloadable_server_config};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -121,7 +121,7 @@ async fn run(args: Args, events: EventBus) -> Result<(), String> {
         (Some(c), Some(k)) => (c, k),
         _ => return Err("tls.cert and tls.key are required (or --cert/--key, or --dev)".into()),
     };
-    let tls = load_server_config(&ServerTlsOptions {
+    let (tls, server_cert) = load_reloadable_server_config(&ServerTlsOptions {
         cert,
         key,
         password: config.tls.password.clone(),
@@ -159,6 +159,7 @@ async fn run(args: Args, events: EventBus) -> Result<(), String> {
         );
     }
     println!("admin identity: {admin}");
+    server_cert.spawn_reloader();
     tracing::info!("serving the KES API on https://{addr}");
     serve(node, listener, Arc::new(tls), shutdown_signal()).await;
     tracing::info!("stopped");

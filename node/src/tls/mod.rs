@@ -6,11 +6,15 @@
 //! private key. With `tls.auth: on` the chain must verify against `tls.ca`.
 
 mod identity;
+mod reload;
 mod server_config;
 mod verifier;
 
 pub use identity::{Identity, IdentityError, identity_of_certificate, leaf_identity};
-pub use server_config::{ServerTlsOptions, TlsSetupError, load_server_config};
+pub use reload::{RELOAD_EVERY, ServerCert};
+pub use server_config::{
+    ServerTlsOptions, TlsSetupError, load_reloadable_server_config, load_server_config,
+};
 pub use verifier::AnyClientCert;
 
 /// The crypto provider every TLS config of this crate is built with. rustls panics at first use

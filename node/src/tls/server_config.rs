@@ -1,6 +1,6 @@
 //! Builds the rustls server configuration of the KES port from the `tls` config section.
 
-use super::{AnyClientCert, provider};
+use super::{AnyClientCert, ServerCert, provider};
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
@@ -43,7 +43,7 @@ pub enum TlsSetupError {
     Rustls(String),
 }
 
-fn load_certs(
+pub(super) fn load_certs(
     path: &Path,
     what: &'static str,
 ) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
@@ -82,7 +82,10 @@ fn load_ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupEr
 
 /// Loads the server key: plain PEM, or an `ENCRYPTED PRIVATE KEY` (PKCS#8 PBES2, as
 /// `openssl pkcs8 -topk8 -v2 aes256` writes it) opened with `tls.password`.
-fn load_key(path: &Path, password: Option<&str>) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+pub(super) fn load_key(
+    path: &Path,
+    password: Option<&str>,
+) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
     let err = |reason: String| TlsSetupError::Load {
         what: "tls.key",
         path: path.to_owned(),
@@ -113,8 +116,14 @@ fn load_key(path: &Path, password: Option<&str>) -> Result<PrivateKeyDer<'static
 /// Builds the server config: TLS 1.2 and 1.3, ALPN h2 and http/1.1, and the client-certificate
 /// policy KES uses for the given `auth` setting.
 pub fn load_server_config(opts: &ServerTlsOptions) -> Result<ServerConfig, TlsSetupError> {
-    let chain = load_certs(&opts.cert, "tls.cert")?;
-    let key = load_key(&opts.key, opts.password.as_deref())?;
+    load_reloadable_server_config(opts).map(|(config, _)| config)
+}
+
+/// The server config, and the handle that replaces its certificate while it serves.
+pub fn load_reloadable_server_config(
+    opts: &ServerTlsOptions,
+) -> Result<(ServerConfig, Arc<ServerCert>), TlsSetupError> {
+    let cert = Arc::new(ServerCert::load(opts)?);
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -143,10 +152,9 @@ pub fn load_server_config(opts: &ServerTlsOptions) -> Result<ServerConfig, TlsSe
     };
     let mut config = builder
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
+        .with_cert_resolver(cert.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, cert))
 }
 
 #[cfg(test)]

@@ -163,3 +163,86 @@ async fn certificates_after_the_first_never_change_who_the_caller_is() {
         assert!(body.contains(&my_id), "{http}: {body}");
     }
 }
+
+#[tokio::test]
+async fn with_tls_auth_on_the_first_certificate_still_names_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.clone().self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, &ca_key);
+    let leaf = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.into()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        (cert.pem(), key)
+    };
+    let (admin_pem, admin_key) = leaf("admin");
+    let (tenant_pem, tenant_key) = leaf("tenant");
+    let ca_path = dir.path().join("ca.crt");
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+    let config = dir.path().join("auth-on.yml");
+    std::fs::write(
+        &config,
+        format!("tls:\n  auth: on\n  ca: {}\n", ca_path.display()),
+    )
+    .unwrap();
+    let admin_id = kes_cluster::identity_of_cert_pem(admin_pem.as_bytes()).unwrap();
+    let tenant_id = kes_cluster::identity_of_cert_pem(tenant_pem.as_bytes()).unwrap();
+    let port = free_port();
+    let data = dir.path().join("data");
+    let args = vec![
+        "--dev".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--root".into(),
+        admin_id.clone(),
+        "--addr".into(),
+        format!("127.0.0.1:{port}"),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ];
+    let mut n = TestNode::with_args(dir, data, port, args);
+    n.spawn();
+    let admin_files = write_chain(
+        n.dir.path(),
+        "admin",
+        std::slice::from_ref(&admin_pem),
+        &admin_key,
+    );
+    let admin = n.client_with(Some(&admin_files.chain), Some(&admin_files.key));
+    let t0 = std::time::Instant::now();
+    loop {
+        match admin.request(Method::GET, "/v1/ready", &[], "").await {
+            Ok(r) if r.status == 200 => break,
+            _ if t0.elapsed() > std::time::Duration::from_secs(30) => {
+                panic!("never ready:\n{}", n.log())
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    // A CA-signed tenant that appends the admin's real certificate stays the tenant.
+    let a = write_chain(
+        n.dir.path(),
+        "tenant",
+        &[tenant_pem, admin_pem],
+        &tenant_key,
+    );
+    let tenant = n.client_with(Some(&a.chain), Some(&a.key));
+    let who = json(&call(&tenant, Method::GET, "/v1/identity/self/describe", "").await);
+    assert_eq!(who["identity"], tenant_id.as_str());
+    assert_ne!(who["admin"], true);
+    for http in ["--http1.1", "--http2"] {
+        let (code, body) = curl(&n, &a, http, "GET", "/v1/identity/self/describe");
+        assert_eq!(code, 200, "{http}: {body}");
+        assert!(
+            body.contains(&tenant_id) && !body.contains("\"admin\":true"),
+            "{http}: {body}"
+        );
+        let (code, body) = curl(&n, &a, http, "POST", "/v1/key/create/x");
+        assert_eq!(code, 403, "{http}: {body}");
+    }
+}

@@ -2,6 +2,7 @@
 
 use crate::support::*;
 use kes_cluster::Method;
+use rustls_pki_types::pem::PemObject;
 use std::path::PathBuf;
 
 fn write_pair(dir: &std::path::Path, name: &str, cert: String, key: String) -> (PathBuf, PathBuf) {
@@ -255,4 +256,58 @@ async fn skip_auth_routes_work_without_a_certificate() {
         call(&n.admin(), Method::GET, "/v1/status", "").await.status,
         200
     );
+}
+
+/// The certificate the node presents now, as DER, read with a plain openssl handshake.
+fn presented_certificate(n: &TestNode) -> Vec<u8> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{} -cert {} -key {} </dev/null 2>/dev/null | openssl x509 -outform DER",
+            n.port,
+            n.file("admin.crt").display(),
+            n.file("admin.key").display()
+        ))
+        .output()
+        .expect("openssl");
+    out.stdout
+}
+
+#[tokio::test]
+async fn the_server_certificate_is_replaced_on_sighup_without_a_restart() {
+    let n = TestNode::dev().await;
+    let before = presented_certificate(&n);
+    assert!(!before.is_empty(), "openssl read the certificate");
+    let (cert, key) = kes_node::dev::server_certificate().unwrap();
+    let want = rustls_pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+    std::fs::write(n.file("server.key"), key).unwrap();
+    std::fs::write(n.file("server.crt"), cert).unwrap();
+    n.signal("HUP");
+    let t0 = std::time::Instant::now();
+    while presented_certificate(&n) != want.as_ref() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "the new certificate was not picked up:\n{}",
+            n.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // A broken file on the next SIGHUP keeps the current certificate, and the node serves on.
+    std::fs::write(n.file("server.crt"), "not a certificate").unwrap();
+    n.signal("HUP");
+    let t0 = std::time::Instant::now();
+    while !n
+        .log()
+        .contains("keeping the current KES server certificate")
+    {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "{}",
+            n.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(presented_certificate(&n), want.as_ref());
+    let r = call(&n.admin(), Method::GET, "/v1/key/list/*", "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }
