@@ -13,6 +13,16 @@ async fn served(n: &TestNode) {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
+fn assert_invalid_body(what: &str, r: &kes_cluster::Response) {
+    assert_eq!(r.status, 400, "{what}: {}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+    assert!(
+        v["message"].as_str().is_some_and(|m| m.contains("invalid")),
+        "{what}: {}",
+        r.text()
+    );
+}
+
 /// Lets `abuse` run to its end while a normal client keeps working alongside, and once more
 /// after it.
 async fn alongside(n: &TestNode, abuse: tokio::task::JoinHandle<()>) {
@@ -116,12 +126,8 @@ async fn oversized_and_deeply_nested_json_get_a_clear_400() {
             "/v1/key/bulk/decrypt/k",
             format!("[{}]", deep("ciphertext", "[", "]")),
         ),
-        (
-            Method::PUT,
-            "/v1/key/encrypt/k",
-            format!(r#"{{"plaintext":"{}"}}"#, "A".repeat(1_500_000)),
-        ),
     ];
+    let oversized = format!(r#"{{"plaintext":"{}"}}"#, "A".repeat(1_500_000));
     // The abuse runs in a loop while a normal client works alongside.
     let admin = n.admin();
     let abuse = tokio::spawn(async move {
@@ -131,13 +137,20 @@ async fn oversized_and_deeply_nested_json_get_a_clear_400() {
                     .request(method.clone(), path, &[], body.clone())
                     .await
                     .unwrap_or_else(|e| panic!("{path}: {e}"));
-                assert_eq!(r.status, 400, "{path}: {}", r.text());
-                let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
-                assert!(
-                    v["message"].as_str().is_some_and(|m| m.contains("invalid")),
-                    "{path}: {}",
-                    r.text()
-                );
+                assert_invalid_body(path, &r);
+            }
+            // Over the 1 MB limit the node answers 400 once it has read a megabyte, and closes
+            // the connection; a client still sending the rest may meet the close before it
+            // reads the answer. Either way it is turned away at once, never made to wait.
+            match admin
+                .request(Method::PUT, "/v1/key/encrypt/k", &[], oversized.clone())
+                .await
+            {
+                Ok(r) => assert_invalid_body("oversized", &r),
+                Err(e) => assert!(
+                    !matches!(e, kes_cluster::Error::Timeout { .. }),
+                    "oversized: {e}"
+                ),
             }
         }
     });
