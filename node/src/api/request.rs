@@ -169,6 +169,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debug_never_shows_the_body() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-secret-header", "header-value".parse().unwrap());
+        let req = Req {
+            identity: None,
+            enclave: "default".into(),
+            resource: "k".into(),
+            path: "/v1/key/import/k".into(),
+            query: Vec::new(),
+            headers,
+            body: Bytes::from_static(br#"{"key":"c2VjcmV0LWtleS1tYXRlcmlhbA=="}"#),
+            body_too_large: false,
+            chain: Vec::new(),
+        };
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+        assert!(!shown.contains("header-value"), "{shown}");
+        assert!(
+            shown.contains("/v1/key/import/k") && shown.contains("<38 bytes>"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn decoding_helpers() {
         assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
         assert_eq!(

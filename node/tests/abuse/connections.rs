@@ -140,3 +140,87 @@ async fn silent_connections_after_the_handshake_are_closed() {
     assert!(t.is_some(), "an idle keep-alive connection stayed open");
     served(&n).await;
 }
+
+/// An h2 HEADERS frame (END_STREAM | END_HEADERS, stream 1) for `GET <path>`, HPACK-encoded
+/// with static-table names and literal values, so no HPACK state is needed.
+fn h2_get(path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x87]; // :method GET, :scheme https
+    block.push(0x44); // :path, literal value without indexing
+    block.push(path.len() as u8);
+    block.extend_from_slice(path.as_bytes());
+    block.extend_from_slice(&[0x41, 1, b'x']); // :authority x
+    let len = block.len();
+    let mut frame = vec![
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        0x1,
+        0x5,
+        0,
+        0,
+        0,
+        1,
+    ];
+    frame.extend(block);
+    frame
+}
+
+#[tokio::test]
+async fn an_h2_client_that_stops_answering_pings_is_dropped() {
+    let n = TestNode::dev_with_config(Some(
+        "limits:\n  http2_keep_alive_interval: 1s\n  http2_keep_alive_timeout: 1s\n  idle_timeout: 60s\n",
+    ))
+    .await;
+    // A log stream keeps a request in flight, so only the unanswered pings can end this.
+    let mut h2 = tls(&n, &[b"h2"]).await;
+    use tokio::io::AsyncWriteExt;
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    h2.write_all(&h2_get("/v1/log/error")).await.unwrap();
+    let t0 = std::time::Instant::now();
+    served(&n).await;
+    let (frames, closed) = tokio::time::timeout(Duration::from_secs(8), read_frames(&mut h2))
+        .await
+        .expect("an h2 connection with unanswered pings stayed open");
+    // (type, flags, stream, first payload byte): 0x88 is HPACK for `:status: 200`.
+    assert!(
+        frames.iter().any(|f| *f == (0x1, 0x4, 1, 0x88)),
+        "the stream was answered 200 before the pings: {frames:?}"
+    );
+    assert!(
+        frames.iter().any(|f| f.0 == 0x6),
+        "the node pinged: {frames:?}"
+    );
+    assert!(
+        closed && t0.elapsed() >= Duration::from_millis(1500),
+        "closed after {:?}, before a ping could go unanswered",
+        t0.elapsed()
+    );
+    served(&n).await;
+}
+
+/// Reads h2 frames until the connection ends; returns (type, flags, stream id, first payload
+/// byte) of each, and whether it ended by a close rather than an error.
+async fn read_frames<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (Vec<(u8, u8, u32, u8)>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut frames = Vec::new();
+    loop {
+        let mut head = [0u8; 9];
+        if let Err(e) = s.read_exact(&mut head).await {
+            return (frames, e.kind() == std::io::ErrorKind::UnexpectedEof);
+        }
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        if let Err(e) = s.read_exact(&mut payload).await {
+            return (frames, e.kind() == std::io::ErrorKind::UnexpectedEof);
+        }
+        frames.push((
+            head[3],
+            head[4],
+            stream,
+            payload.first().copied().unwrap_or(0),
+        ));
+    }
+}

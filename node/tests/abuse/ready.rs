@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn anonymous_ready_never_shows_the_seal_error() {
-    let mut n = TestNode::dev_with_config(Some("api:\n  /v1/ready:\n    skip_auth: true\n")).await;
+    let mut n = TestNode::dev_with_config(Some(
+        "api:\n  /v1/ready:\n    skip_auth: true\n  /v1/status:\n    skip_auth: true\n",
+    ))
+    .await;
     let anon = n.client_with(None, None);
     assert_eq!(call(&anon, Method::GET, "/v1/ready", "").await.status, 200);
     // A different root key cannot unwrap the cluster key: the node comes up sealed, and the
@@ -34,4 +37,10 @@ async fn anonymous_ready_never_shows_the_seal_error() {
     let r = call(&stranger, Method::GET, "/v1/ready", "").await;
     assert_error(&r, 503, "node is not ready");
     assert!(detailed.len() > "node is sealed: ".len(), "{detailed}");
+    // `/v1/status` says sealed, but the reason only to a caller the policy admits.
+    let anon_status = json(&call(&anon, Method::GET, "/v1/status", "").await);
+    assert_eq!(anon_status["sealed"], true);
+    assert_eq!(anon_status["seal_reason"], "", "{anon_status}");
+    let status = json(&call(&admin, Method::GET, "/v1/status", "").await);
+    assert_ne!(status["seal_reason"], "", "{status}");
 }
