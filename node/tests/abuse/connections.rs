@@ -185,7 +185,7 @@ async fn an_h2_client_that_stops_answering_pings_is_dropped() {
         .expect("an h2 connection with unanswered pings stayed open");
     // (type, flags, stream, first payload byte): 0x88 is HPACK for `:status: 200`.
     assert!(
-        frames.iter().any(|f| *f == (0x1, 0x4, 1, 0x88)),
+        frames.contains(&(0x1, 0x4, 1, 0x88)),
         "the stream was answered 200 before the pings: {frames:?}"
     );
     assert!(
