@@ -9,9 +9,10 @@ use crate::seal::{RecordAad, seal_record};
 use crate::server::Node;
 use crate::state::Op;
 use axum::body::Body;
-use axum::http::{Response, StatusCode};
-use serde::Deserialize;
+use axum::http::{HeaderValue, Response, StatusCode, header};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 type Answer = Result<Response<Body>, ApiError>;
 
@@ -23,7 +24,8 @@ pub(super) async fn create(node: Arc<Node>, req: Req) -> Answer {
     store_new_key(&node, &req, SecretKey::generate(default_cipher())).await
 }
 
-#[derive(Deserialize, Default)]
+/// The import body carries the key itself, in base64: wiped when dropped, and no `Debug`.
+#[derive(Deserialize, Default, Zeroize, ZeroizeOnDrop)]
 struct ImportBody {
     #[serde(alias = "Key", alias = "bytes", alias = "Bytes")]
     key: Option<String>,
@@ -41,6 +43,7 @@ pub(super) async fn import(node: Arc<Node>, req: Req) -> Answer {
     // A missing cipher means AES256, so the seed's curl import (no cipher) works.
     let name = body
         .cipher
+        .clone()
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "AES256".into());
     let cipher = Cipher::parse_import(&name).ok_or_else(|| {
@@ -124,7 +127,8 @@ pub(super) async fn delete(node: Arc<Node>, req: Req) -> Answer {
     resp
 }
 
-#[derive(Deserialize, Default)]
+/// Plaintexts and messages in base64: wiped when dropped, and no `Debug`.
+#[derive(Deserialize, Default, Zeroize, ZeroizeOnDrop)]
 struct CryptoBody {
     #[serde(default, alias = "Plaintext")]
     plaintext: Option<String>,
@@ -137,9 +141,9 @@ struct CryptoBody {
 }
 
 /// A base64 body field; absent or `null` is empty, as Go decodes `[]byte`.
-fn field(v: &Option<String>) -> Result<Vec<u8>, ApiError> {
+fn field(v: &Option<String>) -> Result<Zeroizing<Vec<u8>>, ApiError> {
     match v {
-        None => Ok(Vec::new()),
+        None => Ok(Zeroizing::default()),
         Some(s) => b64(s).ok_or_else(|| ApiError::bad_request(BAD_BODY)),
     }
 }
@@ -155,7 +159,7 @@ pub(super) async fn encrypt(node: Arc<Node>, req: Req) -> Answer {
     let (plaintext, context) = (field(&body.plaintext)?, field(&body.context)?);
     let key = load(&node, &req).await?;
     Ok(json(
-        &serde_json::json!({ "ciphertext": to_b64(&key.encrypt(&plaintext, &context)) }),
+        &serde_json::json!({ "ciphertext": *to_b64(&key.encrypt(&plaintext, &context)) }),
     ))
 }
 
@@ -165,10 +169,12 @@ pub(super) async fn generate(node: Arc<Node>, req: Req) -> Answer {
     let context = field(&body.context)?;
     let key = load(&node, &req).await?;
     let dek = key.generate_data_key(&context);
-    Ok(json(&serde_json::json!({
-        "plaintext": to_b64(dek.plaintext.as_ref()),
-        "ciphertext": to_b64(&dek.ciphertext),
-    })))
+    let plaintext = to_b64(dek.plaintext.as_ref());
+    let ciphertext = to_b64(&dek.ciphertext);
+    Ok(secret_json(&DataKeyOut {
+        plaintext: &plaintext,
+        ciphertext: &ciphertext,
+    }))
 }
 
 fn not_authentic(_: DecryptError) -> ApiError {
@@ -181,9 +187,9 @@ pub(super) async fn decrypt(node: Arc<Node>, req: Req) -> Answer {
     let (ciphertext, context) = (field(&body.ciphertext)?, field(&body.context)?);
     let key = load(&node, &req).await?;
     let plaintext = key.decrypt(&ciphertext, &context).map_err(not_authentic)?;
-    Ok(json(
-        &serde_json::json!({ "plaintext": to_b64(&plaintext) }),
-    ))
+    Ok(secret_json(&PlaintextOut {
+        plaintext: &to_b64(&plaintext),
+    }))
 }
 
 /// `PUT /v1/key/hmac/<name>`
@@ -194,27 +200,83 @@ pub(super) async fn hmac(node: Arc<Node>, req: Req) -> Answer {
     let mac = key
         .hmac(&message)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-    Ok(json(&serde_json::json!({ "hmac": to_b64(&mac) })))
+    Ok(json(&serde_json::json!({ "hmac": *to_b64(&mac) })))
 }
 
 /// The most ciphertexts one bulk request may carry (KES v0.22).
 const BULK_MAX: usize = 1000;
 
 /// `POST /v1/key/bulk/decrypt/<name>`: a JSON array in, plaintexts out in the same order;
-/// the first failure fails the whole call.
+/// the first failure fails the whole call. The items are counted before any is decoded, so
+/// a body of a million tiny items costs a scan, not a million decoded structs.
 pub(super) async fn bulk_decrypt(node: Arc<Node>, req: Req) -> Answer {
-    let items: Vec<CryptoBody> = req.json(BAD_BODY)?;
-    if items.len() > BULK_MAX {
-        return Err(ApiError::bad_request("too many ciphertexts"));
+    if req.body_too_large {
+        return Err(ApiError::bad_request(BAD_BODY));
     }
+    match super::bulk_count::count_array(&req.body, BULK_MAX) {
+        super::bulk_count::Count::Within(_) => {}
+        super::bulk_count::Count::TooMany => {
+            return Err(ApiError::bad_request("too many ciphertexts"));
+        }
+        super::bulk_count::Count::Invalid => return Err(ApiError::bad_request(BAD_BODY)),
+    }
+    let items: Vec<CryptoBody> = req.json(BAD_BODY)?;
     let key = load(&node, &req).await?;
-    let mut out = Vec::with_capacity(items.len());
+    let mut plaintexts = Vec::with_capacity(items.len());
     for item in &items {
         let (ct, ctx) = (field(&item.ciphertext)?, field(&item.context)?);
         let pt = key.decrypt(&ct, &ctx).map_err(not_authentic)?;
-        out.push(serde_json::json!({ "plaintext": to_b64(&pt) }));
+        plaintexts.push(to_b64(&pt));
     }
-    Ok(json(&out))
+    let out: Vec<_> = plaintexts
+        .iter()
+        .map(|p| PlaintextOut { plaintext: p })
+        .collect();
+    Ok(secret_json(&out))
+}
+
+#[derive(Serialize)]
+struct PlaintextOut<'a> {
+    plaintext: &'a str,
+}
+
+#[derive(Serialize)]
+struct DataKeyOut<'a> {
+    plaintext: &'a str,
+    ciphertext: &'a str,
+}
+
+/// A JSON answer that carries plaintext: serialised into a buffer sized up front (so no
+/// regrowth leaves a copy behind) that is wiped when the server has sent it.
+fn secret_json<T: Serialize>(value: &T) -> Response<Body> {
+    // Sized by a first pass that writes nowhere; the second pass fills the real buffer.
+    let mut counter = ByteCount(0);
+    let _ = serde_json::to_writer(&mut counter, value);
+    let mut body = Zeroizing::new(Vec::with_capacity(counter.0 + 1));
+    if serde_json::to_writer(&mut *body, value).is_err() {
+        return ApiError::internal("cannot encode the answer").into_response();
+    }
+    body.push(b'\n');
+    let mut resp = Response::new(Body::from(bytes::Bytes::from_owner(body)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// An `io::Write` that only counts.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Creates a key on behalf of `identity` (the admin, for the `keys:` list of the config),

@@ -3,6 +3,7 @@
 //! Handlers hold no state and do no crypto of their own beyond calling `crypto`: they validate
 //! input, read the applied state, or build a [`crate::state::Command`] for the writer.
 
+mod bulk_count;
 mod cluster;
 mod commit;
 mod dispatch;

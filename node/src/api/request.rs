@@ -6,9 +6,12 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
+use zeroize::{Zeroize, Zeroizing};
 
 /// A request after routing, authentication and body reading.
-#[derive(Debug)]
+///
+/// The body may carry key material or plaintext (imports, encrypt), so `Debug` shows only its
+/// length and the header names, and the body is wiped when the request is dropped.
 pub struct Req {
     /// The caller, when a certificate was presented.
     pub identity: Option<Identity>,
@@ -28,6 +31,35 @@ pub struct Req {
     pub body_too_large: bool,
     /// The client's certificate chain (the join route checks it against the node CA).
     pub chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for Req {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Req")
+            .field("identity", &self.identity)
+            .field("enclave", &self.enclave)
+            .field("resource", &self.resource)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .field("body_too_large", &self.body_too_large)
+            .field(
+                "chain",
+                &format_args!("<{} certificates>", self.chain.len()),
+            )
+            .finish()
+    }
+}
+
+impl Drop for Req {
+    fn drop(&mut self) {
+        // Only a buffer nobody else shares can be wiped; a body that is still a view into the
+        // connection's read buffer is overwritten there by the next read.
+        if let Ok(mut body) = std::mem::take(&mut self.body).try_into_mut() {
+            body.as_mut().zeroize();
+        }
+    }
 }
 
 impl Req {
@@ -78,16 +110,20 @@ impl Req {
 }
 
 /// Decodes standard padded base64 as Go does for `[]byte` fields, tolerating line breaks.
-pub(super) fn b64(s: &str) -> Option<Vec<u8>> {
-    let cleaned: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+/// The fields carry plaintexts and key material, so every buffer is wiped when dropped.
+pub(super) fn b64(s: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let mut cleaned = Zeroizing::new(String::with_capacity(s.len()));
+    cleaned.extend(s.chars().filter(|c| *c != '\r' && *c != '\n'));
+    let mut out = Zeroizing::new(Vec::with_capacity(s.len() / 4 * 3 + 3));
     base64::engine::general_purpose::STANDARD
-        .decode(cleaned)
-        .ok()
+        .decode_vec(cleaned.as_bytes(), &mut out)
+        .ok()?;
+    Some(out)
 }
 
-/// Encodes bytes as standard padded base64.
-pub(super) fn to_b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+/// Encodes bytes as standard padded base64, wiped when dropped (it may be a plaintext).
+pub(super) fn to_b64(bytes: &[u8]) -> Zeroizing<String> {
+    Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// Decodes `%XX` escapes of a URL path or query part; invalid escapes stay as they are.
@@ -133,9 +169,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debug_never_shows_the_body() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-secret-header", "header-value".parse().unwrap());
+        let req = Req {
+            identity: None,
+            enclave: "default".into(),
+            resource: "k".into(),
+            path: "/v1/key/import/k".into(),
+            query: Vec::new(),
+            headers,
+            body: Bytes::from_static(br#"{"key":"c2VjcmV0LWtleS1tYXRlcmlhbA=="}"#),
+            body_too_large: false,
+            chain: Vec::new(),
+        };
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+        assert!(!shown.contains("header-value"), "{shown}");
+        assert!(
+            shown.contains("/v1/key/import/k") && shown.contains("<38 bytes>"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn decoding_helpers() {
         assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
-        assert_eq!(b64("QUJD\r\nREVG").as_deref(), Some(&b"ABCDEF"[..]));
+        assert_eq!(
+            b64("QUJD\r\nREVG").as_deref().map(|v| &v[..]),
+            Some(&b"ABCDEF"[..])
+        );
         assert!(b64("QUJ").is_none());
         let q = parse_query(Some("limit=5&continue_at=a%2Db&force"));
         assert_eq!(q[0], ("limit".into(), "5".into()));

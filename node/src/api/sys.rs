@@ -80,25 +80,50 @@ pub(super) async fn version(_: Arc<Node>, _: Req) -> Answer {
 /// inside its serving lease and caught up. The lease of every role is rooted in the leader's
 /// recent quorum acknowledgement, so it also means a write can commit now. Answered from
 /// memory: probes time out at 1 s.
-pub(super) async fn ready(node: Arc<Node>, _: Req) -> Answer {
-    let unavailable = |msg: String| Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg));
+///
+/// Why a node is not ready (a seal provider's error, a peer address) is told only to a caller
+/// the policy admits; with `skip_auth` anyone can ask, and learns only "not ready".
+pub(super) async fn ready(node: Arc<Node>, req: Req) -> Answer {
+    let reason = not_ready_reason(&node);
+    match reason {
+        None => Ok(empty()),
+        Some(_) if !may_see_details(&node, &req) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node is not ready",
+        )),
+        Some(why) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why)),
+    }
+}
+
+fn not_ready_reason(node: &Node) -> Option<String> {
     if node.seal.is_sealed() {
-        return unavailable(format!("node is sealed: {}", node.seal.reason()));
+        return Some(format!("node is sealed: {}", node.seal.reason()));
     }
     if let Err(why) = node.cluster.serving() {
-        return unavailable(why);
+        return Some(why);
     }
     if !node
         .config_synced
         .load(std::sync::atomic::Ordering::Acquire)
     {
-        return unavailable("bringing the config's policies and keys into the cluster".into());
+        return Some("bringing the config's policies and keys into the cluster".into());
     }
-    Ok(empty())
+    None
+}
+
+/// Whether the caller would pass the route's policy check. Routes with `skip_auth` reach the
+/// handler without that check, and with `tls.auth: off` any certificate names an identity, so
+/// a certificate alone proves nothing.
+fn may_see_details(node: &Node, req: &Req) -> bool {
+    req.identity.as_ref().is_some_and(|id| {
+        node.state
+            .is_allowed(id.as_str(), crate::state::DEFAULT_ENCLAVE, &req.path)
+            .unwrap_or(false)
+    })
 }
 
 /// `GET /v1/status`
-pub(super) async fn status(node: Arc<Node>, _: Req) -> Answer {
+pub(super) async fn status(node: Arc<Node>, req: Req) -> Answer {
     let sys = system_facts();
     let sealed = node.seal.is_sealed();
     node.metrics.sealed.set(if sealed { 1.0 } else { 0.0 });
@@ -112,7 +137,8 @@ pub(super) async fn status(node: Arc<Node>, _: Req) -> Answer {
         "mem_heap_used": sys.resident_bytes,
         "mem_stack_used": sys.stack_bytes,
         "sealed": sealed,
-        "seal_reason": node.seal.reason(),
+        // The provider's error text is for callers the policy admits (see `ready`).
+        "seal_reason": if may_see_details(&node, &req) { node.seal.reason() } else { String::new() },
         "cluster": crate::cluster::node_status(&node.cluster),
     })))
 }

@@ -120,15 +120,10 @@ fn check_route_key(route: &str, entry: &Field<'_>) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::reader::{Ctx, Section};
+    use crate::config::reader::parse_section;
 
     fn api(yaml: &str) -> Result<BTreeMap<String, ApiRouteConfig>, ConfigError> {
-        let value: serde_yaml::Value = serde_yaml::from_str(yaml).expect("test YAML parses");
-        let env = |_: &str| None;
-        let cx = Ctx::new(&env);
-        let mut root = Section::root(&cx, &value)?;
-        let field = root.take("api").expect("api present");
-        parse(&field)
+        parse_section(yaml, "api", parse)
     }
 
     #[test]

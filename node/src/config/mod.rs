@@ -31,6 +31,7 @@ mod env;
 mod error;
 mod keys;
 mod keystore;
+mod limits;
 mod log;
 mod names;
 mod policy;
@@ -49,6 +50,7 @@ pub use api::{API_ROUTES, ApiRouteConfig, SKIP_AUTH_ROUTES};
 pub use cache::CacheConfig;
 pub use cluster::{ClusterConfig, ClusterTlsConfig, ElectionTimeout, GrpcConfig};
 pub use error::ConfigError;
+pub use limits::LimitsConfig;
 pub use log::LogConfig;
 pub use names::is_valid_name;
 pub use policy::PolicyConfig;
@@ -78,6 +80,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `log`: console output of error and audit events.
     pub log: LogConfig,
+    /// `limits`: connection, timeout and stream bounds (our extension; every key optional).
+    pub limits: LimitsConfig,
     /// `policy`: policies declared in the file (read-only in the cluster), by name.
     pub policies: BTreeMap<String, PolicyConfig>,
     /// `keys[].name`: keys created once a leader is known, in file order.
@@ -202,6 +206,7 @@ fn read(cx: &Ctx<'_>, value: &serde_yaml::Value) -> Result<Config, ConfigError> 
     let policy = top.take("policy");
     let cache = top.take("cache");
     let log = top.take("log");
+    let limits = top.take("limits");
     let keys = top.take("keys");
     let keystore = top.take("keystore");
     let cluster = top.take("cluster");
@@ -249,6 +254,9 @@ fn read(cx: &Ctx<'_>, value: &serde_yaml::Value) -> Result<Config, ConfigError> 
     }
     if let Some(f) = log {
         config.log = log::parse(&f)?;
+    }
+    if let Some(f) = limits {
+        config.limits = limits::parse(&f)?;
     }
     if let Some(f) = keys {
         config.keys = keys::parse(&f)?;

@@ -393,3 +393,19 @@ impl<'a> Section<'a> {
         }
     }
 }
+
+/// Test helper: reads `key` of a one-section YAML document with `parse`, the way the whole-file
+/// reader hands a section to its module.
+#[cfg(test)]
+pub(crate) fn parse_section<T>(
+    yaml: &str,
+    key: &'static str,
+    parse: impl Fn(&Field<'_>) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let value: Value = serde_yaml::from_str(yaml).expect("test YAML parses");
+    let env = |_: &str| None;
+    let cx = Ctx::new(&env);
+    let mut root = Section::root(&cx, &value)?;
+    let field = root.take(key).expect("the section is present");
+    parse(&field)
+}

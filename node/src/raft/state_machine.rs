@@ -84,7 +84,15 @@ impl StateMachine {
     ) -> std::io::Result<()> {
         use std::io::Write;
         let tmp = self.snapshot_file.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
+        // A snapshot is the whole sealed state, as sensitive as a backup: owner only.
+        let mut f = std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            0o600,
+        )
+        .open(&tmp)?;
         f.write_all(&encode(&(meta, serde_bytes::Bytes::new(data))))?;
         f.sync_all()?;
         std::fs::rename(&tmp, &self.snapshot_file)?;

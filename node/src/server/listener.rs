@@ -1,20 +1,28 @@
 //! The HTTPS listener: TCP accept, TLS handshake, client identity, then HTTP/1.1 or h2.
+//!
+//! Every stage is bounded by `limits:`: connections (in all and per client address), the
+//! handshake, the HTTP/1 request head, the request body, and the time a connection may sit
+//! with no request in flight. h2 connections are pinged and dropped when the pings go
+//! unanswered.
 
+use super::activity::{Activity, TrackedBody};
+use super::body_deadline::DeadlineBody;
+use super::slots::ConnectionSlots;
 use crate::api::{ConnInfo, dispatch};
+use crate::config::LimitsConfig;
 use crate::server::Node;
 use crate::tls::leaf_identity;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-/// A handshake that has not finished by then is dropped, so idle sockets cannot pile up.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// KES's `ReadHeaderTimeout`.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection closed for idleness gets to finish what it is writing.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves the KES API on `listener` until `shutdown` completes.
 pub async fn serve(
@@ -24,6 +32,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let limits = node.limits;
+    let slots = ConnectionSlots::new(limits.max_connections, limits.max_connections_per_ip);
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -38,52 +48,93 @@ pub async fn serve(
                 }
             },
         };
+        let Some(slot) = slots.take(remote.ip()) else {
+            tracing::debug!("connection from {remote} refused: connection limit reached");
+            continue;
+        };
         let acceptor = acceptor.clone();
         let node = node.clone();
         tokio::spawn(async move {
-            // Without TCP_NODELAY a TLS round trip costs tens of milliseconds (STACK.md).
-            let _ = stream.set_nodelay(true);
-            let tls_stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!("TLS handshake with {remote} failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let chain = tls_stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|c| c.to_vec())
-                .unwrap_or_default();
-            let identity = if chain.is_empty() {
-                Err(crate::tls::IdentityError::Missing)
-            } else {
-                leaf_identity(&chain)
-            };
-            let conn = Arc::new(ConnInfo {
-                identity,
-                remote,
-                chain,
-            });
-            let service = hyper::service::service_fn(move |req| {
-                let node = node.clone();
-                let conn = conn.clone();
-                async move { Ok::<_, Infallible>(dispatch(node, conn, req).await) }
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(tls_stream), service)
-                .await
-            {
-                tracing::debug!("connection from {remote} ended: {e}");
-            }
+            serve_connection(node, acceptor, stream, remote, limits).await;
+            drop(slot);
         });
+    }
+}
+
+async fn serve_connection(
+    node: Arc<Node>,
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    remote: SocketAddr,
+    limits: LimitsConfig,
+) {
+    // Without TCP_NODELAY a TLS round trip costs tens of milliseconds (STACK.md).
+    let _ = stream.set_nodelay(true);
+    let tls_stream =
+        match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!("TLS handshake with {remote} failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake with {remote} timed out");
+                return;
+            }
+        };
+    let chain = tls_stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.to_vec())
+        .unwrap_or_default();
+    let identity = if chain.is_empty() {
+        Err(crate::tls::IdentityError::Missing)
+    } else {
+        leaf_identity(&chain)
+    };
+    let conn = Arc::new(ConnInfo {
+        identity,
+        remote,
+        chain,
+    });
+    let activity = Activity::new();
+    let requests = activity.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let node = node.clone();
+        let conn = conn.clone();
+        let in_flight = requests.begin();
+        let req = req.map(|body| DeadlineBody::new(body, limits.body_timeout));
+        async move {
+            let resp = dispatch(node, conn, req).await;
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody::wrap(body, in_flight)))
+        }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.http2_keep_alive_interval))
+        .keep_alive_timeout(limits.http2_keep_alive_timeout);
+    let connection = builder.serve_connection(TokioIo::new(tls_stream), service);
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        // A connection that never sends a request head is held no longer than a slow head.
+        _ = activity.idle(limits.header_timeout, limits.idle_timeout) => {
+            tracing::debug!("closing idle connection from {remote}");
+            connection.as_mut().graceful_shutdown();
+            match tokio::time::timeout(CLOSE_GRACE, connection).await {
+                Ok(ended) => ended,
+                Err(_) => return,
+            }
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!("connection from {remote} ended: {e}");
     }
 }

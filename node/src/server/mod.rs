@@ -1,8 +1,12 @@
 //! Running a node: start-up, the HTTPS listener, and the shared request context.
 
+mod activity;
+mod body_deadline;
+mod data_dir;
 mod key_cache;
 mod listener;
 mod node;
+mod slots;
 mod startup;
 mod unseal;
 

@@ -138,7 +138,8 @@ fn advertised(opts: &StartOptions, tls: &Option<NodeTls>) -> NodeInfo {
 /// stays up sealed and keeps retrying, so an operator can fix the key file without a restart.
 pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     let state_dir = opts.data_dir.join("state");
-    std::fs::create_dir_all(&state_dir)
+    super::data_dir::create_private_dir(&opts.data_dir)
+        .and_then(|()| super::data_dir::create_private_dir(&state_dir))
         .map_err(|e| StartError::DataDir(opts.data_dir.clone(), e.to_string()))?;
     let state =
         State::open(&state_dir).map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
@@ -231,6 +232,10 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
             (Some(c), Some(k), Some(a)) => Some((c.clone(), k.clone(), a.clone())),
             _ => None,
         },
+        limits: opts.config.limits,
+        log_streams: Arc::new(tokio::sync::Semaphore::new(
+            opts.config.limits.max_log_streams,
+        )),
     });
     if let Some(tls) = tls {
         let listener = tokio::net::TcpListener::bind(ccfg.grpc.listen)

@@ -29,16 +29,27 @@ pub fn node_bin() -> &'static str {
 impl TestNode {
     /// `kes-node --dev` in a fresh directory, waited for until ready.
     pub async fn dev() -> TestNode {
+        Self::dev_with_config(None).await
+    }
+
+    /// `kes-node --dev` with `yaml` as its `--config` file (written next to the data dir),
+    /// waited for until ready.
+    pub async fn dev_with_config(yaml: Option<&str>) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let port = free_port();
-        let args = vec![
+        let mut args = vec![
             "--dev".to_owned(),
             "--addr".to_owned(),
             format!("127.0.0.1:{port}"),
             "--data-dir".to_owned(),
             data.display().to_string(),
         ];
+        if let Some(yaml) = yaml {
+            let cfg = dir.path().join("node.yaml");
+            std::fs::write(&cfg, yaml).expect("write config");
+            args.extend(["--config".to_owned(), cfg.display().to_string()]);
+        }
         let mut n = TestNode {
             dir,
             data,

@@ -1,0 +1,16 @@
+//! Abuse tests: a real `kes-node` over real TLS, pushed the way a hostile or broken client
+//! pushes it (slow handshakes and bodies, floods of idle connections, oversized and deeply
+//! nested JSON, huge bulk requests, stream subscribers), while another client checks that the
+//! node keeps serving. Each node gets small `limits:` so the bounds show within seconds.
+
+#[allow(dead_code)] // shared with the `node` test target, which uses all of it
+#[path = "../node/support.rs"]
+mod support;
+
+mod raw;
+
+mod bodies;
+mod connections;
+mod files;
+mod ready;
+mod streams;
