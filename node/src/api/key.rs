@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 type Answer = Result<Response<Body>, ApiError>;
 
-const BAD_BODY: &str = "invalid request body";
+pub(super) const BAD_BODY: &str = "invalid request body";
 
 /// `PUT /v1/key/create/<name>`
 pub(super) async fn create(node: Arc<Node>, req: Req) -> Answer {
@@ -34,6 +34,12 @@ struct ImportBody {
 /// `PUT /v1/key/import/<name>`: `{"key","cipher"}`, or the older `{"bytes"[,"algorithm"]}`.
 pub(super) async fn import(node: Arc<Node>, req: Req) -> Answer {
     names::key_name(&req.resource)?;
+    let key = import_body(&req)?;
+    store_new_key(&node, &req, key).await
+}
+
+/// The key an import body names. Pure (no node), so the fuzz targets run exactly this.
+pub(super) fn import_body(req: &Req) -> Result<SecretKey, ApiError> {
     const BAD: &str = "invalid import key request body";
     let body: ImportBody = req.json(BAD)?;
     let material =
@@ -49,13 +55,12 @@ pub(super) async fn import(node: Arc<Node>, req: Req) -> Answer {
             format!("algorithm '{name}' is not supported"),
         )
     })?;
-    let key = SecretKey::import(cipher, &material).map_err(|_| {
+    SecretKey::import(cipher, &material).map_err(|_| {
         ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             format!("invalid key size for '{name}'"),
         )
-    })?;
-    store_new_key(&node, &req, key).await
+    })
 }
 
 /// Seals the key record here, in the handler, so the command (and every log entry and
@@ -125,19 +130,19 @@ pub(super) async fn delete(node: Arc<Node>, req: Req) -> Answer {
 }
 
 #[derive(Deserialize, Default)]
-struct CryptoBody {
+pub(super) struct CryptoBody {
     #[serde(default, alias = "Plaintext")]
-    plaintext: Option<String>,
+    pub(super) plaintext: Option<String>,
     #[serde(default, alias = "Ciphertext")]
-    ciphertext: Option<String>,
+    pub(super) ciphertext: Option<String>,
     #[serde(default, alias = "Context")]
-    context: Option<String>,
+    pub(super) context: Option<String>,
     #[serde(default, alias = "Message")]
-    message: Option<String>,
+    pub(super) message: Option<String>,
 }
 
 /// A base64 body field; absent or `null` is empty, as Go decodes `[]byte`.
-fn field(v: &Option<String>) -> Result<Vec<u8>, ApiError> {
+pub(super) fn field(v: &Option<String>) -> Result<Vec<u8>, ApiError> {
     match v {
         None => Ok(Vec::new()),
         Some(s) => b64(s).ok_or_else(|| ApiError::bad_request(BAD_BODY)),
@@ -203,10 +208,7 @@ const BULK_MAX: usize = 1000;
 /// `POST /v1/key/bulk/decrypt/<name>`: a JSON array in, plaintexts out in the same order;
 /// the first failure fails the whole call.
 pub(super) async fn bulk_decrypt(node: Arc<Node>, req: Req) -> Answer {
-    let items: Vec<CryptoBody> = req.json(BAD_BODY)?;
-    if items.len() > BULK_MAX {
-        return Err(ApiError::bad_request("too many ciphertexts"));
-    }
+    let items = bulk_items(&req)?;
     let key = load(&node, &req).await?;
     let mut out = Vec::with_capacity(items.len());
     for item in &items {
@@ -215,6 +217,16 @@ pub(super) async fn bulk_decrypt(node: Arc<Node>, req: Req) -> Answer {
         out.push(serde_json::json!({ "plaintext": to_b64(&pt) }));
     }
     Ok(json(&out))
+}
+
+/// The items of a bulk decrypt body, at most [`BULK_MAX`]. Pure (no node), so the fuzz
+/// targets run exactly this.
+pub(super) fn bulk_items(req: &Req) -> Result<Vec<CryptoBody>, ApiError> {
+    let items: Vec<CryptoBody> = req.json(BAD_BODY)?;
+    if items.len() > BULK_MAX {
+        return Err(ApiError::bad_request("too many ciphertexts"));
+    }
+    Ok(items)
 }
 
 /// Creates a key on behalf of `identity` (the admin, for the `keys:` list of the config),

@@ -8,6 +8,7 @@ mod commit;
 mod dispatch;
 mod enclave;
 mod error;
+pub(crate) mod fuzzing;
 mod handlers;
 mod identity;
 mod key;
