@@ -5,5 +5,8 @@ cd "$(dirname "$0")/.."
 { command -v openssl && command -v softhsm2-util && command -v pkcs11-tool; } >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl softhsm2 opensc; }
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace
+# Every fuzz target for a few seconds, after the tests pass, so none can rot (scripts/fuzz.sh).
+scripts/fuzz.sh "${FUZZ_SMOKE_SECONDS:-10}"

@@ -25,6 +25,8 @@ pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod dev;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod obs;
 pub mod raft;
 pub mod seal;

@@ -27,8 +27,8 @@ pub(super) async fn status(node: Arc<Node>, _: Req) -> Answer {
 }
 
 #[derive(Deserialize)]
-struct JoinBody {
-    member: String,
+pub(super) struct JoinBody {
+    pub(super) member: String,
 }
 
 /// `POST /v1/cluster/join` on the NEW node: join the cluster of `member`. Answers once this
@@ -76,10 +76,10 @@ fn is_voter(c: &Cluster) -> bool {
 }
 
 #[derive(Deserialize)]
-struct JoinRequestBody {
-    node_id: u64,
-    http: String,
-    grpc: String,
+pub(super) struct JoinRequestBody {
+    pub(super) node_id: u64,
+    pub(super) http: String,
+    pub(super) grpc: String,
 }
 
 /// `POST /v1/cluster/join-request` on a MEMBER, from a joining node presenting its node

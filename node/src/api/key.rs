@@ -16,7 +16,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 type Answer = Result<Response<Body>, ApiError>;
 
-const BAD_BODY: &str = "invalid request body";
+pub(super) const BAD_BODY: &str = "invalid request body";
 
 /// `PUT /v1/key/create/<name>`
 pub(super) async fn create(node: Arc<Node>, req: Req) -> Answer {
@@ -36,6 +36,12 @@ struct ImportBody {
 /// `PUT /v1/key/import/<name>`: `{"key","cipher"}`, or the older `{"bytes"[,"algorithm"]}`.
 pub(super) async fn import(node: Arc<Node>, req: Req) -> Answer {
     names::key_name(&req.resource)?;
+    let key = import_body(&req)?;
+    store_new_key(&node, &req, key).await
+}
+
+/// The key an import body names. Pure (no node), so the fuzz targets run exactly this.
+pub(super) fn import_body(req: &Req) -> Result<SecretKey, ApiError> {
     const BAD: &str = "invalid import key request body";
     let body: ImportBody = req.json(BAD)?;
     let material =
@@ -52,13 +58,12 @@ pub(super) async fn import(node: Arc<Node>, req: Req) -> Answer {
             format!("algorithm '{name}' is not supported"),
         )
     })?;
-    let key = SecretKey::import(cipher, &material).map_err(|_| {
+    SecretKey::import(cipher, &material).map_err(|_| {
         ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             format!("invalid key size for '{name}'"),
         )
-    })?;
-    store_new_key(&node, &req, key).await
+    })
 }
 
 /// Seals the key record here, in the handler, so the command (and every log entry and
@@ -129,19 +134,19 @@ pub(super) async fn delete(node: Arc<Node>, req: Req) -> Answer {
 
 /// Plaintexts and messages in base64: wiped when dropped, and no `Debug`.
 #[derive(Deserialize, Default, Zeroize, ZeroizeOnDrop)]
-struct CryptoBody {
+pub(super) struct CryptoBody {
     #[serde(default, alias = "Plaintext")]
-    plaintext: Option<String>,
+    pub(super) plaintext: Option<String>,
     #[serde(default, alias = "Ciphertext")]
-    ciphertext: Option<String>,
+    pub(super) ciphertext: Option<String>,
     #[serde(default, alias = "Context")]
-    context: Option<String>,
+    pub(super) context: Option<String>,
     #[serde(default, alias = "Message")]
-    message: Option<String>,
+    pub(super) message: Option<String>,
 }
 
 /// A base64 body field; absent or `null` is empty, as Go decodes `[]byte`.
-fn field(v: &Option<String>) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+pub(super) fn field(v: &Option<String>) -> Result<Zeroizing<Vec<u8>>, ApiError> {
     match v {
         None => Ok(Zeroizing::default()),
         Some(s) => b64(s).ok_or_else(|| ApiError::bad_request(BAD_BODY)),
@@ -210,17 +215,7 @@ const BULK_MAX: usize = 1000;
 /// the first failure fails the whole call. The items are counted before any is decoded, so
 /// a body of a million tiny items costs a scan, not a million decoded structs.
 pub(super) async fn bulk_decrypt(node: Arc<Node>, req: Req) -> Answer {
-    if req.body_too_large {
-        return Err(ApiError::bad_request(BAD_BODY));
-    }
-    match super::bulk_count::count_array(&req.body, BULK_MAX) {
-        super::bulk_count::Count::Within(_) => {}
-        super::bulk_count::Count::TooMany => {
-            return Err(ApiError::bad_request("too many ciphertexts"));
-        }
-        super::bulk_count::Count::Invalid => return Err(ApiError::bad_request(BAD_BODY)),
-    }
-    let items: Vec<CryptoBody> = req.json(BAD_BODY)?;
+    let items = bulk_items(&req)?;
     let key = load(&node, &req).await?;
     let mut plaintexts = Vec::with_capacity(items.len());
     for item in &items {
@@ -277,6 +272,23 @@ impl std::io::Write for ByteCount {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The items of a bulk decrypt body, at most [`BULK_MAX`]. Pure (no node), so the fuzz
+/// targets run exactly this.
+pub(super) fn bulk_items(req: &Req) -> Result<Vec<CryptoBody>, ApiError> {
+    if req.body_too_large {
+        return Err(ApiError::bad_request(BAD_BODY));
+    }
+    // Counted before anything is decoded, so a body of a million tiny items costs a scan.
+    match super::bulk_count::count_array(&req.body, BULK_MAX) {
+        super::bulk_count::Count::Within(_) => {}
+        super::bulk_count::Count::TooMany => {
+            return Err(ApiError::bad_request("too many ciphertexts"));
+        }
+        super::bulk_count::Count::Invalid => return Err(ApiError::bad_request(BAD_BODY)),
+    }
+    req.json(BAD_BODY)
 }
 
 /// Creates a key on behalf of `identity` (the admin, for the `keys:` list of the config),

@@ -9,6 +9,7 @@ mod commit;
 mod dispatch;
 mod enclave;
 mod error;
+pub(crate) mod fuzzing;
 mod handlers;
 mod identity;
 mod key;

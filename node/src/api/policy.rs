@@ -117,14 +117,7 @@ fn ensure_not_own_policy(node: &Node, req: &Req, policy: &str) -> Result<(), Api
 pub(super) async fn write(node: Arc<Node>, req: Req) -> Answer {
     names::policy_name(&req.resource)?;
     ensure_not_own_policy(&node, &req, &req.resource)?;
-    let body: WriteBody = req.json("invalid policy request body")?;
-    let policy = Policy {
-        allow: body.allow.map(Patterns::into_vec).unwrap_or_default(),
-        deny: body.deny.map(Patterns::into_vec).unwrap_or_default(),
-    };
-    for p in policy.allow.iter().chain(&policy.deny) {
-        validate(p).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    }
+    let policy = write_body(&req)?;
     let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
     let time = unix_nanos_now();
     let entry = PolicyEntry::new(policy.clone(), time, req.caller()?.as_str(), false);
@@ -138,6 +131,19 @@ pub(super) async fn write(node: Arc<Node>, req: Req) -> Answer {
     commit_at(&node, &req, time, op, empty()).await
 }
 
+/// The validated policy of a write body. Pure (no node), so the fuzz targets run exactly this.
+pub(super) fn write_body(req: &Req) -> Result<Policy, ApiError> {
+    let body: WriteBody = req.json("invalid policy request body")?;
+    let policy = Policy {
+        allow: body.allow.map(Patterns::into_vec).unwrap_or_default(),
+        deny: body.deny.map(Patterns::into_vec).unwrap_or_default(),
+    };
+    for p in policy.allow.iter().chain(&policy.deny) {
+        validate(p).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    Ok(policy)
+}
+
 #[derive(Deserialize)]
 struct AssignBody {
     #[serde(alias = "Identity")]
@@ -147,8 +153,15 @@ struct AssignBody {
 /// `POST /v1/policy/assign/<policy>` with `{"identity": ...}`.
 pub(super) async fn assign(node: Arc<Node>, req: Req) -> Answer {
     names::policy_name(&req.resource)?;
+    let identity = assign_body(&req)?;
+    assign_to(&node, &req, req.resource.clone(), identity).await
+}
+
+/// The identity an assign body names, not yet checked ([`assign_to`] does). Pure, for the fuzz
+/// targets too.
+pub(super) fn assign_body(req: &Req) -> Result<String, ApiError> {
     let body: AssignBody = req.json("invalid policy assign request body")?;
-    assign_to(&node, &req, req.resource.clone(), body.identity).await
+    Ok(body.identity)
 }
 
 /// Assigns `identity` to `policy` through the log.
