@@ -94,6 +94,7 @@ fn ops() -> Vec<(&'static str, Op)> {
             "create-enclave",
             Op::CreateEnclave {
                 name: "tenant".into(),
+                admin: "tenant-admin-id".into(),
                 sig: sig(),
             },
         ),
