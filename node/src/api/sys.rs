@@ -117,7 +117,11 @@ fn not_ready_reason(node: &Node) -> Option<String> {
 fn may_see_details(node: &Node, req: &Req) -> bool {
     req.identity.as_ref().is_some_and(|id| {
         node.state
-            .is_allowed(id.as_str(), crate::state::DEFAULT_ENCLAVE, &req.path)
+            .is_allowed(
+                id.as_str(),
+                crate::state::DEFAULT_ENCLAVE,
+                std::slice::from_ref(&req.path),
+            )
             .unwrap_or(false)
     })
 }
