@@ -34,6 +34,7 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let limits = node.limits;
     let slots = ConnectionSlots::new(limits.max_connections, limits.max_connections_per_ip);
+    super::slots::warn_if_above_fd_limit(limits.max_connections);
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
