@@ -12,11 +12,12 @@ use super::reader::{Field, opt};
 /// The `limits:` section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitsConfig {
-    /// `max_connections`: open connections on the KES port, from everyone. Connections over
-    /// it are closed at once. Default 4096 (keep it below the process's open-file limit).
+    /// `max_connections`: open connections on the KES port, from everyone. At the cap the
+    /// oldest connection with no request in flight makes room; when all are busy, the new one
+    /// is closed at once. Default 4096 (keep it below the process's open-file limit).
     pub max_connections: usize,
     /// `max_connections_per_ip`: open connections on the KES port from one client address, so
-    /// one host cannot take every slot. Default 1024.
+    /// one host cannot take every slot (at the cap, likewise). Default 1024.
     pub max_connections_per_ip: usize,
     /// `handshake_timeout`: a TLS handshake not finished by then is dropped. Default 10s.
     pub handshake_timeout: Duration,

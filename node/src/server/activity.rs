@@ -22,7 +22,6 @@ pub(super) struct Activity {
     open: AtomicUsize,
     /// When the last request ended, or `None` before the first one started.
     last_end: Mutex<Option<Instant>>,
-    started: Instant,
 }
 
 /// A request in flight; dropping it ends the request.
@@ -34,7 +33,6 @@ impl Activity {
         Arc::new(Activity {
             open: AtomicUsize::new(0),
             last_end: Mutex::new(None),
-            started: Instant::now(),
         })
     }
 
@@ -46,16 +44,22 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// Completes once nothing has been in flight for too long: `first` until the first
-    /// request starts (a client that connects and never asks), `between` afterwards.
+    /// Whether no request is in flight.
+    pub(super) fn is_idle(&self) -> bool {
+        self.open.load(Ordering::SeqCst) == 0
+    }
+
+    /// Completes once nothing has been in flight for too long: `first` from now until the
+    /// first request starts (a client that connects and never asks), `between` afterwards.
     pub(super) async fn idle(&self, first: Duration, between: Duration) {
+        let called = Instant::now();
         loop {
             let wait = if self.open.load(Ordering::SeqCst) > 0 {
                 between
             } else {
                 let since = *self.last_end.lock().unwrap_or_else(PoisonError::into_inner);
                 let (from, limit) = match since {
-                    None => (self.started, first),
+                    None => (called, first),
                     Some(t) => (t, between),
                 };
                 match limit.checked_sub(from.elapsed()) {

@@ -52,6 +52,7 @@ async fn node_with_key(yaml: Option<&str>) -> TestNode {
 
 #[tokio::test]
 async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_body_deadline() {
+    let _turn = crate::take_turn().await;
     let n = node_with_key(Some("limits:\n  body_timeout: 1s\n")).await;
     let mut slow = Vec::new();
     for _ in 0..10 {
@@ -91,6 +92,7 @@ async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_body_deadline() {
 
 #[tokio::test]
 async fn oversized_and_deeply_nested_json_get_a_clear_400() {
+    let _turn = crate::take_turn().await;
     let n = node_with_key(None).await;
     let deep = |field: &str, open: &str, close: &str| {
         format!(
@@ -159,6 +161,7 @@ async fn oversized_and_deeply_nested_json_get_a_clear_400() {
 
 #[tokio::test]
 async fn a_huge_bulk_decrypt_is_counted_before_it_is_decoded() {
+    let _turn = crate::take_turn().await;
     let n = node_with_key(None).await;
     let admin = n.admin();
     let ct = json(

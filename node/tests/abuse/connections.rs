@@ -4,7 +4,7 @@ use crate::raw::{closed_after, tls, trickle};
 use crate::support::*;
 use kes_cluster::Method;
 use std::time::Duration;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// The start of a TLS record carrying a ClientHello, then filler: enough to keep a handshake
 /// "in progress" for as long as it is sent a byte at a time.
@@ -24,6 +24,7 @@ async fn served(n: &TestNode) {
 
 #[tokio::test]
 async fn a_slow_handshake_is_cut_off_while_others_are_served() {
+    let _turn = crate::take_turn().await;
     let n = TestNode::dev_with_config(Some("limits:\n  handshake_timeout: 1s\n")).await;
     let mut slow = Vec::new();
     for _ in 0..50 {
@@ -46,68 +47,58 @@ async fn a_slow_handshake_is_cut_off_while_others_are_served() {
 
 #[tokio::test]
 async fn thousands_of_idle_connections_do_not_lock_others_out() {
+    let _turn = crate::take_turn().await;
+    // Small caps and a long handshake timeout: the flood fills every slot many times over,
+    // and no timeout clears it during the test. It comes from the normal client's own address.
     let n = TestNode::dev_with_config(Some(
-        "limits:\n  max_connections_per_ip: 100\n  handshake_timeout: 2s\n",
+        "limits:\n  max_connections: 100\n  max_connections_per_ip: 100\n  handshake_timeout: 30s\n",
     ))
     .await;
-    // The flood comes from 127.0.0.2, so the per-address cap is what stands between it and
-    // the normal client on 127.0.0.1.
     let mut flood = Vec::new();
     for batch in 0..10 {
         let mut connects = Vec::new();
         for _ in 0..200 {
-            connects.push(tokio::spawn(connect_from_second_address(n.port)));
+            connects.push(tokio::spawn(start_a_handshake(n.port)));
         }
         for c in connects {
             flood.push(c.await.unwrap());
         }
-        if batch == 4 {
+        if batch % 3 == 2 {
             served(&n).await;
         }
     }
     assert_eq!(flood.len(), 2000);
     served(&n).await;
-    let mut quickly = 0;
+    // The node holds no more of them than its cap: the rest were closed to make room.
     let mut waits = Vec::new();
     for mut s in flood {
         waits.push(tokio::spawn(async move {
-            closed_after(&mut s, Duration::from_secs(8)).await
+            closed_after(&mut s, Duration::from_secs(5)).await.is_none()
         }));
     }
+    let mut still_open = 0;
     for w in waits {
-        let closed = w.await.unwrap().expect("every idle connection is closed");
-        // Over the cap: closed at accept. Under it: closed by the handshake timeout.
-        if closed < Duration::from_millis(500) {
-            quickly += 1;
-        }
+        still_open += usize::from(w.await.unwrap());
     }
-    assert!(
-        quickly >= 1800,
-        "only {quickly} of 2000 were refused at once"
-    );
+    assert!(still_open <= 100, "{still_open} idle connections are held");
     served(&n).await;
-    // The slots came back: the flooding address is let in again (held in its handshake,
-    // not refused at accept).
-    let mut again = connect_from_second_address(n.port).await;
-    assert!(
-        closed_after(&mut again, Duration::from_millis(800))
-            .await
-            .is_none(),
-        "refused although every earlier connection has ended"
-    );
 }
 
-async fn connect_from_second_address(port: u16) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-    socket
-        .connect(([127, 0, 0, 1], port).into())
+/// A connection that has sent the first byte of a ClientHello and then nothing. The byte also
+/// makes the connection real on the node's side: a bare connect can look established to the
+/// client while the node's kernel, its accept queue full, has dropped it.
+async fn start_a_handshake(port: u16) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
-        .expect("connect")
+        .expect("connect");
+    s.write_all(&slow_client_hello()[..1]).await.expect("write");
+    s
 }
 
 #[tokio::test]
 async fn silent_connections_after_the_handshake_are_closed() {
+    let _turn = crate::take_turn().await;
     let n = TestNode::dev_with_config(Some("limits:\n  header_timeout: 1s\n  idle_timeout: 2s\n"))
         .await;
     let mut h1 = Vec::new();
@@ -167,6 +158,7 @@ fn h2_get(path: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn an_h2_client_that_stops_answering_pings_is_dropped() {
+    let _turn = crate::take_turn().await;
     let n = TestNode::dev_with_config(Some(
         "limits:\n  http2_keep_alive_interval: 1s\n  http2_keep_alive_timeout: 1s\n  idle_timeout: 60s\n",
     ))
