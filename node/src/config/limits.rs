@@ -28,7 +28,9 @@ pub struct LimitsConfig {
     /// request head; separate from the route's handler timeout. Default 30s.
     pub body_timeout: Duration,
     /// `idle_timeout`: a connection (HTTP/1 keep-alive or h2) with no request in flight for
-    /// this long is closed. Default 90s.
+    /// this long is closed. Default 120s: longer than the 90 s idle timeout of Go's default
+    /// HTTP transport, so such a client closes first and does not send a request into a
+    /// connection the node is just closing.
     pub idle_timeout: Duration,
     /// `http2_keep_alive_interval`: an h2 connection is pinged this often. Default 30s.
     pub http2_keep_alive_interval: Duration,
@@ -48,7 +50,7 @@ impl Default for LimitsConfig {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(90),
+            idle_timeout: Duration::from_secs(120),
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(20),
             max_log_streams: 32,
