@@ -27,6 +27,11 @@ pub struct LimitsConfig {
     /// `body_timeout`: the whole request body must arrive within this, counted from the
     /// request head; separate from the route's handler timeout. Default 30s.
     pub body_timeout: Duration,
+    /// `send_timeout`: an answer of known size the client has not taken within this (an h2
+    /// client that grants no window, a client that stops reading) no longer keeps its
+    /// connection busy, so the connection is closed as idle. Log streams are exempt; their
+    /// number is capped instead. Default 60s.
+    pub send_timeout: Duration,
     /// `idle_timeout`: a connection (HTTP/1 keep-alive or h2) with no request in flight for
     /// this long is closed. Default 120s: longer than the 90 s idle timeout of Go's default
     /// HTTP transport, so such a client closes first and does not send a request into a
@@ -50,6 +55,7 @@ impl Default for LimitsConfig {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(120),
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(20),
@@ -70,6 +76,7 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<LimitsConfig, ConfigError> {
         "handshake_timeout",
         "header_timeout",
         "body_timeout",
+        "send_timeout",
         "idle_timeout",
         "http2_keep_alive_interval",
         "http2_keep_alive_timeout",
@@ -88,11 +95,12 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<LimitsConfig, ConfigError> {
             *slot = n;
         }
     }
-    let [handshake, header, body, idle, ka_interval, ka_timeout] = durations;
+    let [handshake, header, body, send, idle, ka_interval, ka_timeout] = durations;
     for (slot, field) in [
         (&mut l.handshake_timeout, handshake),
         (&mut l.header_timeout, header),
         (&mut l.body_timeout, body),
+        (&mut l.send_timeout, send),
         (&mut l.idle_timeout, idle),
         (&mut l.http2_keep_alive_interval, ka_interval),
         (&mut l.http2_keep_alive_timeout, ka_timeout),
@@ -145,7 +153,7 @@ mod tests {
     #[test]
     fn each_setting_is_read() {
         let l = limits(
-            "limits:\n  max_connections: 10\n  max_connections_per_ip: 3\n  max_log_streams: 2\n  handshake_timeout: 1s\n  header_timeout: 2s\n  body_timeout: 3s\n  idle_timeout: 4s\n  http2_keep_alive_interval: 5s\n  http2_keep_alive_timeout: 6s\n",
+            "limits:\n  max_connections: 10\n  max_connections_per_ip: 3\n  max_log_streams: 2\n  handshake_timeout: 1s\n  header_timeout: 2s\n  body_timeout: 3s\n  send_timeout: 7s\n  idle_timeout: 4s\n  http2_keep_alive_interval: 5s\n  http2_keep_alive_timeout: 6s\n",
         )
         .unwrap();
         let s = Duration::from_secs;
@@ -157,6 +165,7 @@ mod tests {
                 handshake_timeout: s(1),
                 header_timeout: s(2),
                 body_timeout: s(3),
+                send_timeout: s(7),
                 idle_timeout: s(4),
                 http2_keep_alive_interval: s(5),
                 http2_keep_alive_timeout: s(6),

@@ -113,7 +113,9 @@ async fn serve_connection(
         let req = req.map(|body| DeadlineBody::new(body, limits.body_timeout));
         async move {
             let resp = dispatch(node, conn, req).await;
-            Ok::<_, Infallible>(resp.map(|body| TrackedBody::wrap(body, in_flight)))
+            Ok::<_, Infallible>(
+                resp.map(|body| TrackedBody::wrap(body, in_flight, limits.send_timeout)),
+            )
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

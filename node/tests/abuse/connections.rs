@@ -108,9 +108,7 @@ async fn silent_connections_after_the_handshake_are_closed() {
     // An h2 client that sends the preface and its SETTINGS, then nothing.
     let mut h2 = tls(&n, &[b"h2"]).await;
     use tokio::io::AsyncWriteExt;
-    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .await
-        .unwrap();
+    h2.write_all(&h2_preface(65_535)).await.unwrap();
     served(&n).await;
     for mut s in h1 {
         let t = closed_after(&mut s, Duration::from_secs(6)).await;
@@ -166,9 +164,7 @@ async fn an_h2_client_that_stops_answering_pings_is_dropped() {
     // A log stream keeps a request in flight, so only the unanswered pings can end this.
     let mut h2 = tls(&n, &[b"h2"]).await;
     use tokio::io::AsyncWriteExt;
-    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .await
-        .unwrap();
+    h2.write_all(&h2_preface(65_535)).await.unwrap();
     h2.write_all(&h2_get("/v1/log/error")).await.unwrap();
     let t0 = std::time::Instant::now();
     served(&n).await;
@@ -215,4 +211,47 @@ async fn read_frames<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (Vec<(u8, u8
             payload.first().copied().unwrap_or(0),
         ));
     }
+}
+
+/// The h2 client preface followed by a SETTINGS frame granting an initial window of `window`
+/// bytes per stream.
+fn h2_preface(window: u32) -> Vec<u8> {
+    let mut b = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    b.extend_from_slice(&[0, 0, 6, 0x4, 0, 0, 0, 0, 0, 0, 0x4]);
+    b.extend_from_slice(&window.to_be_bytes());
+    b
+}
+
+#[tokio::test]
+async fn an_h2_client_that_never_takes_its_answers_is_dropped() {
+    let _turn = crate::take_turn().await;
+    // Pings and idleness cannot end this connection within the test: only the send timeout.
+    let n = TestNode::dev_with_config(Some(
+        "limits:\n  send_timeout: 1s\n  idle_timeout: 60s\n  http2_keep_alive_interval: 60s\n",
+    ))
+    .await;
+    let mut h2 = tls(&n, &[b"h2"]).await;
+    use tokio::io::AsyncWriteExt;
+    // A window of zero: the node may send headers, but not one byte of any body.
+    h2.write_all(&h2_preface(0)).await.unwrap();
+    h2.write_all(&h2_get("/version")).await.unwrap();
+    let t0 = std::time::Instant::now();
+    served(&n).await;
+    let (frames, closed) = tokio::time::timeout(Duration::from_secs(15), read_frames(&mut h2))
+        .await
+        .expect("an h2 connection whose answers are never taken stayed open");
+    assert!(
+        frames.contains(&(0x1, 0x4, 1, 0x88)),
+        "the request was answered 200, body held back: {frames:?}"
+    );
+    assert!(
+        !frames.iter().any(|f| f.0 == 0x0 && f.2 == 1),
+        "no body was sent: {frames:?}"
+    );
+    assert!(
+        closed && t0.elapsed() >= Duration::from_secs(1),
+        "closed after {:?}",
+        t0.elapsed()
+    );
+    served(&n).await;
 }
