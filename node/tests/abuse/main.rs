@@ -7,6 +7,7 @@
 #[path = "../node/support.rs"]
 mod support;
 
+mod h2;
 mod raw;
 
 mod bodies;
