@@ -12,11 +12,12 @@ use super::reader::{Field, opt};
 /// The `limits:` section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitsConfig {
-    /// `max_connections`: open connections on the KES port, from everyone. Connections over
-    /// it are closed at once. Default 4096 (keep it below the process's open-file limit).
+    /// `max_connections`: open connections on the KES port, from everyone. At the cap the
+    /// oldest connection with no request in flight makes room; when all are busy, the new one
+    /// is closed at once. Default 4096 (keep it below the process's open-file limit).
     pub max_connections: usize,
     /// `max_connections_per_ip`: open connections on the KES port from one client address, so
-    /// one host cannot take every slot. Default 1024.
+    /// one host cannot take every slot (at the cap, likewise). Default 1024.
     pub max_connections_per_ip: usize,
     /// `handshake_timeout`: a TLS handshake not finished by then is dropped. Default 10s.
     pub handshake_timeout: Duration,
@@ -26,8 +27,15 @@ pub struct LimitsConfig {
     /// `body_timeout`: the whole request body must arrive within this, counted from the
     /// request head; separate from the route's handler timeout. Default 30s.
     pub body_timeout: Duration,
+    /// `send_timeout`: an answer of known size the client has not taken within this (an h2
+    /// client that grants no window, a client that stops reading) no longer keeps its
+    /// connection busy, so the connection is closed as idle. Log streams are exempt; their
+    /// number is capped instead. Default 60s.
+    pub send_timeout: Duration,
     /// `idle_timeout`: a connection (HTTP/1 keep-alive or h2) with no request in flight for
-    /// this long is closed. Default 90s.
+    /// this long is closed. Default 120s: longer than the 90 s idle timeout of Go's default
+    /// HTTP transport, so such a client closes first and does not send a request into a
+    /// connection the node is just closing.
     pub idle_timeout: Duration,
     /// `http2_keep_alive_interval`: an h2 connection is pinged this often. Default 30s.
     pub http2_keep_alive_interval: Duration,
@@ -47,7 +55,8 @@ impl Default for LimitsConfig {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(90),
+            send_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(20),
             max_log_streams: 32,
@@ -67,6 +76,7 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<LimitsConfig, ConfigError> {
         "handshake_timeout",
         "header_timeout",
         "body_timeout",
+        "send_timeout",
         "idle_timeout",
         "http2_keep_alive_interval",
         "http2_keep_alive_timeout",
@@ -85,11 +95,12 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<LimitsConfig, ConfigError> {
             *slot = n;
         }
     }
-    let [handshake, header, body, idle, ka_interval, ka_timeout] = durations;
+    let [handshake, header, body, send, idle, ka_interval, ka_timeout] = durations;
     for (slot, field) in [
         (&mut l.handshake_timeout, handshake),
         (&mut l.header_timeout, header),
         (&mut l.body_timeout, body),
+        (&mut l.send_timeout, send),
         (&mut l.idle_timeout, idle),
         (&mut l.http2_keep_alive_interval, ka_interval),
         (&mut l.http2_keep_alive_timeout, ka_timeout),
@@ -142,7 +153,7 @@ mod tests {
     #[test]
     fn each_setting_is_read() {
         let l = limits(
-            "limits:\n  max_connections: 10\n  max_connections_per_ip: 3\n  max_log_streams: 2\n  handshake_timeout: 1s\n  header_timeout: 2s\n  body_timeout: 3s\n  idle_timeout: 4s\n  http2_keep_alive_interval: 5s\n  http2_keep_alive_timeout: 6s\n",
+            "limits:\n  max_connections: 10\n  max_connections_per_ip: 3\n  max_log_streams: 2\n  handshake_timeout: 1s\n  header_timeout: 2s\n  body_timeout: 3s\n  send_timeout: 7s\n  idle_timeout: 4s\n  http2_keep_alive_interval: 5s\n  http2_keep_alive_timeout: 6s\n",
         )
         .unwrap();
         let s = Duration::from_secs;
@@ -154,6 +165,7 @@ mod tests {
                 handshake_timeout: s(1),
                 header_timeout: s(2),
                 body_timeout: s(3),
+                send_timeout: s(7),
                 idle_timeout: s(4),
                 http2_keep_alive_interval: s(5),
                 http2_keep_alive_timeout: s(6),

@@ -1,5 +1,6 @@
 //! The node's configuration file: the KES YAML of the KES configuration page, plus the
-//! `cluster:` and `seal:` sections that make a node part of a replicated, sealed cluster.
+//! `cluster:` and `seal:` sections that make a node part of a replicated, sealed cluster, and
+//! `limits:`, the bounds that keep a node serving under abuse.
 //!
 //! ```text
 //!  text ──serde_yaml──▶ Value ──Section/Field──▶ typed sections ──Config::validate──▶ Config

@@ -96,6 +96,9 @@ fn defaults_are_a_dev_baseline() {
     assert_eq!(c.cache.unused, Duration::from_secs(30));
     assert_eq!(c.cache.offline, Duration::ZERO);
     assert!(c.log.error && !c.log.audit);
+    assert_eq!(c.limits, LimitsConfig::default());
+    assert_eq!(c.limits.max_connections, 4096);
+    assert_eq!(c.limits.body_timeout, Duration::from_secs(30));
     let k = &c.cluster;
     assert_eq!(k.heartbeat, Duration::from_millis(250));
     assert_eq!(

@@ -1,13 +1,13 @@
 //! The HTTPS listener: TCP accept, TLS handshake, client identity, then HTTP/1.1 or h2.
 //!
-//! Every stage is bounded by `limits:`: connections (in all and per client address), the
-//! handshake, the HTTP/1 request head, the request body, and the time a connection may sit
-//! with no request in flight. h2 connections are pinged and dropped when the pings go
-//! unanswered.
+//! Every stage is bounded by `limits:`: connections (in all and per client address, idle ones
+//! giving way to new ones at the cap), the handshake, the HTTP/1 request head, the request
+//! body, and the time a connection may sit with no request in flight. h2 connections are
+//! pinged and dropped when the pings go unanswered.
 
-use super::activity::{Activity, TrackedBody};
+use super::activity::TrackedBody;
 use super::body_deadline::DeadlineBody;
-use super::slots::ConnectionSlots;
+use super::slots::{ConnectionSlots, Slot};
 use crate::api::{ConnInfo, dispatch};
 use crate::config::LimitsConfig;
 use crate::server::Node;
@@ -34,6 +34,7 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let limits = node.limits;
     let slots = ConnectionSlots::new(limits.max_connections, limits.max_connections_per_ip);
+    super::fd_limit::warn_if_above_fd_limit(limits.max_connections);
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -49,14 +50,13 @@ pub async fn serve(
             },
         };
         let Some(slot) = slots.take(remote.ip()) else {
-            tracing::debug!("connection from {remote} refused: connection limit reached");
+            tracing::debug!("connection from {remote} refused: every connection is busy");
             continue;
         };
         let acceptor = acceptor.clone();
         let node = node.clone();
         tokio::spawn(async move {
-            serve_connection(node, acceptor, stream, remote, limits).await;
-            drop(slot);
+            serve_connection(node, acceptor, stream, remote, limits, &slot).await;
         });
     }
 }
@@ -67,11 +67,13 @@ async fn serve_connection(
     stream: TcpStream,
     remote: SocketAddr,
     limits: LimitsConfig,
+    slot: &Slot,
 ) {
     // Without TCP_NODELAY a TLS round trip costs tens of milliseconds (STACK.md).
     let _ = stream.set_nodelay(true);
-    let tls_stream =
-        match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+    let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream));
+    let tls_stream = tokio::select! {
+        done = handshake => match done {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::debug!("TLS handshake with {remote} failed: {e}");
@@ -81,7 +83,12 @@ async fn serve_connection(
                 tracing::debug!("TLS handshake with {remote} timed out");
                 return;
             }
-        };
+        },
+        _ = slot.evicted.notified() => {
+            tracing::debug!("dropping the handshake with {remote} to make room");
+            return;
+        }
+    };
     let chain = tls_stream
         .get_ref()
         .1
@@ -98,8 +105,7 @@ async fn serve_connection(
         remote,
         chain,
     });
-    let activity = Activity::new();
-    let requests = activity.clone();
+    let requests = slot.activity.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let node = node.clone();
         let conn = conn.clone();
@@ -107,7 +113,9 @@ async fn serve_connection(
         let req = req.map(|body| DeadlineBody::new(body, limits.body_timeout));
         async move {
             let resp = dispatch(node, conn, req).await;
-            Ok::<_, Infallible>(resp.map(|body| TrackedBody::wrap(body, in_flight)))
+            Ok::<_, Infallible>(
+                resp.map(|body| TrackedBody::wrap(body, in_flight, limits.send_timeout)),
+            )
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -122,11 +130,17 @@ async fn serve_connection(
         .keep_alive_timeout(limits.http2_keep_alive_timeout);
     let connection = builder.serve_connection(TokioIo::new(tls_stream), service);
     tokio::pin!(connection);
+    let close = async {
+        tokio::select! {
+            // A connection that never sends a request head is held no longer than a slow head.
+            _ = slot.activity.idle(limits.header_timeout, limits.idle_timeout) => "idle",
+            _ = slot.evicted.notified() => "idle, to make room for a new one",
+        }
+    };
     let ended = tokio::select! {
         ended = connection.as_mut() => ended,
-        // A connection that never sends a request head is held no longer than a slow head.
-        _ = activity.idle(limits.header_timeout, limits.idle_timeout) => {
-            tracing::debug!("closing idle connection from {remote}");
+        why = close => {
+            tracing::debug!("closing the connection from {remote}: {why}");
             connection.as_mut().graceful_shutdown();
             match tokio::time::timeout(CLOSE_GRACE, connection).await {
                 Ok(ended) => ended,

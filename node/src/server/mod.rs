@@ -3,6 +3,7 @@
 mod activity;
 mod body_deadline;
 mod data_dir;
+mod fd_limit;
 mod key_cache;
 mod listener;
 mod node;

@@ -52,6 +52,7 @@ async fn node_with_key(yaml: Option<&str>) -> TestNode {
 
 #[tokio::test]
 async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_body_deadline() {
+    let _turn = crate::take_turn().await;
     let n = node_with_key(Some("limits:\n  body_timeout: 1s\n")).await;
     let mut slow = Vec::new();
     for _ in 0..10 {
@@ -91,12 +92,15 @@ async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_body_deadline() {
 
 #[tokio::test]
 async fn oversized_and_deeply_nested_json_get_a_clear_400() {
+    let _turn = crate::take_turn().await;
     let n = node_with_key(None).await;
+    // 100 000 levels: far past serde_json's 128, and still under the 1 MB body limit, so the
+    // nesting is what is refused.
     let deep = |field: &str, open: &str, close: &str| {
         format!(
             r#"{{"{field}":{}{}}}"#,
-            open.repeat(200_000),
-            close.repeat(200_000)
+            open.repeat(100_000),
+            close.repeat(100_000)
         )
     };
     let cases = [
@@ -116,8 +120,8 @@ async fn oversized_and_deeply_nested_json_get_a_clear_400() {
             "/v1/policy/write/p",
             format!(
                 r#"{{"allow":{{"a":{}{}}}}}"#,
-                "[".repeat(200_000),
-                "]".repeat(200_000)
+                "[".repeat(100_000),
+                "]".repeat(100_000)
             ),
         ),
         (Method::PUT, "/v1/key/import/i", deep("key", "[", "]")),
@@ -159,6 +163,7 @@ async fn oversized_and_deeply_nested_json_get_a_clear_400() {
 
 #[tokio::test]
 async fn a_huge_bulk_decrypt_is_counted_before_it_is_decoded() {
+    let _turn = crate::take_turn().await;
     let n = node_with_key(None).await;
     let admin = n.admin();
     let ct = json(

@@ -12,6 +12,7 @@ fn mode(p: &Path) -> u32 {
 
 #[tokio::test]
 async fn the_data_dir_is_private_and_key_files_are_0600() {
+    let _turn = crate::take_turn().await;
     // Snapshot often, so the snapshot file is written within the test.
     let n = TestNode::dev_with_config(Some("cluster:\n  snapshot_every: 3\n")).await;
     for i in 0..6 {

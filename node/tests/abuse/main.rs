@@ -7,6 +7,7 @@
 #[path = "../node/support.rs"]
 mod support;
 
+mod h2;
 mod raw;
 
 mod bodies;
@@ -14,3 +15,11 @@ mod connections;
 mod files;
 mod ready;
 mod streams;
+
+/// The tests of this target take turns: each one pushes a node hard on purpose, and on a small
+/// machine a neighbour's flood would starve the node under test (its serving lease would
+/// expire), which is not what that test is about.
+pub async fn take_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}

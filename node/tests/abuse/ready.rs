@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn anonymous_ready_never_shows_the_seal_error() {
+    let _turn = crate::take_turn().await;
     let mut n = TestNode::dev_with_config(Some(
         "api:\n  /v1/ready:\n    skip_auth: true\n  /v1/status:\n    skip_auth: true\n",
     ))

@@ -21,6 +21,7 @@ async fn subscribe(n: &TestNode) -> (String, TlsStream<TcpStream>) {
 
 #[tokio::test]
 async fn log_streams_are_capped_and_freed_when_their_client_leaves() {
+    let _turn = crate::take_turn().await;
     let n = TestNode::dev_with_config(Some("limits:\n  max_log_streams: 2\n")).await;
     let (first, one) = subscribe(&n).await;
     let (second, _two) = subscribe(&n).await;
