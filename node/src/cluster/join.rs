@@ -227,7 +227,7 @@ impl Cluster {
             Ok((key, _)) => key,
             Err(e) => {
                 return refuse(format!(
-                    "this node's seals ({}) cannot unwrap the challenge: {e}",
+                    "this node's seals ({}) cannot unwrap the cluster key (the join challenge did not open): {e}",
                     self.seals.ids().join(", ")
                 ));
             }

@@ -204,6 +204,11 @@ impl Cluster {
                     .get_node(&node_id)
                     .cloned()
                     .ok_or_else(|| format!("node {node_id} is not a member"))?;
+                // A tombstoned leader is refused by its followers: one of them takes over and
+                // removes it; this one would only wait for a change that cannot commit.
+                if node_id == self.node_id {
+                    return Err("not-leader: the leader itself is being removed".into());
+                }
                 // The tombstone comes first, so a member never leaves without one.
                 if info.spki.is_empty() || !self.state.is_tombstoned(&info.spki) {
                     return Err(format!(
