@@ -423,13 +423,16 @@ async fn a_non_member_with_a_node_certificate_never_speaks_raft() {
 
     // 3. Replay whatever it got to every member, naming only itself.
     for i in 0..3 {
-        for ch in challenges.iter().cloned().chain([ChallengeRequest {
+        // The cluster key's real copies (as the old leader handed them out), then whatever
+        // the leader's challenge carried.
+        let real_copies = ChallengeRequest {
             cluster_id: cluster_id.clone(),
             wrapped_keys: encode(&meta.wrapped),
             nonce: vec![1; 32],
             member_spkis: vec![],
             join_nonce: vec![5; 32],
-        }]) {
+        };
+        for ch in [real_copies].into_iter().chain(challenges.iter().cloned()) {
             let replay = ChallengeRequest {
                 member_spkis: vec![a.spki.clone()],
                 ..ch
