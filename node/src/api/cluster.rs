@@ -178,9 +178,8 @@ fn require_admin(node: &Node, req: &Req) -> Result<(), ApiError> {
     let caller = req.caller()?;
     let admin = node
         .state
-        .cluster_meta()
+        .admin()
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .map(|m| m.admin)
         .unwrap_or_default();
     if admin.is_empty() || caller.as_str() != admin {
         tracing::warn!("refused {} from {caller}: admin only", req.path);

@@ -164,10 +164,11 @@ impl ClusterRpc for ClusterService {
         req: Request<ForwardRequest>,
     ) -> Result<Response<ForwardReply>, Status> {
         self.check_peer("Forward", &req, &req.get_ref().cluster_id, Callers::Members)?;
-        let cmd: Command = decode(&req.get_ref().command).map_err(bad)?;
-        if encode(&cmd).len() > crate::raft::MAX_ENTRY_BYTES {
+        // The command is replicated as it came; a larger one is refused before it is decoded.
+        if req.get_ref().command.len() > crate::raft::MAX_ENTRY_BYTES {
             return Err(Status::invalid_argument("command too large"));
         }
+        let cmd: Command = decode(&req.get_ref().command).map_err(bad)?;
         let within = self.cluster.settings.write_wait;
         let mut reply = ForwardReply::default();
         match self.cluster.propose_for_peer(cmd, within).await {

@@ -103,12 +103,7 @@ struct Attacker {
 impl Attacker {
     async fn start(c: &Cluster) -> Attacker {
         let (cert, key) = issue_node_certificate(c, "intruder");
-        let tls = NodeTls::load(&ClusterTlsConfig {
-            cert: Some(cert.clone()),
-            key: Some(key.clone()),
-            ca: Some(c.dir.path().join("ca.crt")),
-        })
-        .expect("the intruder's certificate is a valid node certificate");
+        let tls = node_tls(c, cert.clone(), key.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let grpc = listener.local_addr().unwrap().to_string();
         let trap = Trap::default();
@@ -141,6 +136,16 @@ impl Attacker {
             .client(&grpc_addr(c, i), &member_spki(c, i))
             .expect("client")
     }
+}
+
+/// Node TLS from a certificate of the cluster's node CA.
+fn node_tls(c: &Cluster, cert: PathBuf, key: PathBuf) -> NodeTls {
+    NodeTls::load(&ClusterTlsConfig {
+        cert: Some(cert),
+        key: Some(key),
+        ca: Some(c.dir.path().join("ca.crt")),
+    })
+    .expect("a valid node certificate")
 }
 
 fn grpc_addr(c: &Cluster, i: usize) -> String {
@@ -466,4 +471,64 @@ async fn a_non_member_with_a_node_certificate_never_speaks_raft() {
             "no warning: {refusal} <the intruder's SPKI>"
         );
     }
+}
+
+/// Even a member is held to the basics: a request naming no cluster, or another cluster, is
+/// refused, and a snapshot chunk far past the bytes received is refused before openraft's
+/// buffer would grow to it. (Before: an empty cluster id was taken as "any cluster", and the
+/// chunk went straight to openraft.)
+#[tokio::test]
+async fn a_member_is_held_to_its_cluster_id_and_to_the_snapshot_bounds() {
+    let _g = serial().await;
+    let c = Cluster::start(3, "").await;
+    let cluster_id = c.status(0).await.unwrap()["cluster_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let member = node_tls(
+        &c,
+        c.nodes[1].dir.join("node.crt"),
+        c.nodes[1].dir.join("node.key"),
+    );
+    let channels = PeerChannels::new(Some(member));
+    let mut node1 = channels
+        .client(&grpc_addr(&c, 0), &member_spki(&c, 0))
+        .unwrap();
+    let status = |id: &str| StatusRequest {
+        cluster_id: id.to_owned(),
+    };
+    node1
+        .status(status(&cluster_id))
+        .await
+        .expect("a member asks for status");
+    let empty = node1.status(status("")).await.unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument, "{empty:?}");
+    let other = node1.status(status("another-cluster")).await.unwrap_err();
+    assert_eq!(other.code(), Code::PermissionDenied, "{other:?}");
+
+    let chunk = InstallSnapshotRequest::<TypeConfig> {
+        vote: Vote::new(0, 0),
+        meta: SnapshotMeta {
+            last_log_id: None,
+            last_membership: Default::default(),
+            snapshot_id: "far".into(),
+        },
+        offset: 1 << 40,
+        data: vec![0; 16],
+        done: false,
+    };
+    let far = node1
+        .install_snapshot(RaftRequest {
+            cluster_id: cluster_id.clone(),
+            payload: encode(&chunk),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(far.code(), Code::InvalidArgument, "{far:?}");
+    assert!(far.message().contains("past the"), "{far:?}");
+    let r = c
+        .call(0, Method::POST, "/v1/key/create/still-fine", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
 }
