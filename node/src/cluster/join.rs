@@ -71,6 +71,7 @@ impl Cluster {
         }
         let m = self.metrics();
         let membership = m.membership_config.membership().clone();
+        let members: Vec<String> = membership.nodes().map(|(_, n)| n.spki.clone()).collect();
         match membership.get_node(&req.node_id) {
             Some(existing) if existing.spki != req.spki => {
                 return Err(format!(
@@ -79,12 +80,15 @@ impl Cluster {
                 ));
             }
             Some(_) if membership.voter_ids().any(|v| v == req.node_id) => return Ok(()),
-            // A learner proved itself when it was added; it only still needs its promotion.
-            Some(_) => {}
-            None => {
-                let members = membership.nodes().map(|(_, n)| n.spki.clone()).collect();
-                self.challenge(req, members).await?;
+            // A learner proved itself when it was added. It is challenged again only so that,
+            // if it has not received the membership yet, it takes a ticket for this join and
+            // accepts the members' Raft RPCs; a learner that has it refuses, which is fine.
+            Some(_) => {
+                if let Err(e) = self.challenge(req, members).await {
+                    tracing::info!("learner {} was not challenged again: {e}", req.node_id);
+                }
             }
+            None => self.challenge(req, members).await?,
         }
         let info = NodeInfo {
             http: req.http_addr.clone(),
@@ -94,18 +98,14 @@ impl Cluster {
         tracing::info!("adding node {} ({info}) as a learner", req.node_id);
         tokio::time::timeout(
             Duration::from_secs(120),
-            self.raft.add_learner(req.node_id, info, true),
+            self.add_learner_when_free(req.node_id, info),
         )
         .await
-        .map_err(|_| "the new node did not catch up within 120 s".to_owned())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| "the new node did not catch up within 120 s".to_owned())??;
         tracing::info!("promoting node {} to voter", req.node_id);
         let voters: BTreeSet<NodeId> = [req.node_id].into();
-        self.raft
-            .change_membership(ChangeMembers::AddVoterIds(voters), false)
+        self.change_membership_when_free(ChangeMembers::AddVoterIds(voters))
             .await
-            .map_err(|e| e.to_string())?;
-        Ok(())
     }
 
     /// On the leader: sends the joiner (reached at its gRPC address, pinned to the certificate
@@ -136,7 +136,7 @@ impl Cluster {
         }
         let mut nonce = [0u8; 32];
         rand::rng().fill_bytes(&mut nonce);
-        let mut client = self.channels.client(&req.grpc_addr, &req.spki)?;
+        let mut client = self.channels.one_off_client(&req.grpc_addr, &req.spki)?;
         let mut challenge = tonic::Request::new(ChallengeRequest {
             cluster_id: meta.cluster_id.clone(),
             wrapped_keys: encode(&copies),
@@ -266,8 +266,34 @@ pub async fn join_through(
 ) -> Result<(), String> {
     let nonce = cluster.ticket.begin();
     let result = ask_to_join(cluster, &nonce, member_url, node_cert, node_key, ca).await;
+    if result.is_ok() {
+        // The leader may have promoted this node before the membership reached it: the ticket
+        // lets the members' RPCs in until this node's own log names it.
+        cluster.wait_for_own_membership(OWN_MEMBERSHIP_WAIT).await;
+    }
     cluster.ticket.end(&nonce);
     result
+}
+
+/// How long an admitted node keeps its ticket while its own log catches up.
+const OWN_MEMBERSHIP_WAIT: Duration = Duration::from_secs(60);
+
+impl Cluster {
+    /// Waits, at most `within`, until this node's own membership names it.
+    async fn wait_for_own_membership(&self, within: Duration) {
+        let me = self.node_id;
+        let named = self
+            .raft
+            .wait(Some(within))
+            .metrics(
+                |m| m.membership_config.membership().get_node(&me).is_some(),
+                "wait for this node's own membership",
+            )
+            .await;
+        if named.is_err() {
+            tracing::warn!("admitted, but this node's log does not name it yet");
+        }
+    }
 }
 
 async fn ask_to_join(

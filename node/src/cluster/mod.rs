@@ -13,6 +13,7 @@ mod backup;
 mod evict;
 mod join;
 mod lease;
+mod membership;
 mod node_id;
 mod service;
 mod snapshot_chunks;

@@ -221,10 +221,8 @@ impl Cluster {
                     if voters.len() == 1 {
                         return Err("cannot remove the last voter".into());
                     }
-                    self.raft
-                        .change_membership(ChangeMembers::RemoveVoters([node_id].into()), false)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    self.change_membership_when_free(ChangeMembers::RemoveVoters([node_id].into()))
+                        .await?;
                 }
                 let still_there = self
                     .metrics()
@@ -233,10 +231,8 @@ impl Cluster {
                     .get_node(&node_id)
                     .is_some();
                 if still_there {
-                    self.raft
-                        .change_membership(ChangeMembers::RemoveNodes([node_id].into()), false)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    self.change_membership_when_free(ChangeMembers::RemoveNodes([node_id].into()))
+                        .await?;
                 }
                 self.channels.forget(&info.grpc);
                 Ok(encode(&info.spki))

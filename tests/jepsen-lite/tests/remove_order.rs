@@ -144,6 +144,15 @@ async fn removing_the_leader_tombstones_it_and_the_others_finish_the_change() {
         .leader_among(&rest, Duration::from_secs(20))
         .await
         .expect("a new leader among the others");
+    let t0 = Instant::now();
+    while !c.ready(new_leader, true).await {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the new leader never serves writes:\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let r = c
         .call(new_leader, Method::POST, "/v1/key/create/after-remove", "")
         .await

@@ -38,17 +38,22 @@ impl PeerChannels {
         }
     }
 
-    /// A client for the peer at `addr` (`host:port`) whose node certificate has `spki`.
+    /// A client for the member at `addr` (`host:port`) whose node certificate has `spki`; its
+    /// channel is kept for the next call.
     pub fn client(&self, addr: &str, spki: &str) -> Result<ClusterClient<Channel>, String> {
-        if spki.is_empty() {
-            return Err(format!(
-                "the node certificate of the peer at {addr} is not known, so it cannot be reached"
-            ));
-        }
-        let channel = self.channel(addr, spki)?;
-        Ok(ClusterClient::new(channel)
-            .max_decoding_message_size(GRPC_MESSAGE_LIMIT)
-            .max_encoding_message_size(GRPC_MESSAGE_LIMIT))
+        let key = (addr.to_owned(), spki.to_owned());
+        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let channel = match map.get(&key) {
+            Some(c) => c.clone(),
+            None => map.entry(key).or_insert(self.channel(addr, spki)?).clone(),
+        };
+        Ok(limited(channel))
+    }
+
+    /// A client for a node that is not a member yet (a joiner): its channel is not kept, so
+    /// join requests cannot grow the cache.
+    pub fn one_off_client(&self, addr: &str, spki: &str) -> Result<ClusterClient<Channel>, String> {
+        Ok(limited(self.channel(addr, spki)?))
     }
 
     /// Forgets a peer's channels, e.g. after it was removed.
@@ -59,11 +64,12 @@ impl PeerChannels {
             .retain(|(a, _), _| a != addr);
     }
 
+    /// A lazy channel to `addr`, pinned to `spki`.
     fn channel(&self, addr: &str, spki: &str) -> Result<Channel, String> {
-        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (addr.to_owned(), spki.to_owned());
-        if let Some(c) = map.get(&key) {
-            return Ok(c.clone());
+        if spki.is_empty() {
+            return Err(format!(
+                "the node certificate of the peer at {addr} is not known, so it cannot be reached"
+            ));
         }
         let tls = self
             .tls
@@ -86,10 +92,15 @@ impl PeerChannels {
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
             }
         });
-        let channel = endpoint.connect_with_connector_lazy(connector);
-        map.insert(key, channel.clone());
-        Ok(channel)
+        Ok(endpoint.connect_with_connector_lazy(connector))
     }
+}
+
+/// The message limits apply to every client, before anything is decoded.
+fn limited(channel: Channel) -> ClusterClient<Channel> {
+    ClusterClient::new(channel)
+        .max_decoding_message_size(GRPC_MESSAGE_LIMIT)
+        .max_encoding_message_size(GRPC_MESSAGE_LIMIT)
 }
 
 /// Opens a TLS connection to `host:port` and keeps it only if the peer's certificate (the
