@@ -1,6 +1,7 @@
-//! `/v1/cluster/*`: status, join, remove. Policy-checked like every other route (the admin
-//! may do all of them), except the node-to-node join request, which a joining node makes with
-//! its node certificate.
+//! `/v1/cluster/*`: status, join, remove, snapshot, restore. Policy-checked like every other
+//! route; remove is admin-only, checked in its handler before anything happens. The
+//! node-to-node join request is made by a joining node with its node certificate, and gives a
+//! requester nothing it could use unless it holds the root key.
 
 use super::commit::commit_op;
 use super::error::json;
