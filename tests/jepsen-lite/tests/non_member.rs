@@ -394,15 +394,36 @@ async fn a_non_member_with_a_node_certificate_never_speaks_raft() {
     })
     .unwrap()
     .with_timeout(Duration::from_secs(60));
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "node_id": 99,
         "http": "https://127.0.0.1:1",
         "grpc": a.grpc,
-        "nonce": hex::encode([5u8; 32]),
-    })
-    .to_string();
+    });
+    // The request exactly as the old joiner sent it: without a nonce of its own it gets no
+    // challenge at all.
     let r = kes
-        .request(Method::POST, "/v1/cluster/join-request", &[], body)
+        .request(
+            Method::POST,
+            "/v1/cluster/join-request",
+            &[],
+            body.to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        a.trap.0.lock().unwrap().is_empty(),
+        "challenged without a nonce"
+    );
+    // With a nonce, as a joiner sends it now: the leader challenges the requester.
+    body["nonce"] = hex::encode([5u8; 32]).into();
+    let r = kes
+        .request(
+            Method::POST,
+            "/v1/cluster/join-request",
+            &[],
+            body.to_string(),
+        )
         .await
         .unwrap();
     assert_ne!(r.status, 200, "the stranger is not admitted: {}", r.text());
@@ -412,6 +433,10 @@ async fn a_non_member_with_a_node_certificate_never_speaks_raft() {
         1,
         "the leader challenged the requester: {}",
         r.text()
+    );
+    assert_eq!(
+        challenges[0].join_nonce, [5u8; 32],
+        "the requester's own nonce"
     );
 
     // The stranger got nothing of the cluster key: no copy it holds is one of the cluster's.
