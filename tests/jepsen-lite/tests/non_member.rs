@@ -310,6 +310,18 @@ async fn assert_every_peer_rpc_refused(c: &Cluster, a: &Attacker, cluster_id: &s
     }
 }
 
+/// `POST /v1/cluster/join-request` with `body`.
+async fn ask_to_join(kes: &Client, body: &serde_json::Value) -> kes_cluster::Response {
+    kes.request(
+        Method::POST,
+        "/v1/cluster/join-request",
+        &[],
+        body.to_string(),
+    )
+    .await
+    .expect("the member answers")
+}
+
 /// The cluster key's copies, from an admin snapshot.
 async fn cluster_meta(c: &Cluster) -> ClusterMeta {
     let r = c
@@ -401,15 +413,7 @@ async fn a_non_member_with_a_node_certificate_never_speaks_raft() {
     });
     // The request exactly as the old joiner sent it: without a nonce of its own it gets no
     // challenge at all.
-    let r = kes
-        .request(
-            Method::POST,
-            "/v1/cluster/join-request",
-            &[],
-            body.to_string(),
-        )
-        .await
-        .unwrap();
+    let r = ask_to_join(&kes, &body).await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(
         a.trap.0.lock().unwrap().is_empty(),
@@ -417,15 +421,7 @@ async fn a_non_member_with_a_node_certificate_never_speaks_raft() {
     );
     // With a nonce, as a joiner sends it now: the leader challenges the requester.
     body["nonce"] = hex::encode([5u8; 32]).into();
-    let r = kes
-        .request(
-            Method::POST,
-            "/v1/cluster/join-request",
-            &[],
-            body.to_string(),
-        )
-        .await
-        .unwrap();
+    let r = ask_to_join(&kes, &body).await;
     assert_ne!(r.status, 200, "the stranger is not admitted: {}", r.text());
     let challenges = a.trap.0.lock().unwrap().clone();
     assert_eq!(
