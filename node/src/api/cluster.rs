@@ -1,11 +1,13 @@
-//! `/v1/cluster/*`: status, join, remove. Policy-checked like every other route (the admin
-//! may do all of them), except the node-to-node join request, which a joining node makes with
-//! its node certificate.
+//! `/v1/cluster/*`: status, join, remove, snapshot, restore. Policy-checked like every other
+//! route; remove is admin-only, checked in its handler before anything happens. The
+//! node-to-node join request is made by a joining node with its node certificate, and gives a
+//! requester nothing it could use unless it holds the root key.
 
 use super::commit::commit_op;
 use super::error::json;
 use super::{ApiError, Req};
 use crate::cluster::{Cluster, cluster_status, join_through};
+use crate::raft::NodeInfo;
 use crate::server::Node;
 use crate::state::Op;
 use axum::body::Body;
@@ -80,34 +82,58 @@ pub(super) struct JoinRequestBody {
     pub(super) node_id: u64,
     pub(super) http: String,
     pub(super) grpc: String,
+    /// The joiner's nonce, hex: the leader's challenge must carry it back.
+    #[serde(default)]
+    pub(super) nonce: String,
 }
 
 /// `POST /v1/cluster/join-request` on a MEMBER, from a joining node presenting its node
-/// certificate: the member hands the request to the leader, which challenges the joiner.
+/// certificate: the member hands the request to the leader, which challenges the joiner. The
+/// challenge goes only to the certificate that made the request, carries only a one-time key
+/// (never the cluster key's copies), and only a holder of the root key can answer it.
 pub(super) async fn join_request(node: Arc<Node>, req: Req) -> Answer {
     let c = &node.cluster;
     let tls = c
         .tls
         .as_ref()
         .ok_or_else(|| ApiError::bad_request("this node has no cluster.tls"))?;
-    if !tls.is_node_certificate(&req.chain) {
+    // The joiner is the first certificate of the chain, the one whose key signed the handshake.
+    let spki = req
+        .chain
+        .first()
+        .and_then(|leaf| crate::tls::identity_of_certificate(leaf.as_ref()));
+    let Some(spki) = spki.filter(|_| tls.is_node_certificate(&req.chain)) else {
+        tracing::warn!(
+            "refused a join request: the client certificate is not a node certificate (caller {})",
+            req.identity
+                .as_ref()
+                .map(|i| i.to_string())
+                .unwrap_or_default()
+        );
         return Err(ApiError::forbidden());
-    }
-    let spki = req.caller()?.to_string();
+    };
+    let spki = spki.to_string();
     let body: JoinRequestBody = req.json("invalid join request body")?;
+    let join_nonce = hex::decode(&body.nonce)
+        .ok()
+        .filter(|n| n.len() == 32)
+        .ok_or_else(|| {
+            ApiError::bad_request("the join request carries no nonce: upgrade the joining node")
+        })?;
     let jr = JoinRequest {
         cluster_id: c.cluster_id(),
         node_id: body.node_id,
         http_addr: body.http,
         grpc_addr: body.grpc,
         spki,
+        join_nonce,
     };
     let t0 = Instant::now();
     loop {
         let result = if c.is_leader() {
             c.admit(&jr).await
         } else if let Some((_, leader)) = c.leader() {
-            forward_join(c, &leader.grpc, &jr).await
+            forward_join(c, &leader, &jr).await
         } else {
             Err("no leader is known".to_owned())
         };
@@ -119,13 +145,20 @@ pub(super) async fn join_request(node: Arc<Node>, req: Req) -> Answer {
             {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(e) => return Err(ApiError::bad_request(e)),
+            Err(e) => {
+                tracing::warn!(
+                    "join of node {} (SPKI {}) refused: {e}",
+                    jr.node_id,
+                    jr.spki
+                );
+                return Err(ApiError::bad_request(e));
+            }
         }
     }
 }
 
-async fn forward_join(c: &Cluster, leader: &str, jr: &JoinRequest) -> Result<(), String> {
-    let mut client = c.channels.client(leader)?;
+async fn forward_join(c: &Cluster, leader: &NodeInfo, jr: &JoinRequest) -> Result<(), String> {
+    let mut client = c.channels.client(&leader.grpc, &leader.spki)?;
     let mut req = tonic::Request::new(jr.clone());
     req.set_timeout(Duration::from_secs(150));
     let r = client
@@ -140,22 +173,87 @@ async fn forward_join(c: &Cluster, leader: &str, jr: &JoinRequest) -> Result<(),
     }
 }
 
-/// `DELETE /v1/cluster/remove/<node id>`: removes the node and tombstones its certificate.
+/// Only the cluster's admin changes the membership. openraft's membership changes never reach
+/// `apply`, so this check, made before anything happens, is the one that counts.
+fn require_admin(node: &Node, req: &Req) -> Result<(), ApiError> {
+    let caller = req.caller()?;
+    let admin = node
+        .state
+        .admin()
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .unwrap_or_default();
+    if admin.is_empty() || caller.as_str() != admin {
+        tracing::warn!("refused {} from {caller}: admin only", req.path);
+        return Err(ApiError::forbidden());
+    }
+    Ok(())
+}
+
+/// How long remove waits for the membership change to land before it answers.
+const REMOVE_WAIT: Duration = Duration::from_secs(60);
+
+/// `DELETE /v1/cluster/remove/<node id>`: removes the node for good. Authorised first; then
+/// the node's certificate is tombstoned through the log, so every member refuses it from then
+/// on; then the membership change, retried until it lands (the leader also retries it on its
+/// own for every tombstoned member, so a removed member never stays in the membership, and no
+/// member ever leaves it without a tombstone). A refused remove changes nothing.
 pub(super) async fn remove(node: Arc<Node>, req: Req) -> Answer {
+    require_admin(&node, &req)?;
     let node_id: u64 = req
         .resource
         .parse()
         .map_err(|_| ApiError::bad_request(format!("'{}' is not a node id", req.resource)))?;
-    let result = node
-        .cluster
-        .admin(crate::cluster::AdminOp::Remove { node_id })
-        .await
-        .map_err(ApiError::bad_request)?;
-    let spki = Cluster::removed_spki(&result).map_err(ApiError::internal)?;
-    if !spki.is_empty() {
-        commit_op(&node, &req, Op::Tombstone { node_id, spki }).await?;
+    let c = &node.cluster;
+    let m = c.metrics();
+    let membership = m.membership_config.membership();
+    let info = membership
+        .get_node(&node_id)
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request(format!("node {node_id} is not a member")))?;
+    if membership.voter_ids().all(|v| v == node_id) {
+        return Err(ApiError::bad_request("cannot remove the last voter"));
     }
-    Ok(json(&serde_json::json!({ "removed": node_id })))
+    if info.spki.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "node {node_id} has no node certificate to tombstone"
+        )));
+    }
+    if !node.state.is_tombstoned(&info.spki) {
+        let op = Op::Tombstone {
+            node_id,
+            spki: info.spki.clone(),
+        };
+        commit_op(&node, &req, op).await?;
+    }
+    let t0 = Instant::now();
+    loop {
+        let gone = c
+            .metrics()
+            .membership_config
+            .membership()
+            .get_node(&node_id)
+            .is_none();
+        // A tombstoned node is refused by every member, so when it is the one asked, only the
+        // leader's own retries can take it out; its tombstone already shuts it out.
+        if gone || node_id == c.node_id {
+            return Ok(json(&serde_json::json!({ "removed": node_id })));
+        }
+        match c.admin(crate::cluster::AdminOp::Remove { node_id }).await {
+            Ok(_) => return Ok(json(&serde_json::json!({ "removed": node_id }))),
+            Err(e) if e.contains("is not a member") => {
+                return Ok(json(&serde_json::json!({ "removed": node_id })));
+            }
+            Err(e) if t0.elapsed() >= REMOVE_WAIT => {
+                return Err(unavailable(format!(
+                    "node {node_id} is tombstoned and refused by every member, but the membership change has not landed yet ({e}); the leader keeps retrying it"
+                )));
+            }
+            Err(e) => {
+                tracing::info!("removing node {node_id}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
 }
 
 /// `GET /v1/cluster/snapshot`: a consistent snapshot file, still sealed.

@@ -10,28 +10,34 @@
 //! A node without `cluster:` settings is a one-node cluster: the same code, no peers.
 
 mod backup;
+mod evict;
 mod join;
 mod lease;
+mod membership;
 mod node_id;
 mod service;
+mod snapshot_chunks;
 mod status;
+mod ticket;
 pub mod transport;
 mod watch;
 mod write;
 
 pub use backup::Backup;
-pub use join::{JoinTicket, join_through};
+pub use evict::evict_tombstoned;
+pub use join::join_through;
 pub use lease::Lease;
 pub use node_id::load_or_create_node_id;
 pub use service::ClusterService;
 pub use status::{AdminOp, cluster_status, node_status};
+pub use ticket::{JoinGate, Refusal};
 pub use watch::watch_metrics;
 pub use write::{Committed, WriteError};
 
 use crate::raft::{NodeId, NodeInfo, Raft};
 use crate::seal::Seals;
 use crate::state::State;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use transport::{NodeTls, PeerChannels};
 
@@ -73,8 +79,8 @@ pub struct Cluster {
     pub seal: Arc<crate::seal::SealState>,
     /// This node's seals, for answering join challenges and for restores.
     pub seals: Seals,
-    /// While joining: the cluster this node was challenged by and its members' SPKIs.
-    pub ticket: Mutex<Option<JoinTicket>>,
+    /// This node's own pending join, and the members its challenge named.
+    pub ticket: JoinGate,
     /// When this node started (for contact times).
     pub started: std::time::Instant,
     /// Where the state machine keeps its latest snapshot.

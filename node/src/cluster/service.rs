@@ -1,6 +1,8 @@
-//! The gRPC service between nodes. Every call is checked: the cluster id must match, and the
-//! caller's node-certificate SPKI must be a current member (or, before this node has a
-//! membership, one named in the join challenge it answered). Peer input never panics.
+//! The gRPC service between nodes. Every call is checked before its payload is decoded: the
+//! cluster id must be this node's (never empty), and the caller's node-certificate SPKI must be
+//! a current, signed, not tombstoned member. A node that is joining also takes the Raft RPCs
+//! from the members its challenge named; nothing else widens who may call. Every refusal is
+//! logged with the caller's SPKI. Peer input never panics.
 
 use super::Cluster;
 use crate::cluster::transport::PeerSpki;
@@ -12,11 +14,21 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
+/// Who may make a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Callers {
+    /// Current members only.
+    Members,
+    /// Current members, and while this node is joining, the members its challenge named.
+    MembersOrTicket,
+}
+
 /// The service; one per node.
 #[derive(Clone)]
 pub struct ClusterService {
     cluster: Arc<Cluster>,
     status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+    snapshot: Arc<super::snapshot_chunks::ChunkGuard>,
 }
 
 impl ClusterService {
@@ -25,10 +37,15 @@ impl ClusterService {
         cluster: Arc<Cluster>,
         status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
     ) -> Self {
-        ClusterService { cluster, status }
+        ClusterService {
+            cluster,
+            status,
+            snapshot: Arc::default(),
+        }
     }
 
-    /// The tonic server for it, with message limits that match the Raft batch sizes.
+    /// The tonic server for it, with message limits that match the Raft batch sizes: tonic
+    /// refuses a larger message before it decodes it.
     pub fn into_server(self) -> cluster_server::ClusterServer<Self> {
         cluster_server::ClusterServer::new(self)
             .max_decoding_message_size(crate::raft::GRPC_MESSAGE_LIMIT)
@@ -42,30 +59,60 @@ impl ClusterService {
             .unwrap_or_default()
     }
 
-    fn check_cluster(&self, cluster_id: &str) -> Result<(), Status> {
+    /// A refusal, logged with the caller's SPKI (never with anything it sent).
+    fn refuse(rpc: &str, spki: &str, status: Status) -> Status {
+        tracing::warn!(
+            "refused {rpc} from SPKI {}: {}",
+            if spki.is_empty() { "(none)" } else { spki },
+            status.message()
+        );
+        status
+    }
+
+    /// The request must name a cluster, and this node's once it knows its own (a node learns
+    /// it from its state or its join challenge; until then the caller check alone decides).
+    fn check_cluster(&self, rpc: &str, spki: &str, cluster_id: &str) -> Result<(), Status> {
+        if cluster_id.is_empty() {
+            return Err(Self::refuse(
+                rpc,
+                spki,
+                Status::invalid_argument("the request names no cluster"),
+            ));
+        }
         let mine = self.cluster.cluster_id();
-        if !mine.is_empty() && !cluster_id.is_empty() && mine != cluster_id {
-            return Err(Status::permission_denied(format!(
-                "this node belongs to cluster {mine}"
-            )));
+        if !mine.is_empty() && mine != cluster_id {
+            let why = format!("this node belongs to cluster {mine}");
+            return Err(Self::refuse(rpc, spki, Status::permission_denied(why)));
         }
         Ok(())
     }
 
-    /// Members only (or, while joining, the members named in the challenge).
-    fn check_member<T>(&self, req: &Request<T>, cluster_id: &str) -> Result<(), Status> {
-        self.check_cluster(cluster_id)?;
+    /// The caller must be allowed to make `rpc` for `cluster_id`.
+    fn check_peer<T>(
+        &self,
+        rpc: &str,
+        req: &Request<T>,
+        cluster_id: &str,
+        callers: Callers,
+    ) -> Result<(), Status> {
         let spki = Self::peer(req);
+        self.check_cluster(rpc, &spki, cluster_id)?;
         if spki.is_empty() || self.cluster.state.is_tombstoned(&spki) {
-            return Err(Status::permission_denied("certificate not accepted"));
+            return Err(Self::refuse(
+                rpc,
+                &spki,
+                Status::permission_denied("certificate not accepted"),
+            ));
         }
-        if (self.cluster.is_member_spki(&spki) && self.cluster.signed_member(&spki))
-            || self.cluster.ticket_allows(&spki)
-        {
+        let member = self.cluster.is_member_spki(&spki) && self.cluster.signed_member(&spki);
+        let ticket = callers == Callers::MembersOrTicket && self.cluster.ticket.allows(&spki);
+        if member || ticket {
             Ok(())
         } else {
-            Err(Status::permission_denied(
-                "only current members may call this",
+            Err(Self::refuse(
+                rpc,
+                &spki,
+                Status::permission_denied("only current members may call this"),
             ))
         }
     }
@@ -85,13 +132,15 @@ impl ClusterRpc for ClusterService {
         &self,
         req: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        self.check_member(&req, &req.get_ref().cluster_id)?;
+        let callers = Callers::MembersOrTicket;
+        self.check_peer("AppendEntries", &req, &req.get_ref().cluster_id, callers)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.get_ref().payload).map_err(bad)?;
         Self::reply(&self.cluster.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        self.check_member(&req, &req.get_ref().cluster_id)?;
+        let callers = Callers::MembersOrTicket;
+        self.check_peer("Vote", &req, &req.get_ref().cluster_id, callers)?;
         let rpc: VoteRequest<NodeId> = decode(&req.get_ref().payload).map_err(bad)?;
         Self::reply(&self.cluster.raft.vote(rpc).await)
     }
@@ -100,9 +149,13 @@ impl ClusterRpc for ClusterService {
         &self,
         req: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        self.check_member(&req, &req.get_ref().cluster_id)?;
+        let callers = Callers::MembersOrTicket;
+        self.check_peer("InstallSnapshot", &req, &req.get_ref().cluster_id, callers)?;
         let rpc: InstallSnapshotRequest<TypeConfig> =
             decode(&req.get_ref().payload).map_err(bad)?;
+        self.snapshot
+            .admit(&rpc.meta.snapshot_id, rpc.offset, rpc.data.len())
+            .map_err(|e| Self::refuse("InstallSnapshot", &Self::peer(&req), bad(e)))?;
         Self::reply(&self.cluster.raft.install_snapshot(rpc).await)
     }
 
@@ -110,11 +163,12 @@ impl ClusterRpc for ClusterService {
         &self,
         req: Request<ForwardRequest>,
     ) -> Result<Response<ForwardReply>, Status> {
-        self.check_member(&req, &req.get_ref().cluster_id)?;
-        let cmd: Command = decode(&req.get_ref().command).map_err(bad)?;
-        if encode(&cmd).len() > crate::raft::MAX_ENTRY_BYTES {
+        self.check_peer("Forward", &req, &req.get_ref().cluster_id, Callers::Members)?;
+        // The command is replicated as it came; a larger one is refused before it is decoded.
+        if req.get_ref().command.len() > crate::raft::MAX_ENTRY_BYTES {
             return Err(Status::invalid_argument("command too large"));
         }
+        let cmd: Command = decode(&req.get_ref().command).map_err(bad)?;
         let within = self.cluster.settings.write_wait;
         let mut reply = ForwardReply::default();
         match self.cluster.propose_for_peer(cmd, within).await {
@@ -137,7 +191,12 @@ impl ClusterRpc for ClusterService {
         &self,
         req: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexReply>, Status> {
-        self.check_member(&req, &req.get_ref().cluster_id)?;
+        self.check_peer(
+            "ReadIndex",
+            &req,
+            &req.get_ref().cluster_id,
+            Callers::Members,
+        )?;
         let mut reply = ReadIndexReply::default();
         match self.cluster.leader_read_index() {
             Ok((index, left)) => {
@@ -153,7 +212,7 @@ impl ClusterRpc for ClusterService {
     }
 
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
-        self.check_member(&req, &req.get_ref().cluster_id)?;
+        self.check_peer("Join", &req, &req.get_ref().cluster_id, Callers::Members)?;
         let mut reply = JoinReply {
             cluster_id: self.cluster.cluster_id(),
             leader_id: self.cluster.metrics().current_leader.unwrap_or(0),
@@ -169,18 +228,22 @@ impl ClusterRpc for ClusterService {
         &self,
         req: Request<ChallengeRequest>,
     ) -> Result<Response<ChallengeReply>, Status> {
-        // Any holder of a node-CA certificate may challenge (mTLS checked the chain); the
-        // answer only proves what this node can unwrap, it reveals nothing.
-        self.check_cluster(&req.get_ref().cluster_id)?;
-        Ok(Response::new(
-            self.cluster
-                .answer_challenge(req.get_ref(), self.cluster.node_id)
-                .await,
-        ))
+        // The caller is checked by the join gate: only the challenge of this node's own
+        // pending join, carrying its nonce, is taken, and only once.
+        let challenger = Self::peer(&req);
+        self.check_cluster("JoinChallenge", &challenger, &req.get_ref().cluster_id)?;
+        let reply = self
+            .cluster
+            .answer_challenge(req.get_ref(), &challenger)
+            .await;
+        if !reply.error.is_empty() {
+            return Err(Status::permission_denied(reply.error));
+        }
+        Ok(Response::new(reply))
     }
 
     async fn admin(&self, req: Request<AdminRequest>) -> Result<Response<AdminReply>, Status> {
-        self.check_member(&req, &req.get_ref().cluster_id)?;
+        self.check_peer("Admin", &req, &req.get_ref().cluster_id, Callers::Members)?;
         let op: super::status::AdminOp = decode(&req.get_ref().op).map_err(bad)?;
         let mut reply = AdminReply::default();
         match self.cluster.run_admin(op).await {
@@ -192,7 +255,7 @@ impl ClusterRpc for ClusterService {
     }
 
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
-        self.check_member(&req, &req.get_ref().cluster_id)?;
+        self.check_peer("Status", &req, &req.get_ref().cluster_id, Callers::Members)?;
         let json = serde_json::to_vec(&(self.status)()).unwrap_or_default();
         Ok(Response::new(StatusReply { json }))
     }

@@ -1,7 +1,7 @@
 //! Status of one node and of the whole cluster, and the leader-only admin operations.
 
 use super::Cluster;
-use crate::raft::{NodeId, decode, encode};
+use crate::raft::{NodeId, encode};
 use kes_cluster_proto::{AdminRequest, StatusRequest};
 use openraft::{ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,7 @@ use std::time::Duration;
 /// Operations only the leader can run, forwarded to it over gRPC.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AdminOp {
-    /// Removes a node from the membership; returns its SPKI for the tombstone.
+    /// Removes a tombstoned node from the membership; returns its SPKI.
     Remove {
         /// The node.
         node_id: NodeId,
@@ -100,7 +100,7 @@ pub async fn cluster_status(c: &Cluster) -> serde_json::Value {
             if id == c.node_id {
                 return (id, info, Some(node_status(c)));
             }
-            let Ok(mut client) = c.channels.client(&info.grpc) else {
+            let Ok(mut client) = c.channels.client(&info.grpc, &info.spki) else {
                 return (id, info, None);
             };
             let mut req = tonic::Request::new(StatusRequest {
@@ -165,7 +165,7 @@ impl Cluster {
                 return self.run_admin(op.clone()).await;
             }
             if let Some((_, leader)) = self.leader() {
-                let mut client = self.channels.client(&leader.grpc)?;
+                let mut client = self.channels.client(&leader.grpc, &leader.spki)?;
                 let mut req = tonic::Request::new(AdminRequest {
                     cluster_id: self.cluster_id(),
                     op: encode(&op),
@@ -204,16 +204,25 @@ impl Cluster {
                     .get_node(&node_id)
                     .cloned()
                     .ok_or_else(|| format!("node {node_id} is not a member"))?;
+                // A tombstoned leader is refused by its followers: one of them takes over and
+                // removes it; this one would only wait for a change that cannot commit.
+                if node_id == self.node_id {
+                    return Err("not-leader: the leader itself is being removed".into());
+                }
+                // The tombstone comes first, so a member never leaves without one.
+                if info.spki.is_empty() || !self.state.is_tombstoned(&info.spki) {
+                    return Err(format!(
+                        "node {node_id} is not tombstoned yet: remove it with /v1/cluster/remove"
+                    ));
+                }
                 let voters: BTreeSet<NodeId> =
                     m.membership_config.membership().voter_ids().collect();
                 if voters.contains(&node_id) {
                     if voters.len() == 1 {
                         return Err("cannot remove the last voter".into());
                     }
-                    self.raft
-                        .change_membership(ChangeMembers::RemoveVoters([node_id].into()), false)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    self.change_membership_when_free(ChangeMembers::RemoveVoters([node_id].into()))
+                        .await?;
                 }
                 let still_there = self
                     .metrics()
@@ -222,19 +231,12 @@ impl Cluster {
                     .get_node(&node_id)
                     .is_some();
                 if still_there {
-                    self.raft
-                        .change_membership(ChangeMembers::RemoveNodes([node_id].into()), false)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    self.change_membership_when_free(ChangeMembers::RemoveNodes([node_id].into()))
+                        .await?;
                 }
                 self.channels.forget(&info.grpc);
                 Ok(encode(&info.spki))
             }
         }
-    }
-
-    /// Decodes the SPKI returned by [`AdminOp::Remove`].
-    pub fn removed_spki(result: &[u8]) -> Result<String, String> {
-        decode(result)
     }
 }

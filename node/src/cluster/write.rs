@@ -1,7 +1,7 @@
 //! The write path: propose on the leader, or forward to it; never apply twice.
 
 use super::Cluster;
-use crate::raft::{MAX_ENTRY_BYTES, decode, encode};
+use crate::raft::{MAX_ENTRY_BYTES, NodeInfo, decode, encode};
 use crate::state::{Command, Outcome};
 use kes_cluster_proto::ForwardRequest;
 use openraft::error::{ClientWriteError, RaftError};
@@ -62,7 +62,7 @@ impl Cluster {
             let attempt = match self.leader() {
                 None => Attempt::Retry("no leader elected yet".into()),
                 Some((id, _)) if id == self.node_id => self.propose(&cmd, remaining).await,
-                Some((_, info)) => self.forward(&info.grpc, &cmd, remaining).await,
+                Some((_, info)) => self.forward(&info, &cmd, remaining).await,
             };
             match attempt {
                 Attempt::Done(c) => {
@@ -112,8 +112,8 @@ impl Cluster {
         }
     }
 
-    async fn forward(&self, leader_addr: &str, cmd: &Command, within: Duration) -> Attempt {
-        let mut client = match self.channels.client(leader_addr) {
+    async fn forward(&self, leader: &NodeInfo, cmd: &Command, within: Duration) -> Attempt {
+        let mut client = match self.channels.client(&leader.grpc, &leader.spki) {
             Ok(c) => c,
             Err(e) => return Attempt::Retry(e),
         };

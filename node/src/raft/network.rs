@@ -37,6 +37,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         PeerNetwork {
             target,
             addr: node.grpc.clone(),
+            spki: node.spki.clone(),
             channels: self.channels.clone(),
             cluster_id: self.cluster_id.clone(),
         }
@@ -48,6 +49,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct PeerNetwork {
     target: NodeId,
     addr: String,
+    /// The SPKI the membership gives the target: the channel is pinned to it.
+    spki: String,
     channels: PeerChannels,
     cluster_id: Arc<RwLock<String>>,
 }
@@ -81,7 +84,7 @@ impl PeerNetwork {
     {
         let mut client = self
             .channels
-            .client(&self.addr)
+            .client(&self.addr, &self.spki)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&Msg(e))))?;
         let cluster_id = self
             .cluster_id

@@ -18,7 +18,7 @@ use crate::state::{Command, DEFAULT_ENCLAVE, Op, Outcome, State, unix_nanos_now}
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// What start-up needs, resolved from config and flags.
@@ -214,7 +214,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         state: state.clone(),
         seal: seal.clone(),
         seals: opts.seals.clone(),
-        ticket: Mutex::new(None),
+        ticket: Default::default(),
         started: std::time::Instant::now(),
         snapshot_file: opts.data_dir.join("snapshot.bin"),
     });
@@ -274,6 +274,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         opts.config.seal.offline_grace,
     ));
     tokio::spawn(sweep_cache(node.clone()));
+    tokio::spawn(crate::cluster::evict_tombstoned(cluster.clone()));
     tracing::info!(
         "node {node_id} at {} (gRPC {})",
         me.http,

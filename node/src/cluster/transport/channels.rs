@@ -2,8 +2,12 @@
 //!
 //! openraft creates network clients often; reconnecting each time would cost a TLS handshake
 //! per RPC, so channels are kept per address and reused (STACK.md).
+//!
+//! Every channel is pinned to the SPKI of the node it means to reach (from the signed
+//! membership, or the certificate a joiner asked with): any other node-CA certificate at that
+//! address is refused, so a node that took over an address cannot receive Raft traffic.
 
-use super::NodeTls;
+use super::{NodeTls, PeerSpki};
 use crate::raft::GRPC_MESSAGE_LIMIT;
 use kes_cluster_proto::cluster_client::ClusterClient;
 use std::collections::HashMap;
@@ -11,11 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// Channels to peers by gRPC address.
+/// Channels to peers by gRPC address and pinned SPKI.
 #[derive(Clone)]
 pub struct PeerChannels {
     tls: Option<NodeTls>,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Mutex<HashMap<(String, String), Channel>>>,
 }
 
 impl std::fmt::Debug for PeerChannels {
@@ -34,26 +38,38 @@ impl PeerChannels {
         }
     }
 
-    /// A client for the peer at `addr` (`host:port`).
-    pub fn client(&self, addr: &str) -> Result<ClusterClient<Channel>, String> {
-        let channel = self.channel(addr)?;
-        Ok(ClusterClient::new(channel)
-            .max_decoding_message_size(GRPC_MESSAGE_LIMIT)
-            .max_encoding_message_size(GRPC_MESSAGE_LIMIT))
+    /// A client for the member at `addr` (`host:port`) whose node certificate has `spki`; its
+    /// channel is kept for the next call.
+    pub fn client(&self, addr: &str, spki: &str) -> Result<ClusterClient<Channel>, String> {
+        let key = (addr.to_owned(), spki.to_owned());
+        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let channel = match map.get(&key) {
+            Some(c) => c.clone(),
+            None => map.entry(key).or_insert(self.channel(addr, spki)?).clone(),
+        };
+        Ok(limited(channel))
     }
 
-    /// Forgets a peer's channel, e.g. after it was removed.
+    /// A client for a node that is not a member yet (a joiner): its channel is not kept, so
+    /// join requests cannot grow the cache.
+    pub fn one_off_client(&self, addr: &str, spki: &str) -> Result<ClusterClient<Channel>, String> {
+        Ok(limited(self.channel(addr, spki)?))
+    }
+
+    /// Forgets a peer's channels, e.g. after it was removed.
     pub fn forget(&self, addr: &str) {
         self.channels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(addr);
+            .retain(|(a, _), _| a != addr);
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, String> {
-        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = map.get(addr) {
-            return Ok(c.clone());
+    /// A lazy channel to `addr`, pinned to `spki`.
+    fn channel(&self, addr: &str, spki: &str) -> Result<Channel, String> {
+        if spki.is_empty() {
+            return Err(format!(
+                "the node certificate of the peer at {addr} is not known, so it cannot be reached"
+            ));
         }
         let tls = self
             .tls
@@ -65,22 +81,52 @@ impl PeerChannels {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
+        let pinned = spki.to_owned();
         let connector = tower::service_fn(move |uri: Uri| {
-            let tls = tls.clone();
+            let client = tls.client.clone();
+            let pinned = pinned.clone();
             async move {
                 let host = uri.host().unwrap_or("localhost").to_owned();
                 let port = uri.port_u16().unwrap_or(7473);
-                let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-                tcp.set_nodelay(true)?;
-                let name = rustls_pki_types::ServerName::try_from(host.clone())
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
-                let stream = connector.connect(name, tcp).await?;
+                let stream = connect_pinned(client, &host, port, &pinned).await?;
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
             }
         });
-        let channel = endpoint.connect_with_connector_lazy(connector);
-        map.insert(addr.to_owned(), channel.clone());
-        Ok(channel)
+        Ok(endpoint.connect_with_connector_lazy(connector))
     }
+}
+
+/// The message limits apply to every client, before anything is decoded.
+fn limited(channel: Channel) -> ClusterClient<Channel> {
+    ClusterClient::new(channel)
+        .max_decoding_message_size(GRPC_MESSAGE_LIMIT)
+        .max_encoding_message_size(GRPC_MESSAGE_LIMIT)
+}
+
+/// Opens a TLS connection to `host:port` and keeps it only if the peer's certificate (the
+/// first of its chain, whose key signed the handshake) has the SPKI `pinned`.
+pub(crate) async fn connect_pinned(
+    client: Arc<rustls::ClientConfig>,
+    host: &str,
+    port: u16,
+    pinned: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let stream = tokio_rustls::TlsConnector::from(client)
+        .connect(name, tcp)
+        .await?;
+    let PeerSpki(presented) = PeerSpki::of_chain(stream.get_ref().1.peer_certificates());
+    if presented.is_empty() || presented != pinned {
+        tracing::warn!(
+            "refused the peer at {host}:{port}: it presented SPKI {presented}, not the member's {pinned}"
+        );
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("the peer at {host}:{port} is not the member it should be"),
+        ));
+    }
+    Ok(stream)
 }

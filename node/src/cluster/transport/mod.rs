@@ -8,6 +8,8 @@
 mod channels;
 mod node_tls;
 mod server;
+#[cfg(test)]
+mod tests;
 
 pub use channels::PeerChannels;
 pub use node_tls::NodeTls;

@@ -12,6 +12,21 @@ use tokio_rustls::server::TlsStream;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSpki(pub String);
 
+impl PeerSpki {
+    /// The identity of a chain a peer presented: the first certificate's SPKI, whose key
+    /// signed the handshake. Later certificates never change it; a CA certificate first, or
+    /// no chain, gives the empty SPKI, which no check accepts.
+    pub fn of_chain(chain: Option<&[rustls_pki_types::CertificateDer<'_>]>) -> PeerSpki {
+        PeerSpki(
+            chain
+                .and_then(|c| c.first())
+                .and_then(|leaf| crate::tls::identity_of_certificate(leaf.as_ref()))
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+        )
+    }
+}
+
 /// One accepted, authenticated connection.
 pub(crate) struct NodeConn {
     io: TlsStream<TcpStream>,
@@ -84,20 +99,8 @@ pub async fn serve_grpc(
                     }
                     Err(_) => return,
                 };
-                let spki = io
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .and_then(|c| crate::tls::identity_of_certificate(c.as_ref()))
-                    .map(|i| i.to_string())
-                    .unwrap_or_default();
-                let _ = tx
-                    .send(Ok(NodeConn {
-                        io,
-                        spki: PeerSpki(spki),
-                    }))
-                    .await;
+                let spki = PeerSpki::of_chain(io.get_ref().1.peer_certificates());
+                let _ = tx.send(Ok(NodeConn { io, spki })).await;
             });
         }
     });
