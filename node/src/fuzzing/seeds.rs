@@ -380,6 +380,7 @@ fn all_seeds(dir: &Path) -> Vec<Seed> {
                 http_addr: "https://node4:7373".into(),
                 grpc_addr: "node4:7374".into(),
                 spki: "cd".repeat(32),
+                join_nonce: vec![5; 32],
             },
         ),
         grpc(
@@ -390,6 +391,7 @@ fn all_seeds(dir: &Path) -> Vec<Seed> {
                 wrapped_keys: encode(&vec![copy()]),
                 nonce: vec![4; 32],
                 member_spkis: vec!["ab".repeat(32)],
+                join_nonce: vec![5; 32],
             },
         ),
         grpc(
