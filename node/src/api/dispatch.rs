@@ -239,7 +239,7 @@ fn authenticate(
     let allowed = match route.auth {
         Auth::None | Auth::Identity => true,
         Auth::Verify => node.state.is_allowed(id.as_str(), enclave, policy_paths)?,
-        Auth::Admin => node.state.is_admin(id.as_str())?,
+        Auth::Admin => node.is_admin(id.as_str())?,
     };
     if !allowed {
         return Err(ApiError::forbidden());

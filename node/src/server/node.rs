@@ -38,9 +38,21 @@ pub struct Node {
     pub limits: crate::config::LimitsConfig,
     /// One permit per open `/v1/log/*` stream, `limits.max_log_streams` in all.
     pub log_streams: Arc<tokio::sync::Semaphore>,
+    /// The admin identity of the config (or `--root`). The cluster's own record names the
+    /// admin once the node belongs to a cluster; before that, this is who may tell it to join.
+    pub configured_admin: String,
 }
 
 impl Node {
+    /// Whether `identity` is the system admin: the one the cluster records, or, on a node
+    /// that is not in a cluster yet, the one its config names.
+    pub fn is_admin(&self, identity: &str) -> Result<bool, crate::state::StateError> {
+        Ok(match self.state.admin()? {
+            Some(admin) => admin == identity,
+            None => !self.configured_admin.is_empty() && self.configured_admin == identity,
+        })
+    }
+
     /// Before a 404 is returned, confirms through the leader that this node is not just behind.
     pub async fn confirm_absent(&self) -> Result<(), ApiError> {
         self.cluster.confirm_current().await.map_err(|e| {
