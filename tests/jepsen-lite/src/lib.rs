@@ -7,7 +7,7 @@
 #![deny(missing_docs)]
 
 use kes_cluster::{Client, ClientConfig, Method};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -276,6 +276,12 @@ impl Cluster {
     /// Gives node `i` a new node certificate (a new key, so a new SPKI) from the cluster CA,
     /// as the rejoin runbook asks after a node was removed.
     pub fn reissue_node_certificate(&self, i: usize) {
+        self.issue_node_certificate(&self.nodes[i].dir, &format!("node{}", i + 1));
+    }
+
+    /// Writes `node.crt` and `node.key` into `dir`: a fresh key, certified by the cluster CA
+    /// for 127.0.0.1 and localhost under `common_name`.
+    pub fn issue_node_certificate(&self, dir: &Path, common_name: &str) {
         let d = self.dir.path();
         let ca_cert = std::fs::read_to_string(d.join("ca.crt")).expect("ca.crt");
         let ca_key = std::fs::read_to_string(d.join("ca.key")).expect("ca.key");
@@ -283,7 +289,7 @@ impl Cluster {
         let issued = ca
             .issue(
                 &kes_cluster::pki::LeafRequest {
-                    common_name: format!("node{}", i + 1),
+                    common_name: common_name.to_owned(),
                     dns: vec!["localhost".into()],
                     ips: vec![std::net::Ipv4Addr::LOCALHOST.into()],
                     client_auth: true,
@@ -291,8 +297,8 @@ impl Cluster {
                 None,
             )
             .expect("issue");
-        std::fs::write(self.nodes[i].dir.join("node.crt"), issued.cert_pem).expect("write cert");
-        std::fs::write(self.nodes[i].dir.join("node.key"), issued.key_pem).expect("write key");
+        std::fs::write(dir.join("node.crt"), issued.cert_pem).expect("write cert");
+        std::fs::write(dir.join("node.key"), issued.key_pem).expect("write key");
     }
 
     /// Rewrites node `i`'s `seal:` section (everything from `seal:` up to the next top-level
