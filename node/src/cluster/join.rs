@@ -94,6 +94,7 @@ impl Cluster {
             http: req.http_addr.clone(),
             grpc: req.grpc_addr.clone(),
             spki: req.spki.clone(),
+            next_spki: String::new(),
         };
         tracing::info!("adding node {} ({info}) as a learner", req.node_id);
         tokio::time::timeout(
