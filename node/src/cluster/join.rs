@@ -233,11 +233,7 @@ impl Cluster {
                 ));
             }
         };
-        let spki = self
-            .tls
-            .as_ref()
-            .map(|t| t.spki.clone())
-            .unwrap_or_default();
+        let spki = self.tls.as_ref().map(|t| t.cert.spki()).unwrap_or_default();
         self.ticket.grant(&req.join_nonce, req.member_spkis.clone());
         self.set_cluster_id(&req.cluster_id);
         ChallengeReply {

@@ -129,14 +129,16 @@ impl Cluster {
         self.metrics().current_leader == Some(self.node_id)
     }
 
-    /// Whether `spki` is a current member's node certificate.
+    /// Whether `spki` is a current member's node certificate. A member with a tombstoned SPKI
+    /// (being removed) is refused by its other SPKI too, should it be rotating.
     pub fn is_member_spki(&self, spki: &str) -> bool {
         let m = self.metrics();
-        let member = m
-            .membership_config
-            .membership()
-            .nodes()
-            .any(|(_, n)| n.accepts(spki));
+        let member = m.membership_config.membership().nodes().any(|(_, n)| {
+            n.accepts(spki)
+                && n.accepted_spkis()
+                    .iter()
+                    .all(|s| !self.state.is_tombstoned(s))
+        });
         member && !self.state.is_tombstoned(spki)
     }
 

@@ -198,9 +198,7 @@ impl Cluster {
         {
             return Err("the new certificate's SPKI belongs to another member".into());
         }
-        let mut info = self
-            .member_info(node_id)
-            .ok_or_else(|| format!("node {node_id} is not a member"))?;
+        let mut info = self.member_to_rotate(node_id)?;
         if info.spki == spki {
             return Ok(());
         }
@@ -223,9 +221,7 @@ impl Cluster {
         node_id: NodeId,
         spki: String,
     ) -> Result<(), String> {
-        let mut info = self
-            .member_info(node_id)
-            .ok_or_else(|| format!("node {node_id} is not a member"))?;
+        let mut info = self.member_to_rotate(node_id)?;
         if info.spki != spki {
             if info.next_spki != spki || spki.is_empty() {
                 return Err("that certificate was not staged first".into());
@@ -241,6 +237,22 @@ impl Cluster {
         }
         self.wait_signed(|m| m.nodes.get(&node_id).is_some_and(|n| n.2 == spki))
             .await
+    }
+
+    /// `node_id`'s membership entry, unless it is being removed: a tombstoned member must not
+    /// get an SPKI that is not tombstoned.
+    fn member_to_rotate(&self, node_id: NodeId) -> Result<NodeInfo, String> {
+        let info = self
+            .member_info(node_id)
+            .ok_or_else(|| format!("node {node_id} is not a member"))?;
+        if info
+            .accepted_spkis()
+            .iter()
+            .any(|s| self.state.is_tombstoned(s))
+        {
+            return Err(format!("node {node_id} is being removed"));
+        }
+        Ok(info)
     }
 
     /// Waits until the leader's membership signer has signed a record that satisfies `done`.

@@ -56,7 +56,11 @@ impl PeerChannels {
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         let channel = match map.get(&key) {
             Some(c) => c.clone(),
-            None => map.entry(key).or_insert(self.channel(addr, pins)?).clone(),
+            None => {
+                // The member's SPKIs changed (a rotation): its older channels are no use.
+                map.retain(|(a, _), _| a != addr);
+                map.entry(key).or_insert(self.channel(addr, pins)?).clone()
+            }
         };
         Ok(limited(channel))
     }
