@@ -253,3 +253,42 @@ async fn the_leader_rotates_its_own_certificate_and_nobody_stages_one_for_it() {
 
     rotate_and_check(&c, leader, other).await;
 }
+
+/// A botched rotation (a half-written certificate file) on SIGHUP keeps the current node
+/// certificate: the node says so in its log, stays a reachable member under its old SPKI, and
+/// a later SIGHUP with good files rotates it.
+#[tokio::test]
+async fn a_half_written_node_certificate_keeps_the_current_one() {
+    let _serial = serial().await;
+    let c = Cluster::start(3, "").await;
+    let n = 2;
+    let cert = c.nodes[n].dir.join("node.crt");
+    let spki = spki_of(&cert);
+    let text = std::fs::read_to_string(&cert).unwrap();
+    std::fs::write(&cert, &text[..text.len() / 2]).unwrap();
+    unsafe { libc::kill(c.nodes[n].pid().expect("running") as i32, libc::SIGHUP) };
+
+    let t0 = Instant::now();
+    while !c.nodes[n]
+        .log()
+        .contains("keeping the current node certificate")
+    {
+        assert!(t0.elapsed() < Duration::from_secs(20), "{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cid = cluster_id(&c.status(0).await.expect("status"));
+    let all = members(&c, 0).await;
+    assert!(
+        all.iter()
+            .any(|e| e["spki"] == spki.as_str() && e["next_spki"] == "" && e["reachable"] == true),
+        "still the old SPKI, still reachable: {all:?}"
+    );
+    let key = c.nodes[n].dir.join("node.key");
+    std::fs::write(&cert, &text).unwrap();
+    let mut client = client_with(&c, cert, key, 0);
+    status_call(&mut client, &cid)
+        .await
+        .expect("the current certificate is still a member's");
+
+    rotate_and_check(&c, n, 0).await;
+}
