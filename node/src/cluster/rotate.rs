@@ -63,7 +63,11 @@ impl Cluster {
             let unfinished = self.unfinished_rotation();
             if let Some(spki) = &unfinished {
                 match self.adopt(spki).await {
-                    Ok(()) => continue,
+                    Ok(()) => {
+                        // Give the committed change a heartbeat to reach this node's log.
+                        tokio::time::sleep(self.settings.heartbeat).await;
+                        continue;
+                    }
                     Err(e) => tracing::warn!("node certificate rotation not finished yet: {e}"),
                 }
             }
@@ -108,7 +112,8 @@ impl Cluster {
         }
     }
 
-    /// Steps 1 to 3 of the module doc.
+    /// Steps 1 to 3 of the module doc. An error means the old certificate is still presented;
+    /// once the new one is, a failed step 3 is only retried later.
     async fn rotate_to(&self, next: Candidate) -> Result<(), String> {
         let Some(tls) = &self.tls else {
             return Err("this node has no cluster.tls".into());
@@ -122,7 +127,10 @@ impl Cluster {
         tls.cert.present(next);
         self.channels.forget_all();
         tracing::info!("presenting the new node certificate (SPKI {spki})");
-        self.adopt(&spki).await
+        if let Err(e) = self.adopt(&spki).await {
+            tracing::warn!("node certificate rotation not finished yet, retrying: {e}");
+        }
+        Ok(())
     }
 
     async fn adopt(&self, spki: &str) -> Result<(), String> {
