@@ -158,26 +158,29 @@ impl Cluster {
             .cloned()
     }
 
-    /// Whether `caller` may send `op` to the leader: a node stages a certificate only for
-    /// itself and from its current SPKI, and adopts only from the staged one.
+    /// Whether `caller` may send `op` to the leader. A node stages a certificate only for
+    /// itself and from its current SPKI. It adopts one only over a connection made with that
+    /// very certificate, which proves it holds the new key.
     pub(super) fn admin_caller_allowed(&self, op: &AdminOp, caller: &str) -> Result<(), String> {
-        let (node_id, from) = match op {
+        let (node_id, ok) = match op {
             AdminOp::Remove { .. } => return Ok(()),
-            AdminOp::StageNodeCertificate { node_id, .. } => (*node_id, Which::Current),
-            AdminOp::AdoptNodeCertificate { node_id, .. } => (*node_id, Which::Either),
-        };
-        let info = self
-            .member_info(node_id)
-            .ok_or_else(|| format!("node {node_id} is not a member"))?;
-        let ok = match from {
-            Which::Current => info.spki == caller,
-            Which::Either => info.accepts(caller),
+            AdminOp::StageNodeCertificate { node_id, .. } => {
+                let info = self.member_info(*node_id);
+                (*node_id, info.is_some_and(|i| i.spki == caller))
+            }
+            AdminOp::AdoptNodeCertificate { node_id, spki } => {
+                let info = self.member_info(*node_id);
+                (
+                    *node_id,
+                    spki == caller && info.is_some_and(|i| i.accepts(caller)),
+                )
+            }
         };
         if ok {
             Ok(())
         } else {
             Err(format!(
-                "only node {node_id} itself may rotate its certificate"
+                "only node {node_id} itself, with the certificate in question, may rotate its certificate"
             ))
         }
     }
@@ -299,9 +302,4 @@ impl Cluster {
         }
         tracing::warn!("a member's log is behind the staged certificate; it catches up later");
     }
-}
-
-enum Which {
-    Current,
-    Either,
 }

@@ -238,6 +238,18 @@ async fn the_leader_rotates_its_own_certificate_and_nobody_stages_one_for_it() {
         .expect_err("another member may not stage the leader's certificate");
     assert_eq!(by_other.code(), Code::PermissionDenied, "{by_other:?}");
     assert!(by_other.message().contains("itself"), "{by_other:?}");
+    let adopt = AdminOp::AdoptNodeCertificate {
+        node_id: leader_id,
+        spki: spki_of(&c.nodes[other].dir.join("node.crt")),
+    };
+    let adopted_by_other = admin_as(&c, other, leader, &adopt)
+        .await
+        .expect_err("another member may not give the leader its own SPKI");
+    assert_eq!(
+        adopted_by_other.code(),
+        Code::PermissionDenied,
+        "{adopted_by_other:?}"
+    );
     let foreign_ca = admin_as(&c, leader, leader, &stage(&foreign.cert_pem))
         .await
         .expect("the call itself is a member's");
