@@ -94,6 +94,7 @@ impl Cluster {
             http: req.http_addr.clone(),
             grpc: req.grpc_addr.clone(),
             spki: req.spki.clone(),
+            next_spki: String::new(),
         };
         tracing::info!("adding node {} ({info}) as a learner", req.node_id);
         tokio::time::timeout(
@@ -232,11 +233,7 @@ impl Cluster {
                 ));
             }
         };
-        let spki = self
-            .tls
-            .as_ref()
-            .map(|t| t.spki.clone())
-            .unwrap_or_default();
+        let spki = self.tls.as_ref().map(|t| t.cert.spki()).unwrap_or_default();
         self.ticket.grant(&req.join_nonce, req.member_spkis.clone());
         self.set_cluster_id(&req.cluster_id);
         ChallengeReply {

@@ -133,7 +133,7 @@ impl Cluster {
     /// A follower's confirmation round with the leader.
     async fn confirm_as_follower(&self) -> Result<u64, String> {
         let (_, leader) = self.leader().ok_or("no leader is known")?;
-        let mut client = self.channels.client(&leader.grpc, &leader.spki)?;
+        let mut client = self.channels.member_client(&leader)?;
         let asked = Instant::now();
         let mut req = tonic::Request::new(ReadIndexRequest {
             cluster_id: self.cluster_id(),

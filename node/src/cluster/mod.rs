@@ -15,6 +15,7 @@ mod join;
 mod lease;
 mod membership;
 mod node_id;
+mod rotate;
 mod service;
 mod snapshot_chunks;
 mod status;
@@ -128,14 +129,16 @@ impl Cluster {
         self.metrics().current_leader == Some(self.node_id)
     }
 
-    /// Whether `spki` is a current member's node certificate.
+    /// Whether `spki` is a current member's node certificate. A member with a tombstoned SPKI
+    /// (being removed) is refused by its other SPKI too, should it be rotating.
     pub fn is_member_spki(&self, spki: &str) -> bool {
         let m = self.metrics();
-        let member = m
-            .membership_config
-            .membership()
-            .nodes()
-            .any(|(_, n)| !n.spki.is_empty() && n.spki == spki);
+        let member = m.membership_config.membership().nodes().any(|(_, n)| {
+            n.accepts(spki)
+                && n.accepted_spkis()
+                    .iter()
+                    .all(|s| !self.state.is_tombstoned(s))
+        });
         member && !self.state.is_tombstoned(spki)
     }
 
@@ -143,7 +146,11 @@ impl Cluster {
     /// so a new cluster can form). A member added by editing a data dir is not.
     pub fn signed_member(&self, spki: &str) -> bool {
         match self.state.signed_membership() {
-            Ok(Some(m)) => m.nodes.values().any(|(_, _, s)| s == spki),
+            Ok(Some(m)) => {
+                !spki.is_empty()
+                    && (m.nodes.values().any(|(_, _, s)| s == spki)
+                        || m.next.values().any(|s| s == spki))
+            }
             Ok(None) => true,
             Err(_) => false,
         }
@@ -158,8 +165,16 @@ impl Cluster {
             .nodes()
             .map(|(id, n)| (*id, (n.http.clone(), n.grpc.clone(), n.spki.clone())))
             .collect();
+        let next = m
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(_, n)| !n.next_spki.is_empty())
+            .map(|(id, n)| (*id, n.next_spki.clone()))
+            .collect();
         crate::state::SignedMembership {
             nodes,
+            next,
             sig: Default::default(),
         }
     }

@@ -245,6 +245,9 @@ impl ClusterRpc for ClusterService {
     async fn admin(&self, req: Request<AdminRequest>) -> Result<Response<AdminReply>, Status> {
         self.check_peer("Admin", &req, &req.get_ref().cluster_id, Callers::Members)?;
         let op: super::status::AdminOp = decode(&req.get_ref().op).map_err(bad)?;
+        self.cluster
+            .admin_caller_allowed(&op, &Self::peer(&req))
+            .map_err(|e| Self::refuse("Admin", &Self::peer(&req), Status::permission_denied(e)))?;
         let mut reply = AdminReply::default();
         match self.cluster.run_admin(op).await {
             Ok(v) => reply.result = v,

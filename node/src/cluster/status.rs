@@ -16,6 +16,21 @@ pub enum AdminOp {
         /// The node.
         node_id: NodeId,
     },
+    /// A member announces the next node certificate it will present (DER): its SPKI becomes
+    /// accepted beside the current one (`super::rotate`, step 1).
+    StageNodeCertificate {
+        /// The member, which must be the caller.
+        node_id: NodeId,
+        /// The new certificate.
+        cert: Vec<u8>,
+    },
+    /// A member that presents its staged certificate makes its SPKI the only one (step 3).
+    AdoptNodeCertificate {
+        /// The member, which must be the caller.
+        node_id: NodeId,
+        /// The staged SPKI.
+        spki: String,
+    },
 }
 
 fn role(state: ServerState) -> &'static str {
@@ -100,7 +115,7 @@ pub async fn cluster_status(c: &Cluster) -> serde_json::Value {
             if id == c.node_id {
                 return (id, info, Some(node_status(c)));
             }
-            let Ok(mut client) = c.channels.client(&info.grpc, &info.spki) else {
+            let Ok(mut client) = c.channels.member_client(&info) else {
                 return (id, info, None);
             };
             let mut req = tonic::Request::new(StatusRequest {
@@ -139,6 +154,8 @@ pub async fn cluster_status(c: &Cluster) -> serde_json::Value {
                 "id": id,
                 "address": info.http,
                 "grpc": info.grpc,
+                "spki": info.spki,
+                "next_spki": info.next_spki,
                 "role": role_name,
                 "term": get("term"),
                 "last_log_index": get("last_log_index"),
@@ -165,7 +182,7 @@ impl Cluster {
                 return self.run_admin(op.clone()).await;
             }
             if let Some((_, leader)) = self.leader() {
-                let mut client = self.channels.client(&leader.grpc, &leader.spki)?;
+                let mut client = self.channels.member_client(&leader)?;
                 let mut req = tonic::Request::new(AdminRequest {
                     cluster_id: self.cluster_id(),
                     op: encode(&op),
@@ -196,6 +213,14 @@ impl Cluster {
             return Err("not-leader".into());
         }
         match op {
+            AdminOp::StageNodeCertificate { node_id, cert } => self
+                .stage_node_certificate(node_id, cert)
+                .await
+                .map(|()| Vec::new()),
+            AdminOp::AdoptNodeCertificate { node_id, spki } => self
+                .adopt_node_certificate(node_id, spki)
+                .await
+                .map(|()| Vec::new()),
             AdminOp::Remove { node_id } => {
                 let m = self.metrics();
                 let info = m

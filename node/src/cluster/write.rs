@@ -113,7 +113,7 @@ impl Cluster {
     }
 
     async fn forward(&self, leader: &NodeInfo, cmd: &Command, within: Duration) -> Attempt {
-        let mut client = match self.channels.client(&leader.grpc, &leader.spki) {
+        let mut client = match self.channels.member_client(leader) {
             Ok(c) => c,
             Err(e) => return Attempt::Retry(e),
         };

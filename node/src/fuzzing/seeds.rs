@@ -188,6 +188,7 @@ fn membership() -> Membership<NodeId, NodeInfo> {
                 http: format!("https://node{id}:7373"),
                 grpc: format!("node{id}:7374"),
                 spki: format!("{id:064x}"),
+                next_spki: String::new(),
             };
             (id, info)
         })

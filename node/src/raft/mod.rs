@@ -30,6 +30,26 @@ pub struct NodeInfo {
     pub grpc: String,
     /// The SPKI hash of the node's gRPC certificate; only members' SPKIs may call Raft RPCs.
     pub spki: String,
+    /// While the node rotates its certificate, the SPKI of the new one, accepted as well as
+    /// `spki` until the rotation ends (`crate::cluster::rotate`); empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub next_spki: String,
+}
+
+impl NodeInfo {
+    /// The SPKIs this node may present: its certificate's, and during a rotation the next.
+    pub fn accepted_spkis(&self) -> Vec<String> {
+        [&self.spki, &self.next_spki]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `spki` is one this node may present.
+    pub fn accepts(&self, spki: &str) -> bool {
+        !spki.is_empty() && (self.spki == spki || self.next_spki == spki)
+    }
 }
 
 impl std::fmt::Display for NodeInfo {

@@ -36,8 +36,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerNetwork {
         PeerNetwork {
             target,
-            addr: node.grpc.clone(),
-            spki: node.spki.clone(),
+            node: node.clone(),
             channels: self.channels.clone(),
             cluster_id: self.cluster_id.clone(),
         }
@@ -48,9 +47,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 #[derive(Debug)]
 pub struct PeerNetwork {
     target: NodeId,
-    addr: String,
-    /// The SPKI the membership gives the target: the channel is pinned to it.
-    spki: String,
+    /// How the membership says the target is reached: the channel is pinned to its SPKIs.
+    node: NodeInfo,
     channels: PeerChannels,
     cluster_id: Arc<RwLock<String>>,
 }
@@ -84,7 +82,7 @@ impl PeerNetwork {
     {
         let mut client = self
             .channels
-            .client(&self.addr, &self.spki)
+            .member_client(&self.node)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&Msg(e))))?;
         let cluster_id = self
             .cluster_id

@@ -131,6 +131,7 @@ fn advertised(opts: &StartOptions, tls: &Option<NodeTls>) -> NodeInfo {
         http: format!("https://{host}:{}", opts.http_addr.port()),
         grpc: if tls.is_some() { grpc } else { String::new() },
         spki: tls.as_ref().map(|t| t.spki.clone()).unwrap_or_default(),
+        next_spki: String::new(),
     }
 }
 
@@ -260,6 +261,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         });
     }
     tokio::spawn(cluster.clone().keep_lease());
+    tokio::spawn(cluster.clone().keep_node_certificate());
     tokio::spawn(crate::cluster::watch_metrics(
         cluster.clone(),
         node.metrics.clone(),

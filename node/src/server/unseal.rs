@@ -216,10 +216,11 @@ pub(super) async fn sign_membership(node: Arc<Node>, admin: String) {
             continue;
         }
         let current = node.state.signed_membership().ok().flatten();
-        if current
-            .as_ref()
-            .is_some_and(|s| s.nodes == record.nodes && s.sig.version == keys.storage_version)
-        {
+        if current.as_ref().is_some_and(|s| {
+            s.nodes == record.nodes
+                && s.next == record.next
+                && s.sig.version == keys.storage_version
+        }) {
             continue;
         }
         record.sig = crate::seal::sign(&keys, "meta", crate::state::META_MEMBERSHIP, &record);

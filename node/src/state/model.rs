@@ -93,6 +93,9 @@ pub struct EnclaveEntry {
 pub struct SignedMembership {
     /// Node id → (KES URL, gRPC address, SPKI hash).
     pub nodes: std::collections::BTreeMap<u64, (String, String, String)>,
+    /// Node id → the SPKI of its next certificate, while it rotates it (also accepted).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub next: std::collections::BTreeMap<u64, String>,
     /// Metadata MAC.
     #[serde(default)]
     pub sig: Signature,

@@ -9,6 +9,7 @@
 
 use super::{NodeTls, PeerSpki};
 use crate::raft::GRPC_MESSAGE_LIMIT;
+use crate::raft::NodeInfo;
 use kes_cluster_proto::cluster_client::ClusterClient;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,11 +42,25 @@ impl PeerChannels {
     /// A client for the member at `addr` (`host:port`) whose node certificate has `spki`; its
     /// channel is kept for the next call.
     pub fn client(&self, addr: &str, spki: &str) -> Result<ClusterClient<Channel>, String> {
-        let key = (addr.to_owned(), spki.to_owned());
+        self.pinned_client(addr, &[spki.to_owned()])
+    }
+
+    /// A client for `member`, accepting any SPKI the membership allows it (two while it
+    /// rotates its certificate); its channel is kept for the next call.
+    pub fn member_client(&self, member: &NodeInfo) -> Result<ClusterClient<Channel>, String> {
+        self.pinned_client(&member.grpc, &member.accepted_spkis())
+    }
+
+    fn pinned_client(&self, addr: &str, pins: &[String]) -> Result<ClusterClient<Channel>, String> {
+        let key = (addr.to_owned(), pins.join(","));
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         let channel = match map.get(&key) {
             Some(c) => c.clone(),
-            None => map.entry(key).or_insert(self.channel(addr, spki)?).clone(),
+            None => {
+                // The member's SPKIs changed (a rotation): its older channels are no use.
+                map.retain(|(a, _), _| a != addr);
+                map.entry(key).or_insert(self.channel(addr, pins)?).clone()
+            }
         };
         Ok(limited(channel))
     }
@@ -53,7 +68,16 @@ impl PeerChannels {
     /// A client for a node that is not a member yet (a joiner): its channel is not kept, so
     /// join requests cannot grow the cache.
     pub fn one_off_client(&self, addr: &str, spki: &str) -> Result<ClusterClient<Channel>, String> {
-        Ok(limited(self.channel(addr, spki)?))
+        Ok(limited(self.channel(addr, &[spki.to_owned()])?))
+    }
+
+    /// Forgets every channel: after this node starts presenting a new certificate, its next
+    /// calls open connections with it (peers stop accepting the old one).
+    pub fn forget_all(&self) {
+        self.channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Forgets a peer's channels, e.g. after it was removed.
@@ -64,9 +88,9 @@ impl PeerChannels {
             .retain(|(a, _), _| a != addr);
     }
 
-    /// A lazy channel to `addr`, pinned to `spki`.
-    fn channel(&self, addr: &str, spki: &str) -> Result<Channel, String> {
-        if spki.is_empty() {
+    /// A lazy channel to `addr`, pinned to `pins`.
+    fn channel(&self, addr: &str, pins: &[String]) -> Result<Channel, String> {
+        if pins.iter().all(|p| p.is_empty()) {
             return Err(format!(
                 "the node certificate of the peer at {addr} is not known, so it cannot be reached"
             ));
@@ -81,7 +105,7 @@ impl PeerChannels {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
-        let pinned = spki.to_owned();
+        let pinned = pins.to_vec();
         let connector = tower::service_fn(move |uri: Uri| {
             let client = tls.client.clone();
             let pinned = pinned.clone();
@@ -104,12 +128,12 @@ fn limited(channel: Channel) -> ClusterClient<Channel> {
 }
 
 /// Opens a TLS connection to `host:port` and keeps it only if the peer's certificate (the
-/// first of its chain, whose key signed the handshake) has the SPKI `pinned`.
+/// first of its chain, whose key signed the handshake) has one of the SPKIs `pinned`.
 pub(crate) async fn connect_pinned(
     client: Arc<rustls::ClientConfig>,
     host: &str,
     port: u16,
-    pinned: &str,
+    pinned: &[String],
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let tcp = tokio::net::TcpStream::connect((host, port)).await?;
     tcp.set_nodelay(true)?;
@@ -119,9 +143,10 @@ pub(crate) async fn connect_pinned(
         .connect(name, tcp)
         .await?;
     let PeerSpki(presented) = PeerSpki::of_chain(stream.get_ref().1.peer_certificates());
-    if presented.is_empty() || presented != pinned {
+    if presented.is_empty() || !pinned.contains(&presented) {
         tracing::warn!(
-            "refused the peer at {host}:{port}: it presented SPKI {presented}, not the member's {pinned}"
+            "refused the peer at {host}:{port}: it presented SPKI {presented}, not the member's {}",
+            pinned.join(" or ")
         );
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,

@@ -6,11 +6,13 @@
 //! service checks against the membership.
 
 mod channels;
+mod node_cert;
 mod node_tls;
 mod server;
 #[cfg(test)]
 mod tests;
 
 pub use channels::PeerChannels;
+pub use node_cert::{Candidate, NodeCert};
 pub use node_tls::NodeTls;
 pub use server::{PeerSpki, serve_grpc};

@@ -45,6 +45,22 @@ async fn accept_one(tls: &NodeTls) -> (u16, tokio::task::JoinHandle<Option<PeerS
     (port, task)
 }
 
+/// Connects `client` to `server`, pinned to the SPKI the server presents now; reads what the
+/// server sends after the handshake, as a long-lived connection would (TLS 1.3 session
+/// tickets, which could let a later handshake resume this session); and answers with the
+/// identity the server's gRPC port gave the client.
+async fn identity_seen_by(server: &NodeTls, client: &NodeTls) -> PeerSpki {
+    let (port, seen) = accept_one(server).await;
+    let pin = [server.cert.spki()];
+    let mut stream = connect_pinned(client.client.clone(), "127.0.0.1", port, &pin)
+        .await
+        .expect("the client reaches the server");
+    let mut buf = [0u8; 1];
+    let read = tokio::io::AsyncReadExt::read(&mut stream, &mut buf);
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), read).await;
+    seen.await.unwrap().expect("handshake")
+}
+
 /// A holder of a node-CA certificate sends its own certificate first and, after it, a
 /// certificate that carries a member's public key (signed by a CA of its own). The handshake
 /// is signed with the first certificate's key, and the gRPC port takes the caller's identity
@@ -76,12 +92,7 @@ async fn the_grpc_port_takes_the_identity_of_the_first_certificate() {
     let chain = format!("{}{}", attacker.cert_pem, forged.cert_pem);
     let client = node_tls(dir.path(), "x", &chain, &attacker.key_pem, ca_pem);
 
-    let (port, seen) = accept_one(&server).await;
-    let stream = connect_pinned(client.client.clone(), "127.0.0.1", port, &server.spki)
-        .await
-        .expect("the attacker's own certificate is a valid node certificate");
-    let seen = seen.await.unwrap().expect("handshake");
-    drop(stream);
+    let seen = identity_seen_by(&server, &client).await;
     assert_eq!(seen, PeerSpki(client.spki.clone()), "the first certificate");
     assert_ne!(
         seen,
@@ -104,21 +115,114 @@ async fn a_peer_is_reached_only_with_the_pinned_certificate() {
     let (member, impostor, caller) = (tls("node1"), tls("node1-again"), tls("node2"));
 
     let (port, _) = accept_one(&impostor).await;
-    let refused = connect_pinned(caller.client.clone(), "127.0.0.1", port, &member.spki).await;
+    let refused = connect_pinned(
+        caller.client.clone(),
+        "127.0.0.1",
+        port,
+        std::slice::from_ref(&member.spki),
+    )
+    .await;
     let Err(err) = refused else {
         panic!("an impostor with a node certificate is refused")
     };
     assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
 
     let (port, _) = accept_one(&member).await;
-    connect_pinned(caller.client.clone(), "127.0.0.1", port, &member.spki)
-        .await
-        .expect("the member itself");
+    connect_pinned(
+        caller.client.clone(),
+        "127.0.0.1",
+        port,
+        std::slice::from_ref(&member.spki),
+    )
+    .await
+    .expect("the member itself");
 
     let (port, _) = accept_one(&member).await;
-    let empty = connect_pinned(caller.client.clone(), "127.0.0.1", port, "").await;
+    let empty = connect_pinned(caller.client.clone(), "127.0.0.1", port, &[]).await;
     assert!(
         empty.is_err(),
         "an unknown SPKI pins nothing and reaches nobody"
     );
+}
+
+/// The node certificate is re-read from its files, but a file that does not load (half
+/// written, a key that does not match, a certificate from another CA) changes nothing: the
+/// handshakes keep presenting the current certificate. A good new certificate is presented,
+/// on the server and the client side alike, only once it is told to.
+#[tokio::test]
+async fn a_node_certificate_that_fails_to_load_keeps_the_current_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let node_ca = CertificateAuthority::new("node CA").unwrap();
+    let other_ca = CertificateAuthority::new("another CA").unwrap();
+    let ca_pem = node_ca.cert_pem();
+    let first = leaf(&node_ca, "node2", None);
+    let rotating = node_tls(dir.path(), "n2", &first.cert_pem, &first.key_pem, ca_pem);
+    let peer = {
+        let issued = leaf(&node_ca, "node1", None);
+        node_tls(dir.path(), "n1", &issued.cert_pem, &issued.key_pem, ca_pem)
+    };
+    let old = rotating.cert.spki();
+    let (cert_file, key_file) = (dir.path().join("n2.crt"), dir.path().join("n2.key"));
+    let next = leaf(&node_ca, "node2", None);
+    let foreign = leaf(&other_ca, "node2", None);
+    let half = &next.cert_pem[..next.cert_pem.len() / 2];
+    let bad_files = [
+        ("a half-written certificate", half, next.key_pem.as_str()),
+        (
+            "a key of another certificate",
+            &next.cert_pem,
+            &first.key_pem,
+        ),
+        (
+            "another CA's certificate",
+            &foreign.cert_pem,
+            &foreign.key_pem,
+        ),
+    ];
+    for (what, cert, key) in bad_files {
+        std::fs::write(&cert_file, cert).unwrap();
+        std::fs::write(&key_file, key).unwrap();
+        assert!(rotating.cert.read_files().is_err(), "{what} is refused");
+        assert_eq!(rotating.cert.spki(), old, "{what} keeps the current one");
+        let (port, _) = accept_one(&rotating).await;
+        connect_pinned(
+            peer.client.clone(),
+            "127.0.0.1",
+            port,
+            std::slice::from_ref(&old),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("after {what}, the old certificate is still served: {e}"));
+    }
+
+    let seen = identity_seen_by(&peer, &rotating).await;
+    assert_eq!(seen, PeerSpki(old.clone()));
+
+    std::fs::write(&cert_file, &next.cert_pem).unwrap();
+    std::fs::write(&key_file, &next.key_pem).unwrap();
+    let candidate = rotating
+        .cert
+        .read_files()
+        .unwrap()
+        .expect("a new certificate");
+    assert_ne!(candidate.spki, old);
+    assert_eq!(rotating.cert.spki(), old, "loaded is not presented yet");
+    let new = candidate.spki.clone();
+    rotating.cert.present(candidate);
+    assert!(
+        rotating.cert.read_files().unwrap().is_none(),
+        "now unchanged"
+    );
+
+    let (port, _) = accept_one(&rotating).await;
+    let refused = connect_pinned(
+        peer.client.clone(),
+        "127.0.0.1",
+        port,
+        std::slice::from_ref(&old),
+    )
+    .await;
+    assert!(refused.is_err(), "the server side presents the new one");
+    let seen = identity_seen_by(&peer, &rotating).await;
+    assert_eq!(seen, PeerSpki(new), "the client side too");
 }
