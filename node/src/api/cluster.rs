@@ -158,7 +158,7 @@ pub(super) async fn join_request(node: Arc<Node>, req: Req) -> Answer {
 }
 
 async fn forward_join(c: &Cluster, leader: &NodeInfo, jr: &JoinRequest) -> Result<(), String> {
-    let mut client = c.channels.client(&leader.grpc, &leader.spki)?;
+    let mut client = c.channels.member_client(leader)?;
     let mut req = tonic::Request::new(jr.clone());
     req.set_timeout(Duration::from_secs(150));
     let r = client
