@@ -22,10 +22,12 @@ fuzz_target!(|data: &[u8]| {
     on_worker_stack(|| match selector % 7 {
         0 => check_command(body),
         1 => {
-            if let Some(entry) = decode_fixed_point::<Entry<TypeConfig>>(body) {
-                if let EntryPayload::Normal(cmd) = entry.payload {
-                    check_command(&kes_node::raft::encode(&cmd));
-                }
+            if let Some(Entry {
+                payload: EntryPayload::Normal(cmd),
+                ..
+            }) = decode_fixed_point::<Entry<TypeConfig>>(body)
+            {
+                check_command(&kes_node::raft::encode(&cmd));
             }
         }
         2 => {
