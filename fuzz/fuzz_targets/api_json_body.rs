@@ -31,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
             items.iter().for_each(check_crypto);
         }
         DecodedBody::Policy(policy) => check_policy(&policy),
-        DecodedBody::Identity(_) | DecodedBody::JoinMember(_) | DecodedBody::JoinRequest(..) => {}
+        DecodedBody::Identity(_)
+        | DecodedBody::JoinMember(_)
+        | DecodedBody::JoinRequest(..)
+        | DecodedBody::EnclaveAdmin(_) => {}
     }
 });
 

@@ -27,11 +27,13 @@ pub enum ApiBody {
     ClusterJoin,
     /// `POST /v1/cluster/join-request`.
     ClusterJoinRequest,
+    /// `PUT|POST /v1/enclave/create/<name>`, whose body may be empty.
+    EnclaveCreate,
 }
 
 impl ApiBody {
     /// Every body, so a fuzz input can pick one with its first byte.
-    pub const ALL: [ApiBody; 8] = [
+    pub const ALL: [ApiBody; 9] = [
         ApiBody::KeyImport,
         ApiBody::KeyCrypto,
         ApiBody::KeyGenerate,
@@ -40,6 +42,7 @@ impl ApiBody {
         ApiBody::PolicyAssign,
         ApiBody::ClusterJoin,
         ApiBody::ClusterJoinRequest,
+        ApiBody::EnclaveCreate,
     ];
 }
 
@@ -73,6 +76,8 @@ pub enum DecodedBody {
     JoinMember(String),
     /// A join request's node id, KES address and gRPC address.
     JoinRequest(u64, String, String),
+    /// The admin of a new enclave (empty: none).
+    EnclaveAdmin(String),
 }
 
 /// Decodes `body` as the handler of `kind` does, up to its first use of the node.
@@ -94,6 +99,7 @@ pub fn decode_api_body(kind: ApiBody, body: &[u8]) -> Result<DecodedBody, ApiErr
         ApiBody::PolicyWrite => DecodedBody::Policy(write_body(&req)?),
         ApiBody::PolicyAssign => DecodedBody::Identity(assign_body(&req)?),
         ApiBody::ClusterJoin => DecodedBody::JoinMember(req.json::<cluster::JoinBody>(BAD)?.member),
+        ApiBody::EnclaveCreate => DecodedBody::EnclaveAdmin(super::enclave::create_body(&req)?),
         ApiBody::ClusterJoinRequest => {
             let b: cluster::JoinRequestBody = req.json(BAD)?;
             DecodedBody::JoinRequest(b.node_id, b.http, b.grpc)
