@@ -169,3 +169,70 @@ async fn bad_arguments_fail_before_anything_starts() {
         assert!(err.contains("is not free"), "{err}");
     }
 }
+
+/// An operator who kills a node with `kill -9` while the cluster starts is testing failover:
+/// the others are still waited for and the cluster comes up. Before, the whole cluster was
+/// torn down whenever a node exited before every node was ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_while_the_cluster_starts_does_not_stop_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let base = free_base_port();
+    let mut child = cli()
+        .args([
+            "dev",
+            "--nodes",
+            "3",
+            "--base-port",
+            &base.to_string(),
+            "--dir",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut said = Vec::new();
+    // node3 joins through the others, so nodes 1 and 2 form without it.
+    let pid = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = err.next_line().await.unwrap() {
+            said.push(line.clone());
+            if line.trim_start().starts_with("node3 ") {
+                let pid = line.split("pid ").nth(1).unwrap().split_whitespace().next();
+                return pid.unwrap().parse::<i32>().unwrap();
+            }
+        }
+        panic!("no pid for node3: {said:?}")
+    })
+    .await
+    .expect("node3 started");
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let export = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(line) = out.next_line().await.unwrap() {
+            if line.starts_with("export ") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("the cluster came up without node3");
+    assert!(export.contains("KES_SERVER="), "{export}");
+    // The supervisor said why it went on.
+    let note = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = err.next_line().await.unwrap() {
+            if line.contains("node3 was killed") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(note, "no note about node3");
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+}

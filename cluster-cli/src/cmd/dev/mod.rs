@@ -111,22 +111,35 @@ pub(crate) async fn run(args: DevArgs) -> Result<Outcome> {
     }
 
     let clients = node_clients(&files, ports)?;
-    let started = tokio::select! {
-        ready = wait_ready(&clients, &nodes) => ready,
-        exit = supervisor.next_exit() => Err(match exit {
-            Some(exit) => format!(
-                "node{} exited with {} before the cluster was ready. The end of {}:\n{}",
-                exit.index,
-                exit.status,
-                nodes[exit.index - 1].log.display(),
-                log_tail(&nodes[exit.index - 1].log, TAIL_LINES)
-            ),
-            None => "every node exited before the cluster was ready".to_string(),
-        }),
-        name = signals.next_named() => {
-            eprintln!("{name}: stopping the nodes.");
-            supervisor.stop(signals.next()).await;
-            return Ok(Outcome::default());
+    // A node killed from outside (`kill -9`) while the others start is an operator's test of
+    // failover, not a failed start: the others are waited for. A node that fails on its own
+    // (an exit code, a crash) stops the start.
+    let mut killed = Vec::new();
+    let started = loop {
+        tokio::select! {
+            ready = wait_ready(&clients, &nodes, &killed) => break ready,
+            exit = supervisor.next_exit() => match exit {
+                Some(exit) if exit.killed && killed.len() + 1 < nodes.len() => {
+                    eprintln!(
+                        "  node{} was killed ({}) while the cluster started; waiting for the others",
+                        exit.index, exit.status
+                    );
+                    killed.push(exit.index);
+                }
+                Some(exit) => break Err(format!(
+                    "node{} exited with {} before the cluster was ready. The end of {}:\n{}",
+                    exit.index,
+                    exit.status,
+                    nodes[exit.index - 1].log.display(),
+                    log_tail(&nodes[exit.index - 1].log, TAIL_LINES)
+                )),
+                None => break Err("every node exited before the cluster was ready".to_string()),
+            },
+            name = signals.next_named() => {
+                eprintln!("{name}: stopping the nodes.");
+                supervisor.stop(signals.next()).await;
+                return Ok(Outcome::default());
+            }
         }
     };
     if let Err(reason) = started {
@@ -147,7 +160,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<Outcome> {
     }
     eprintln!("The cluster runs until Ctrl-C or SIGTERM.");
 
-    let mut running = args.nodes;
+    let mut running = args.nodes - killed.len();
     loop {
         tokio::select! {
             exit = supervisor.next_exit() => {
@@ -295,9 +308,16 @@ fn node_clients(files: &ClusterFiles, ports: Ports) -> Result<Vec<Client>> {
 }
 
 /// Polls `/v1/ready` until every node answers 200, or explains who did not.
-async fn wait_ready(clients: &[Client], nodes: &[NodeCommand]) -> Result<(), String> {
+/// Waits until every node but the `killed` ones (1-based) answers ready.
+async fn wait_ready(
+    clients: &[Client],
+    nodes: &[NodeCommand],
+    killed: &[usize],
+) -> Result<(), String> {
     let started = Instant::now();
-    let mut last_error: Vec<Option<String>> = vec![Some("not asked yet".into()); clients.len()];
+    let mut last_error: Vec<Option<String>> = (1..=clients.len())
+        .map(|i| (!killed.contains(&i)).then(|| "not asked yet".to_owned()))
+        .collect();
     eprintln!(
         "Waiting for every node to be ready (up to {}s)…",
         READY_TIMEOUT.as_secs()

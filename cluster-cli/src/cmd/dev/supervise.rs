@@ -55,6 +55,8 @@ pub(crate) struct NodeExit {
     pub(crate) pid: u32,
     /// E.g. `exit code 1` or `signal 9 (SIGKILL)`.
     pub(crate) status: String,
+    /// Ended by SIGKILL: someone killed it (`kill -9`), it did not fail on its own.
+    pub(crate) killed: bool,
 }
 
 /// Starts nodes and keeps track of them.
@@ -161,8 +163,9 @@ async fn watch_node(
 ) {
     tokio::select! {
         status = child.wait() => {
+            let killed = matches!(&status, Ok(s) if s.signal() == Some(libc::SIGKILL));
             let status = describe(status);
-            let _ = exits.send(NodeExit { index, pid, status });
+            let _ = exits.send(NodeExit { index, pid, status, killed });
             return;
         }
         _ = stop.wait_for(|s| *s != Stop::Run) => {}
