@@ -173,22 +173,6 @@ async fn forward_join(c: &Cluster, leader: &NodeInfo, jr: &JoinRequest) -> Resul
     }
 }
 
-/// Only the cluster's admin changes the membership. openraft's membership changes never reach
-/// `apply`, so this check, made before anything happens, is the one that counts.
-fn require_admin(node: &Node, req: &Req) -> Result<(), ApiError> {
-    let caller = req.caller()?;
-    let admin = node
-        .state
-        .admin()
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .unwrap_or_default();
-    if admin.is_empty() || caller.as_str() != admin {
-        tracing::warn!("refused {} from {caller}: admin only", req.path);
-        return Err(ApiError::forbidden());
-    }
-    Ok(())
-}
-
 /// How long remove waits for the membership change to land before it answers.
 const REMOVE_WAIT: Duration = Duration::from_secs(60);
 
@@ -198,7 +182,7 @@ const REMOVE_WAIT: Duration = Duration::from_secs(60);
 /// own for every tombstoned member, so a removed member never stays in the membership, and no
 /// member ever leaves it without a tombstone). A refused remove changes nothing.
 pub(super) async fn remove(node: Arc<Node>, req: Req) -> Answer {
-    require_admin(&node, &req)?;
+    super::dispatch::require_admin(&node, &req)?;
     let node_id: u64 = req
         .resource
         .parse()

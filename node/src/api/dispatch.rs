@@ -247,6 +247,19 @@ fn authenticate(
     Ok(Some(id))
 }
 
+/// Refuses anyone but the system admin. The route table already does this for every
+/// `Auth::Admin` route; handlers that change membership or enclaves check again before their
+/// first step, because openraft's membership changes never reach `apply`.
+pub(super) fn require_admin(node: &Node, req: &super::Req) -> Result<(), ApiError> {
+    let caller = req.caller()?;
+    if node.is_admin(caller.as_str())? {
+        Ok(())
+    } else {
+        tracing::warn!("refused {} from {caller}: admin only", req.path);
+        Err(ApiError::forbidden())
+    }
+}
+
 fn audit(node: &Node, conn: &ConnInfo, path: &str, status: StatusCode, started: Instant) {
     if !node.audit_stdout && !node.events.has_audit_subscribers() {
         return;

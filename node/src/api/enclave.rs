@@ -12,14 +12,6 @@ use std::sync::Arc;
 
 type Answer = Result<Response<Body>, ApiError>;
 
-fn require_admin(node: &Node, req: &Req) -> Result<(), ApiError> {
-    if node.state.admin()?.as_deref() == Some(req.caller()?.as_str()) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden())
-    }
-}
-
 #[derive(serde::Deserialize, Default)]
 struct CreateBody {
     /// The identity that administers the new enclave (KES v0.22's `admin`).
@@ -40,7 +32,7 @@ pub(super) fn create_body(req: &Req) -> Result<String, ApiError> {
 /// `PUT|POST /v1/enclave/create/<name>` with an optional `{"admin": "<identity>"}`.
 pub(super) async fn create(node: Arc<Node>, req: Req) -> Answer {
     names::enclave_name(&req.resource)?;
-    require_admin(&node, &req)?;
+    super::dispatch::require_admin(&node, &req)?;
     let enclave_admin = create_body(&req)?;
     if !enclave_admin.is_empty() && node.state.is_admin(&enclave_admin)? {
         return Err(ApiError::bad_request(
@@ -87,7 +79,7 @@ pub(super) async fn list(node: Arc<Node>, req: Req) -> Answer {
 /// `DELETE|POST /v1/enclave/delete/<name>[?force=true]`
 pub(super) async fn delete(node: Arc<Node>, req: Req) -> Answer {
     names::enclave_name(&req.resource)?;
-    require_admin(&node, &req)?;
+    super::dispatch::require_admin(&node, &req)?;
     let force = matches!(req.query("force"), Some("true") | Some("1") | Some(""));
     let name = req.resource.clone();
     let resp = commit(

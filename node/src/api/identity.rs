@@ -24,7 +24,7 @@ fn cluster_created(node: &Node) -> Result<String, ApiError> {
 /// `GET /v1/identity/describe/<identity>`
 pub(super) async fn describe(node: Arc<Node>, req: Req) -> Answer {
     names::identity(&req.resource)?;
-    if node.state.admin()?.as_deref() == Some(req.resource.as_str()) {
+    if node.state.is_admin(&req.resource)? {
         return Ok(json(&serde_json::json!({
             "admin": true,
             "created_at": cluster_created(&node)?,
@@ -69,7 +69,7 @@ pub(super) async fn list(node: Arc<Node>, req: Req) -> Answer {
 /// when it has one (upstream answers 404 to every non-admin: fixed here).
 pub(super) async fn self_describe(node: Arc<Node>, req: Req) -> Answer {
     let me = req.caller()?.to_string();
-    if node.state.admin()?.as_deref() == Some(me.as_str()) {
+    if node.state.is_admin(&me)? {
         return Ok(json(&serde_json::json!({
             "identity": me,
             "admin": true,

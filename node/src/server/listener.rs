@@ -95,11 +95,7 @@ async fn serve_connection(
         .peer_certificates()
         .map(|c| c.to_vec())
         .unwrap_or_default();
-    let identity = if chain.is_empty() {
-        Err(crate::tls::IdentityError::Missing)
-    } else {
-        leaf_identity(&chain)
-    };
+    let identity = leaf_identity(&chain);
     let conn = Arc::new(ConnInfo {
         identity,
         remote,

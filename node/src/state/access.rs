@@ -48,21 +48,24 @@ impl State {
         if self.is_admin(identity)? {
             return Ok(true);
         }
-        let in_scope = paths.iter().all(|p| {
-            ENCLAVE_ADMIN_SCOPE
-                .iter()
-                .any(|s| p.as_ref().starts_with(s))
-        });
-        if in_scope && !paths.is_empty() && self.is_enclave_admin(identity, enclave)? {
+        // The caller's own policy first: that is the common case, and it needs no read of the
+        // enclave record.
+        let by_policy = match self.identity(enclave, identity)? {
+            Some(assignment) => self
+                .policy(enclave, &assignment.policy)?
+                .is_some_and(|p| p.policy.allows_any(paths)),
+            None => false,
+        };
+        if by_policy {
             return Ok(true);
         }
-        let Some(assignment) = self.identity(enclave, identity)? else {
-            return Ok(false);
-        };
-        let Some(policy) = self.policy(enclave, &assignment.policy)? else {
-            return Ok(false);
-        };
-        Ok(policy.policy.allows_any(paths))
+        let in_scope = !paths.is_empty()
+            && paths.iter().all(|p| {
+                ENCLAVE_ADMIN_SCOPE
+                    .iter()
+                    .any(|s| p.as_ref().starts_with(s))
+            });
+        Ok(in_scope && self.is_enclave_admin(identity, enclave)?)
     }
 
     /// Whether `identity` may write, delete or assign the policy `name` of `enclave`, beyond
