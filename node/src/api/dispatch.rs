@@ -119,9 +119,13 @@ where
     }
     let stateful = ["/v1/key/", "/v1/policy/", "/v1/identity/", "/v1/enclave/"];
     let is_stateful = stateful.iter().any(|p| path.starts_with(p));
-    if is_stateful {
-        // Answers from a stale node could use a deleted key or a revoked identity.
-        node.cluster.serving().map_err(|why| {
+    // Linearizable: the answer, and the policy check itself, must see every write
+    // acknowledged before this request, or a deleted key or a revoked identity would still
+    // work here, and a just-assigned policy would still be refused. The barrier comes before
+    // authorisation for that reason; it is one shared round, so a caller that is refused
+    // afterwards has cost at most a share of one.
+    if needs_read_barrier(node, conn, route, is_stateful)? {
+        node.cluster.read_barrier().await.map_err(|why| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("node is not serving: {why}"),
@@ -129,8 +133,8 @@ where
         })?;
     }
     let policy_paths = route.policy_paths(&resource);
-    // Authenticated and authorised before anything waits, so an unauthorised caller can
-    // never hold a request (or a waiter slot) open.
+    // Authenticated and authorised before the client's own index wait, so an unauthorised
+    // caller can never hold a request (or a waiter slot) open for long.
     let identity = authenticate(node, conn, route, &enclave, &policy_paths)?;
     if is_stateful {
         wait_for_index(node, req.headers()).await?;
@@ -170,6 +174,29 @@ where
         }),
         None => fut.await,
     }
+}
+
+/// Whether the request must pass the read barrier: every route that answers from the
+/// replicated state, and every route whose policy check reads it. The admin's monitoring
+/// routes (status, metrics, logs) skip it: the admin is fixed when the cluster is founded, so
+/// a partitioned node still answers them, which is when they matter most.
+fn needs_read_barrier(
+    node: &Node,
+    conn: &ConnInfo,
+    route: &super::Route,
+    is_stateful: bool,
+) -> Result<bool, ApiError> {
+    if is_stateful {
+        return Ok(true);
+    }
+    if !matches!(route.auth, Auth::Verify) || route.skip_auth {
+        return Ok(false);
+    }
+    let admin = match &conn.identity {
+        Ok(id) => node.is_admin(id.as_str())?,
+        Err(_) => false,
+    };
+    Ok(!admin)
 }
 
 /// A client that sends back the `Kes-Cluster-Index` of its last write reads it here: the

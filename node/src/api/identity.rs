@@ -30,9 +30,6 @@ pub(super) async fn describe(node: Arc<Node>, req: Req) -> Answer {
             "created_at": cluster_created(&node)?,
         })));
     }
-    if node.state.identity(&req.enclave, &req.resource)?.is_none() {
-        node.confirm_absent().await?;
-    }
     let i = node
         .state
         .identity(&req.enclave, &req.resource)?

@@ -98,7 +98,7 @@ async fn store_new_key(node: &Node, req: &Req, key: SecretKey) -> Answer {
 pub(super) async fn describe(node: Arc<Node>, req: Req) -> Answer {
     names::key_name(&req.resource)?;
     let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
-    let entry = node.key_entry(&req.enclave, &req.resource).await?;
+    let entry = node.key_entry(&req.enclave, &req.resource)?;
     let stored = node.open_key(
         &keys,
         &req.enclave,

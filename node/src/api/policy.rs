@@ -17,10 +17,7 @@ type Answer = Result<Response<Body>, ApiError>;
 
 async fn load(node: &Node, req: &Req) -> Result<PolicyEntry, ApiError> {
     names::policy_name(&req.resource)?;
-    if let Some(p) = node.state.policy(&req.enclave, &req.resource)? {
-        return Ok(p);
-    }
-    node.confirm_absent().await?;
+    // The dispatcher's read barrier has run: a policy missing here is missing everywhere.
     node.state
         .policy(&req.enclave, &req.resource)?
         .ok_or_else(|| ApiError::not_found("policy does not exist"))

@@ -84,7 +84,7 @@ pub(super) async fn version(_: Arc<Node>, _: Req) -> Answer {
 /// Why a node is not ready (a seal provider's error, a peer address) is told only to a caller
 /// the policy admits; with `skip_auth` anyone can ask, and learns only "not ready".
 pub(super) async fn ready(node: Arc<Node>, req: Req) -> Answer {
-    let reason = not_ready_reason(&node);
+    let reason = not_ready_reason(&node).await;
     match reason {
         None => Ok(empty()),
         Some(_) if !may_see_details(&node, &req) => Err(ApiError::new(
@@ -95,11 +95,15 @@ pub(super) async fn ready(node: Arc<Node>, req: Req) -> Answer {
     }
 }
 
-fn not_ready_reason(node: &Node) -> Option<String> {
+/// How long a node a few entries behind its leader gets to apply them before a probe calls it
+/// not ready: applying one takes well under a millisecond, and a probe times out at 1 s.
+const READY_CATCH_UP: std::time::Duration = std::time::Duration::from_millis(200);
+
+async fn not_ready_reason(node: &Node) -> Option<String> {
     if node.seal.is_sealed() {
         return Some(format!("node is sealed: {}", node.seal.reason()));
     }
-    if let Err(why) = node.cluster.serving() {
+    if let Err(why) = node.cluster.serving_within(READY_CATCH_UP).await {
         return Some(why);
     }
     if !node

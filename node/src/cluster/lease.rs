@@ -1,24 +1,36 @@
-//! The serving lease: a node answers reads only while it knows it is not stale.
+//! The serving lease: how a node knows, without a round trip, that no other leader can have
+//! acknowledged a write it has not seen.
 //!
 //! openraft never makes a leader that lost its quorum step down, so this applies to every
 //! role. The leader confirms its leadership with a heartbeat round (`ensure_linearizable`)
 //! every heartbeat interval; a follower asks the leader for its read index, and the leader
 //! answers only inside its own lease. A confirmation is dated by when it was *asked*, so
-//! delays only shorten the lease. A node serves while `now < confirmed_at + lease` and it has
-//! applied the confirmed index. An isolated old leader therefore stops serving deleted keys
-//! and revoked identities within one lease.
+//! delays only shorten the lease, and on `CLOCK_BOOTTIME`, so a suspend shortens it too.
+//!
+//! A confirmation belongs to the term and the role it was obtained in. A follower that
+//! becomes leader must not serve from what the old leader told it: the old leader may have
+//! acknowledged writes after that answer, which the new leader has not applied yet.
+//!
+//! The lease proves a *leader's* reads (a new leader needs the votes of followers that refuse
+//! to vote while they hear from a leader, for longer than the lease). A follower's lease only
+//! says that it is in touch: its reads go through [`Cluster::read_barrier`].
 
 use super::Cluster;
+use super::boot_clock::BootInstant;
 use kes_cluster_proto::ReadIndexRequest;
 use openraft::ServerState;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy)]
 struct Confirmation {
-    until: Instant,
+    until: BootInstant,
     index: u64,
+    /// The term this node was in when it asked.
+    term: u64,
+    /// Whether it asked as the leader (a quorum round) or as a follower (the leader's answer).
+    as_leader: bool,
 }
 
 /// The latest confirmation, and when the last one was obtained (for status).
@@ -30,17 +42,18 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn record(&self, asked_at: Instant, valid_for: Duration, index: u64, started: Instant) {
+    fn record(&self, next: Confirmation, asked_at: BootInstant, started: BootInstant) {
         let mut c = self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
-        let next = Confirmation {
-            until: asked_at + valid_for,
-            index,
-        };
-        if c.is_none_or(|old| old.until < next.until) {
+        // A later answer from the same term and role extends the lease; one from a new term or
+        // role replaces it, whatever its expiry.
+        let replaces = c.is_none_or(|old| {
+            old.term != next.term || old.as_leader != next.as_leader || old.until < next.until
+        });
+        if replaces {
             *c = Some(next);
         }
         self.last_contact_ms.store(
-            asked_at.duration_since(started).as_millis() as u64 + 1,
+            asked_at.saturating_duration_since(started).as_millis() as u64 + 1,
             Ordering::Relaxed,
         );
     }
@@ -55,31 +68,58 @@ impl Lease {
 }
 
 impl Cluster {
-    /// Whether this node may serve reads now; the error says why not.
-    pub fn serving(&self) -> Result<(), String> {
-        // On every request: borrow openraft's metrics instead of cloning them.
-        let m = self.raft.metrics();
-        let m = m.borrow();
-        match m.state {
+    /// The confirmation that holds now for this node's term and role, if any.
+    fn valid_confirmation(&self) -> Result<Confirmation, String> {
+        let (state, term, leader) =
+            self.with_metrics(|m| (m.state, m.current_term, m.current_leader));
+        match state {
             ServerState::Leader | ServerState::Follower | ServerState::Learner => {}
             other => return Err(format!("node is {other:?}, not serving")),
         }
-        if m.current_leader.is_none() {
+        if leader.is_none() {
             return Err("no leader is known".into());
         }
-        let Some(c) = self.lease.current() else {
-            return Err("the serving lease was never confirmed".into());
-        };
-        if Instant::now() >= c.until {
+        let c = self
+            .lease
+            .current()
+            .filter(|c| c.term == term && c.as_leader == (state == ServerState::Leader))
+            .ok_or("the serving lease is not confirmed in this term yet")?;
+        if BootInstant::now() >= c.until {
             return Err(
                 "the serving lease expired: this node cannot confirm it is up to date".into(),
             );
         }
-        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        Ok(c)
+    }
+
+    /// Whether this node is in touch with a leader that holds its quorum, and has applied what
+    /// that leader last told it; the error says why not. This is readiness, not a read check:
+    /// reads pass [`Cluster::read_barrier`].
+    pub fn serving(&self) -> Result<(), String> {
+        let c = self.valid_confirmation()?;
+        let applied = self.applied_index();
         if applied < c.index {
             return Err(format!("catching up: applied {applied} of {}", c.index));
         }
         Ok(())
+    }
+
+    /// Like [`Cluster::serving`], but a node a few entries behind gets `within` to apply them
+    /// before it is called not ready: applying takes well under a millisecond.
+    pub async fn serving_within(&self, within: Duration) -> Result<(), String> {
+        let c = self.valid_confirmation()?;
+        if self.wait_applied(c.index, within).await {
+            Ok(())
+        } else {
+            self.serving()
+        }
+    }
+
+    /// On the leader, inside its lease: the index every read must have applied to see each
+    /// write acknowledged before now. `None` when a quorum round is needed first.
+    pub(super) fn leader_lease_index(&self) -> Option<u64> {
+        let c = self.valid_confirmation().ok()?;
+        c.as_leader.then_some(c.index)
     }
 
     /// The index of the latest confirmation (the leader's read index), 0 before any.
@@ -93,15 +133,32 @@ impl Cluster {
         (at > 0).then(|| (self.started.elapsed().as_millis() as u64).saturating_sub(at - 1))
     }
 
+    fn record_confirmation(
+        &self,
+        asked: BootInstant,
+        valid_for: Duration,
+        index: u64,
+        term: u64,
+        as_leader: bool,
+    ) {
+        let c = Confirmation {
+            until: asked + valid_for,
+            index,
+            term,
+            as_leader,
+        };
+        self.lease.record(c, asked, self.started);
+    }
+
     /// Confirms leadership with a quorum (on the leader) and returns the read index.
     pub(super) async fn confirm_as_leader(&self) -> Result<u64, String> {
-        let asked = Instant::now();
+        let asked = BootInstant::now();
+        let term = self.with_metrics(|m| m.current_term);
         let within = self.settings.lease;
         match tokio::time::timeout(within, self.raft.ensure_linearizable()).await {
             Ok(Ok(read)) => {
                 let index = read.map(|l| l.index).unwrap_or(0);
-                self.lease
-                    .record(asked, self.settings.lease, index, self.started);
+                self.record_confirmation(asked, self.settings.lease, index, term, true);
                 Ok(index)
             }
             Ok(Err(e)) => Err(e.to_string()),
@@ -109,32 +166,26 @@ impl Cluster {
         }
     }
 
-    /// The leader's answer to a follower: its read index, if its own lease holds.
+    /// The leader's answer to a follower: its read index, if its own lease holds. Every write
+    /// this leader acknowledged, it had applied first, so its applied index covers them all.
     pub(super) fn leader_read_index(&self) -> Result<(u64, Duration), String> {
         if !self.is_leader() {
             return Err("not the leader".into());
         }
-        let c = self
-            .lease
-            .current()
-            .ok_or("leader lease not confirmed yet")?;
-        let left = c.until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err("leader lease expired".into());
+        let c = self.valid_confirmation()?;
+        if !c.as_leader {
+            return Err("leader lease not confirmed yet".into());
         }
-        Ok((c.index.max(self.commit_floor()), left))
-    }
-
-    /// The commit index this leader knows to be committed (its applied index is a lower bound).
-    fn commit_floor(&self) -> u64 {
-        self.applied_index()
+        let left = c.until.saturating_duration_since(BootInstant::now());
+        Ok((c.index.max(self.applied_index()), left))
     }
 
     /// A follower's confirmation round with the leader.
-    async fn confirm_as_follower(&self) -> Result<u64, String> {
+    pub(super) async fn confirm_as_follower(&self) -> Result<u64, String> {
         let (_, leader) = self.leader().ok_or("no leader is known")?;
         let mut client = self.channels.member_client(&leader)?;
-        let asked = Instant::now();
+        let asked = BootInstant::now();
+        let term = self.with_metrics(|m| m.current_term);
         let mut req = tonic::Request::new(ReadIndexRequest {
             cluster_id: self.cluster_id(),
         });
@@ -148,19 +199,14 @@ impl Cluster {
             return Err(r.not_leader);
         }
         let valid = Duration::from_millis(r.lease_remaining_ms).min(self.settings.lease);
-        self.lease
-            .record(asked, valid, r.commit_index, self.started);
+        self.record_confirmation(asked, valid, r.commit_index, term, false);
         Ok(r.commit_index)
     }
 
     /// Confirms that this node's state is current, waiting (bounded) until it has applied the
-    /// confirmed index. Used before answering 404, which must not come from a stale node.
+    /// confirmed index: for callers outside the request path, which does not share rounds.
     pub async fn confirm_current(&self) -> Result<(), String> {
-        let index = if self.is_leader() {
-            self.confirm_as_leader().await?
-        } else {
-            self.confirm_as_follower().await?
-        };
+        let index = self.confirm_round().await?;
         if self
             .wait_applied(index, self.settings.read_index_wait)
             .await
@@ -173,14 +219,24 @@ impl Cluster {
         }
     }
 
+    /// One confirmation round in this node's current role: the read index it returns covers
+    /// every write acknowledged anywhere before the round began.
+    pub(super) async fn confirm_round(&self) -> Result<u64, String> {
+        if self.is_leader() {
+            self.confirm_as_leader().await
+        } else {
+            self.confirm_as_follower().await
+        }
+    }
+
     /// Keeps the lease fresh: one confirmation per heartbeat interval, forever.
     pub async fn keep_lease(self: std::sync::Arc<Self>) {
         loop {
             tokio::time::sleep(self.settings.heartbeat).await;
-            let m = self.metrics();
-            let result = match m.state {
+            let (state, leader) = self.with_metrics(|m| (m.state, m.current_leader));
+            let result = match state {
                 ServerState::Leader => self.confirm_as_leader().await.map(|_| ()),
-                ServerState::Follower | ServerState::Learner if m.current_leader.is_some() => {
+                ServerState::Follower | ServerState::Learner if leader.is_some() => {
                     self.confirm_as_follower().await.map(|_| ())
                 }
                 _ => Err("no leader".into()),
@@ -188,7 +244,7 @@ impl Cluster {
             if let Err(e) = result {
                 tracing::debug!("lease not confirmed: {e}");
                 if !matches!(
-                    m.state,
+                    state,
                     ServerState::Leader | ServerState::Follower | ServerState::Learner
                 ) {
                     self.lease.clear();

@@ -4,17 +4,19 @@
 //! ```text
 //!  handler ─Command─▶ Cluster::write ─leader?─▶ raft.client_write ─majority─▶ apply everywhere
 //!                                    └follower─▶ gRPC Forward to the leader, then wait to apply
-//!  reads ─▶ Cluster::serving (lease) ─▶ local state
+//!  reads ─▶ Cluster::read_barrier (leader lease, or one shared ReadIndex round) ─▶ local state
 //! ```
 //!
 //! A node without `cluster:` settings is a one-node cluster: the same code, no peers.
 
 mod backup;
+pub mod boot_clock;
 mod evict;
 mod join;
 mod lease;
 mod membership;
 mod node_id;
+mod read_barrier;
 mod rotate;
 mod service;
 mod snapshot_chunks;
@@ -29,6 +31,7 @@ pub use evict::evict_tombstoned;
 pub use join::join_through;
 pub use lease::Lease;
 pub use node_id::load_or_create_node_id;
+pub use read_barrier::ReadRounds;
 pub use service::ClusterService;
 pub use status::{AdminOp, cluster_status, node_status};
 pub use ticket::{JoinGate, Refusal};
@@ -74,6 +77,8 @@ pub struct Cluster {
     pub cluster_id: Arc<RwLock<String>>,
     /// The serving lease.
     pub lease: Lease,
+    /// Reads waiting for a shared read-index round.
+    pub reads: ReadRounds,
     /// The applied state.
     pub state: State,
     /// Sealed or unsealed (the leader needs the join key to check a joiner).
@@ -83,7 +88,7 @@ pub struct Cluster {
     /// This node's own pending join, and the members its challenge named.
     pub ticket: JoinGate,
     /// When this node started (for contact times).
-    pub started: std::time::Instant,
+    pub started: boot_clock::BootInstant,
     /// Where the state machine keeps its latest snapshot.
     pub snapshot_file: std::path::PathBuf,
 }
@@ -95,9 +100,19 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// The current metrics.
+    /// A copy of the current metrics. On a per-request path use [`Cluster::with_metrics`],
+    /// which reads them in place instead of cloning the membership and replication maps.
     pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, NodeInfo> {
-        self.raft.metrics().borrow().clone()
+        self.with_metrics(|m| m.clone())
+    }
+
+    /// Reads the current metrics in place. `read` must not block: openraft waits for it to
+    /// publish the next metrics.
+    pub fn with_metrics<R>(
+        &self,
+        read: impl FnOnce(&openraft::RaftMetrics<NodeId, NodeInfo>) -> R,
+    ) -> R {
+        read(&self.raft.metrics().borrow())
     }
 
     /// The cluster id ("" before it is known).
@@ -118,27 +133,33 @@ impl Cluster {
 
     /// The known leader and how to reach it.
     pub fn leader(&self) -> Option<(NodeId, NodeInfo)> {
-        let m = self.metrics();
-        let id = m.current_leader?;
-        let info = m.membership_config.membership().get_node(&id)?.clone();
-        Some((id, info))
+        self.with_metrics(|m| {
+            let id = m.current_leader?;
+            let info = m.membership_config.membership().get_node(&id)?.clone();
+            Some((id, info))
+        })
     }
 
     /// Whether this node is the leader.
     pub fn is_leader(&self) -> bool {
-        self.metrics().current_leader == Some(self.node_id)
+        self.with_metrics(|m| m.current_leader == Some(self.node_id))
     }
 
     /// Whether `spki` is a current member's node certificate. A member with a tombstoned SPKI
     /// (being removed) is refused by its other SPKI too, should it be rotating.
     pub fn is_member_spki(&self, spki: &str) -> bool {
-        let m = self.metrics();
-        let member = m.membership_config.membership().nodes().any(|(_, n)| {
-            n.accepts(spki)
-                && n.accepted_spkis()
-                    .iter()
-                    .all(|s| !self.state.is_tombstoned(s))
+        let candidates: Vec<Vec<String>> = self.with_metrics(|m| {
+            m.membership_config
+                .membership()
+                .nodes()
+                .filter(|(_, n)| n.accepts(spki))
+                .map(|(_, n)| n.accepted_spkis())
+                .collect()
         });
+        // The tombstone reads are sled lookups: done after the metrics are released.
+        let member = candidates
+            .iter()
+            .any(|spkis| spkis.iter().all(|s| !self.state.is_tombstoned(s)));
         member && !self.state.is_tombstoned(spki)
     }
 
@@ -193,6 +214,6 @@ impl Cluster {
 
     /// The last applied log index.
     pub fn applied_index(&self) -> u64 {
-        self.metrics().last_applied.map(|l| l.index).unwrap_or(0)
+        self.with_metrics(|m| m.last_applied.map(|l| l.index).unwrap_or(0))
     }
 }

@@ -53,26 +53,9 @@ impl Node {
         })
     }
 
-    /// Before a 404 is returned, confirms through the leader that this node is not just behind.
-    pub async fn confirm_absent(&self) -> Result<(), ApiError> {
-        self.cluster.confirm_current().await.map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot confirm with the leader: {e}"),
-            )
-        })
-    }
-
-    /// A key entry; absence is confirmed through the leader before `None` is believed.
-    pub async fn key_entry(
-        &self,
-        enclave: &str,
-        name: &str,
-    ) -> Result<crate::state::KeyEntry, ApiError> {
-        if let Some(e) = self.state.key(enclave, name)? {
-            return Ok(e);
-        }
-        self.confirm_absent().await?;
+    /// A key entry. Every key route passes the dispatcher's read barrier first, so a key
+    /// missing here was not created by any acknowledged write: the 404 needs no second round.
+    pub fn key_entry(&self, enclave: &str, name: &str) -> Result<crate::state::KeyEntry, ApiError> {
         self.state
             .key(enclave, name)?
             .ok_or_else(|| ApiError::not_found("key does not exist"))
@@ -81,7 +64,7 @@ impl Node {
     /// Loads a key for a crypto operation: from the cache, or by opening its sealed record.
     pub async fn load_key(&self, enclave: &str, name: &str) -> Result<Arc<SecretKey>, ApiError> {
         let keys = self.seal.keys().ok_or_else(ApiError::sealed)?;
-        let entry = self.key_entry(enclave, name).await?;
+        let entry = self.key_entry(enclave, name)?;
         if let Some(k) = self.cache.get(enclave, name, entry.creation_id) {
             return Ok(k);
         }

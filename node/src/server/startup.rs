@@ -212,11 +212,12 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         tls: tls.clone(),
         cluster_id,
         lease: Lease::default(),
+        reads: Default::default(),
         state: state.clone(),
         seal: seal.clone(),
         seals: opts.seals.clone(),
         ticket: Default::default(),
-        started: std::time::Instant::now(),
+        started: crate::cluster::boot_clock::BootInstant::now(),
         snapshot_file: opts.data_dir.join("snapshot.bin"),
     });
     let node = Arc::new(Node {

@@ -353,6 +353,38 @@ impl Cluster {
         .with_timeout(Duration::from_secs(20))
     }
 
+    /// A client of node `i` presenting the certificate of `name`, issued by the cluster's CA
+    /// on first use (so it is not the admin); with its identity. The same name is the same
+    /// identity on every node.
+    pub fn client_identity(&self, name: &str, i: usize) -> (Client, String) {
+        let d = self.dir.path();
+        let (cert, key) = (d.join(format!("{name}.crt")), d.join(format!("{name}.key")));
+        if !cert.exists() {
+            let ca_cert = std::fs::read_to_string(d.join("ca.crt")).expect("ca.crt");
+            let ca_key = std::fs::read_to_string(d.join("ca.key")).expect("ca.key");
+            let ca = kes_cluster::pki::CertificateAuthority::load(&ca_cert, &ca_key).expect("CA");
+            let request = kes_cluster::pki::LeafRequest {
+                common_name: name.into(),
+                ..Default::default()
+            };
+            let issued = ca.issue(&request, None).expect("issue");
+            std::fs::write(&key, &issued.key_pem).expect("write key");
+            std::fs::write(&cert, &issued.cert_pem).expect("write cert");
+        }
+        let pem = std::fs::read(&cert).expect("read cert");
+        let id = kes_cluster::identity_of_cert_pem(&pem).expect("identity");
+        let client = Client::new(&ClientConfig {
+            server: self.nodes[i].url.clone(),
+            cert: Some(cert),
+            key: Some(key),
+            ca: Some(d.join("ca.crt")),
+            insecure: false,
+        })
+        .expect("client")
+        .with_timeout(Duration::from_secs(60));
+        (client, id)
+    }
+
     /// Node `i`'s `cluster` status object, or `None` when it does not answer.
     pub async fn status(&self, i: usize) -> Option<serde_json::Value> {
         let c = self.admin(i).with_timeout(Duration::from_secs(2));

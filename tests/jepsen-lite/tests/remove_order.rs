@@ -3,35 +3,12 @@
 //! lands.
 
 use jepsen_lite::{Cluster, serial};
-use kes_cluster::pki::{CertificateAuthority, LeafRequest};
-use kes_cluster::{Client, ClientConfig, Method};
+use kes_cluster::{Client, Method};
 use std::time::{Duration, Instant};
 
 /// A client identity (not the admin) issued by the dev CA, and its identity hash.
 fn operator(c: &Cluster, i: usize) -> (Client, String) {
-    let d = c.dir.path();
-    let ca_cert = std::fs::read_to_string(d.join("ca.crt")).unwrap();
-    let ca_key = std::fs::read_to_string(d.join("ca.key")).unwrap();
-    let ca = CertificateAuthority::load(&ca_cert, &ca_key).unwrap();
-    let request = LeafRequest {
-        common_name: "operator".into(),
-        ..Default::default()
-    };
-    let issued = ca.issue(&request, None).unwrap();
-    let (cert, key) = (d.join("operator.crt"), d.join("operator.key"));
-    std::fs::write(&cert, &issued.cert_pem).unwrap();
-    std::fs::write(&key, &issued.key_pem).unwrap();
-    let id = kes_cluster::identity_of_cert_pem(issued.cert_pem.as_bytes()).unwrap();
-    let client = Client::new(&ClientConfig {
-        server: c.nodes[i].url.clone(),
-        cert: Some(cert),
-        key: Some(key),
-        ca: Some(d.join("ca.crt")),
-        insecure: false,
-    })
-    .unwrap()
-    .with_timeout(Duration::from_secs(60));
-    (client, id)
+    c.client_identity("operator", i)
 }
 
 async fn member_ids(c: &Cluster, i: usize) -> Vec<u64> {

@@ -19,6 +19,12 @@
 //!   concurrent clients, and the follower is restarted. The time to `/v1/ready` and to listing
 //!   every key, and whether it caught up by installing the leader's snapshot.
 //!
+//! * `reads`: on a fresh 3-node cluster, decrypt of one ciphertext by 32 concurrent clients
+//!   (one kept-alive connection each) for 10 s through the leader, then 10 s through a
+//!   follower, three times over, alternating so that drift in the machine's load hits both
+//!   alike. Throughput and latency per target, and the follower/leader throughput ratio. Every
+//!   read, on either node, is linearizable (README, "Reads").
+//!
 //! Non-goals: these are figures to report and to compare side by side within one run, never
 //! pass/fail thresholds (the project's rule: no timed assertions). Every node and the bench
 //! share the machine's cores, so absolute numbers depend on the machine and its load.
@@ -69,6 +75,7 @@ enum Mode {
     Failover,
     Create,
     Catchup,
+    Reads,
     All,
 }
 
@@ -83,12 +90,13 @@ struct Args {
 }
 
 const USAGE: &str = concat!(
-    "usage: cluster-bench [failover|create|catchup|all] [--runs N] [--keys N]\n",
+    "usage: cluster-bench [failover|create|catchup|reads|all] [--runs N] [--keys N]\n",
     "                     [--cluster 'KEY: VALUE']... [--no-build]\n",
     "  failover   kill -9 the leader --runs times (default 10); time to the first 200 write\n",
     "  create     --keys (default 2000) creates via leader, via follower, by 4 clients\n",
     "  catchup    a follower --keys (default 10000) keys behind catches up by snapshot\n",
-    "  all        all three (the default)\n",
+    "  reads      decrypt by 32 clients via the leader vs via a follower, 3 x 10 s each\n",
+    "  all        all four (the default)\n",
     "  --cluster 'KEY: VALUE'  a line for every node's cluster: section (repeatable),\n",
     "             e.g. --cluster 'election_timeout: [500ms, 1s]' --cluster 'lease: 400ms'\n",
     "  --no-build use the kes-node/kes-cluster binaries already next to this executable",
@@ -117,6 +125,7 @@ fn parse_args() -> BenchResult<Args> {
             "failover" => args.mode = Mode::Failover,
             "create" => args.mode = Mode::Create,
             "catchup" => args.mode = Mode::Catchup,
+            "reads" => args.mode = Mode::Reads,
             "all" => args.mode = Mode::All,
             "--runs" => args.runs = number("--runs")?,
             "--keys" => args.keys = Some(number("--keys")?),
@@ -783,6 +792,105 @@ async fn bench_catchup(keys: usize, cluster_yaml: &str) -> BenchResult<Catchup> 
     Ok(r)
 }
 
+/// Concurrent decrypt clients per target, as the consistency issue measures.
+const READ_CONNECTIONS: usize = 32;
+/// How long each target is loaded per round.
+const READ_SECONDS: u64 = 10;
+/// Rounds, each through the leader and then through a follower.
+const READ_ROUNDS: usize = 3;
+
+/// `READ_CONNECTIONS` clients of node `i` decrypt `body` for `READ_SECONDS`.
+async fn decrypt_load(c: &Cluster, i: usize, body: &str) -> BenchResult<(Vec<Duration>, usize)> {
+    let deadline = Instant::now() + Duration::from_secs(READ_SECONDS);
+    let handles: Vec<_> = (0..READ_CONNECTIONS)
+        .map(|_| {
+            let client = c.admin(i);
+            let body = body.to_owned();
+            tokio::spawn(async move {
+                let (mut latencies, mut errors) = (Vec::new(), 0);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let r = client
+                        .request(Method::PUT, "/v1/key/decrypt/bench", &[], body.clone())
+                        .await;
+                    latencies.push(t.elapsed());
+                    if !matches!(r, Ok(ref r) if r.status == 200) {
+                        errors += 1;
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    for h in handles {
+        let (l, e) = h.await.map_err(|e| format!("a decrypt task failed: {e}"))?;
+        latencies.extend(l);
+        errors += e;
+    }
+    Ok((latencies, errors))
+}
+
+async fn bench_reads(cluster_yaml: &str) -> BenchResult<Vec<Batch>> {
+    println!("reads: starting a 3-node cluster ...");
+    let c = Cluster::start(3, cluster_yaml).await;
+    let l = leader(&c).await?;
+    let f = others(3, l)[0];
+    let admin = c.admin(l);
+    if create(&admin, "bench").await? != 200 {
+        return Err("could not create the bench key".into());
+    }
+    let r = admin
+        .request(
+            Method::PUT,
+            "/v1/key/encrypt/bench",
+            &[],
+            r#"{"plaintext":"YmVuY2htYXJrIHBsYWludGV4dA=="}"#.to_owned(),
+        )
+        .await
+        .map_err(|e| format!("encrypt: {e}"))?;
+    let v: serde_json::Value = r.json().map_err(|e| format!("encrypt answer: {e}"))?;
+    let body = serde_json::json!({ "ciphertext": v["ciphertext"] }).to_string();
+    let mut out: Vec<Batch> = [l, f]
+        .iter()
+        .map(|&i| Batch {
+            label: format!(
+                "decrypt via {} node{} ({READ_CONNECTIONS} clients)",
+                if i == l { "leader" } else { "follower" },
+                i + 1
+            ),
+            latencies: Vec::new(),
+            wall: Duration::ZERO,
+            errors: 0,
+        })
+        .collect();
+    // Warm both nodes' caches and connections; not measured.
+    for i in [l, f] {
+        for _ in 0..20 {
+            let _ = c
+                .admin(i)
+                .request(Method::PUT, "/v1/key/decrypt/bench", &[], body.clone())
+                .await;
+        }
+    }
+    for round in 1..=READ_ROUNDS {
+        for (batch, i) in out.iter_mut().zip([l, f]) {
+            let t0 = Instant::now();
+            let (latencies, errors) = decrypt_load(&c, i, &body).await?;
+            let wall = t0.elapsed();
+            println!(
+                "round {round}: {}: {:.0}/s",
+                batch.label,
+                latencies.len() as f64 / wall.as_secs_f64()
+            );
+            batch.latencies.extend(latencies);
+            batch.wall += wall;
+            batch.errors += errors;
+        }
+    }
+    Ok(out)
+}
+
 async fn run(args: Args) -> BenchResult<()> {
     ensure_node_binaries(args.build)?;
     let settings = if args.cluster_yaml.is_empty() {
@@ -823,6 +931,26 @@ async fn run(args: Args) -> BenchResult<()> {
             summary.push(line);
         }
         println!("create mode took {}", secs(t.elapsed()));
+    }
+    if matches!(args.mode, Mode::Reads | Mode::All) {
+        let t = Instant::now();
+        let batches = bench_reads(&args.cluster_yaml).await?;
+        for b in &batches {
+            summary.push(b.line());
+        }
+        if let [leader, follower] = batches.as_slice() {
+            summary.push(format!(
+                "decrypt follower/leader (same run): throughput {:.2}x; p50 +{}, p99 +{}",
+                follower.throughput() / leader.throughput(),
+                ms(follower
+                    .percentile(50.0)
+                    .saturating_sub(leader.percentile(50.0))),
+                ms(follower
+                    .percentile(99.0)
+                    .saturating_sub(leader.percentile(99.0)))
+            ));
+        }
+        println!("reads mode took {}", secs(t.elapsed()));
     }
     if matches!(args.mode, Mode::Catchup | Mode::All) {
         let t = Instant::now();
