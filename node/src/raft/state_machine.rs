@@ -1,7 +1,7 @@
 //! The Raft state machine: log entries applied to [`State`], and snapshots of it.
 
 use super::{ApplyResponse, LogId, NodeId, NodeInfo, TypeConfig, decode, encode, io_err};
-use crate::state::{Op, Outcome, State};
+use crate::state::{Command, Outcome, State};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     Entry, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
@@ -15,7 +15,8 @@ const APPLIED: &[u8] = b"raft_applied";
 const MEMBERSHIP: &[u8] = b"raft_membership";
 
 /// Called after each applied command (for cache hygiene) and after a snapshot install (`None`).
-pub type AppliedHook = Arc<dyn Fn(Option<&Op>) + Send + Sync>;
+/// It gets the whole command, so a hook can tell which enclave an operation was in.
+pub type AppliedHook = Arc<dyn Fn(Option<&Command>) + Send + Sync>;
 
 type Membership = StoredMembership<NodeId, NodeInfo>;
 type Meta = SnapshotMeta<NodeId, NodeInfo>;
@@ -176,7 +177,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Normal(cmd) => {
                     let outcome = self.state.apply(index, &cmd, &marks).map_err(sm_write)?;
-                    (self.hook)(Some(&cmd.op));
+                    (self.hook)(Some(&cmd));
                     outcome
                 }
                 EntryPayload::Membership(m) => {

@@ -1,17 +1,27 @@
 //! The unsealed-key cache of the read path.
 //!
-//! Entries are keyed by (enclave, name, creation id): a deleted and re-created name has a new
-//! creation id, so it can never be served the old material. Entries are dropped after
-//! `cache.expiry.any`, or when unused for `cache.expiry.unused`; material is zeroized on drop.
+//! One entry per (enclave, name), holding the creation id of the incarnation it was opened
+//! from: a lookup with any other creation id misses, so a deleted and re-created name can never
+//! be served the old material, and caching the new incarnation drops the old one. Entries are
+//! dropped after `cache.expiry.any`, or when unused for `cache.expiry.unused`; material is
+//! zeroized on drop.
+//!
+//! Applied deletes evict just what they deleted ([`KeyCache::forget_applied`]), so a delete of
+//! one key costs every node one map removal, not a cold cache. Eviction is hygiene, not what
+//! makes a delete stick: the read path looks the key record up in the applied state before it
+//! asks the cache, and asks with that record's creation id.
 
 use crate::crypto::SecretKey;
+use crate::state::{Command, Op};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-type CacheKey = (String, String, u128);
+/// Enclave → key name → the cached incarnation.
+type Entries = HashMap<String, HashMap<String, Entry>>;
 
 struct Entry {
+    creation_id: u128,
     key: Arc<SecretKey>,
     loaded: Instant,
     used: Instant,
@@ -19,7 +29,7 @@ struct Entry {
 
 /// Unsealed keys in memory.
 pub struct KeyCache {
-    entries: Mutex<HashMap<CacheKey, Entry>>,
+    entries: Mutex<Entries>,
     any: Duration,
     unused: Duration,
 }
@@ -40,30 +50,33 @@ impl KeyCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A cached key, if present and fresh.
+    /// A cached key, if present, of incarnation `creation_id`, and fresh.
     pub fn get(&self, enclave: &str, name: &str, creation_id: u128) -> Option<Arc<SecretKey>> {
         let mut map = self.lock();
-        let k = (enclave.to_owned(), name.to_owned(), creation_id);
-        let e = map.get_mut(&k)?;
+        let names = map.get_mut(enclave)?;
+        let e = names
+            .get_mut(name)
+            .filter(|e| e.creation_id == creation_id)?;
         let now = Instant::now();
         if !self.any.is_zero() && now.duration_since(e.loaded) > self.any {
-            map.remove(&k);
+            names.remove(name);
             return None;
         }
         e.used = now;
         Some(e.key.clone())
     }
 
-    /// Caches a freshly unsealed key.
+    /// Caches a freshly unsealed key, replacing any other incarnation of the name.
     pub fn insert(&self, enclave: &str, name: &str, creation_id: u128, key: Arc<SecretKey>) {
         let now = Instant::now();
-        self.lock().insert(
-            (enclave.to_owned(), name.to_owned(), creation_id),
+        self.lock().entry(enclave.to_owned()).or_default().insert(
+            name.to_owned(),
             Entry {
+                creation_id,
                 key,
                 loaded: now,
                 used: now,
@@ -71,15 +84,36 @@ impl KeyCache {
         );
     }
 
-    /// Drops every incarnation of a name (on delete).
+    /// Drops the cached incarnation of a name (on delete).
     pub fn remove_name(&self, enclave: &str, name: &str) {
-        self.lock()
-            .retain(|(e, n, _), _| !(e == enclave && n == name));
+        let mut map = self.lock();
+        if let Some(names) = map.get_mut(enclave) {
+            names.remove(name);
+            if names.is_empty() {
+                map.remove(enclave);
+            }
+        }
     }
 
     /// Drops every key of an enclave (on enclave delete).
     pub fn remove_enclave(&self, enclave: &str) {
-        self.lock().retain(|(e, _, _), _| e != enclave);
+        self.lock().remove(enclave);
+    }
+
+    /// Forgets what an applied command took away: one key for a key delete, an enclave's keys
+    /// for an enclave delete, and everything after a snapshot install (`None`), which may have
+    /// replaced any record. Other commands never change a key's material under the same
+    /// creation id (a rekey re-seals the same material), so they keep the cache.
+    pub fn forget_applied(&self, applied: Option<&Command>) {
+        let Some(cmd) = applied else {
+            self.clear();
+            return;
+        };
+        match &cmd.op {
+            Op::DeleteKey { name } => self.remove_name(&cmd.enclave, name),
+            Op::DeleteEnclave { name, .. } => self.remove_enclave(name),
+            _ => {}
+        }
     }
 
     /// Drops everything (on seal).
@@ -90,11 +124,15 @@ impl KeyCache {
     /// Evicts stale entries; run periodically.
     pub fn sweep(&self) {
         let now = Instant::now();
-        self.lock().retain(|_, e| {
-            let too_old = !self.any.is_zero() && now.duration_since(e.loaded) > self.any;
-            let idle = !self.unused.is_zero() && now.duration_since(e.used) > self.unused;
-            !(too_old || idle)
-        });
+        let mut map = self.lock();
+        for names in map.values_mut() {
+            names.retain(|_, e| {
+                let too_old = !self.any.is_zero() && now.duration_since(e.loaded) > self.any;
+                let idle = !self.unused.is_zero() && now.duration_since(e.used) > self.unused;
+                !(too_old || idle)
+            });
+        }
+        map.retain(|_, names| !names.is_empty());
     }
 
     /// How often [`KeyCache::sweep`] should run.
@@ -106,5 +144,79 @@ impl KeyCache {
             .min()
             .unwrap_or(Duration::from_secs(60))
             .max(Duration::from_millis(500))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyCache;
+    use crate::crypto::{Cipher, SecretKey};
+    use crate::state::{Command, Op};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn cached(cache: &KeyCache, enclave: &str, name: &str, creation_id: u128) {
+        let key = Arc::new(SecretKey::generate(Cipher::Aes256));
+        cache.insert(enclave, name, creation_id, key);
+    }
+
+    /// A cache holding (enclave, name, creation id) of `keys`, with no expiry.
+    fn holding(keys: &[(&str, &str, u128)]) -> KeyCache {
+        let cache = KeyCache::new(Duration::ZERO, Duration::ZERO);
+        for (enclave, name, creation_id) in keys {
+            cached(&cache, enclave, name, *creation_id);
+        }
+        cache
+    }
+
+    fn applied(enclave: &str, op: Op) -> Command {
+        Command {
+            request_id: 1,
+            identity: "admin".into(),
+            path: "/".into(),
+            enclave: enclave.into(),
+            time: 1,
+            op,
+        }
+    }
+
+    #[test]
+    fn an_applied_key_delete_forgets_that_key_only() {
+        let cache = holding(&[("default", "a", 1), ("default", "b", 2), ("tenant", "a", 3)]);
+        let delete_a = applied("default", Op::DeleteKey { name: "a".into() });
+        cache.forget_applied(Some(&delete_a));
+        assert!(
+            cache.get("default", "a", 1).is_none(),
+            "a deleted key must never be served from the cache"
+        );
+        assert!(cache.get("default", "b", 2).is_some(), "key b was evicted");
+        assert!(
+            cache.get("tenant", "a", 3).is_some(),
+            "the same name in another enclave was evicted"
+        );
+    }
+
+    #[test]
+    fn enclave_delete_and_snapshot_install_forget_more() {
+        let cache = holding(&[("default", "a", 1), ("tenant", "a", 2), ("tenant", "b", 3)]);
+        let force = Op::DeleteEnclave {
+            name: "tenant".into(),
+            force: true,
+        };
+        cache.forget_applied(Some(&applied("default", force)));
+        assert!(cache.get("tenant", "a", 2).is_none());
+        assert!(cache.get("tenant", "b", 3).is_none());
+        assert!(cache.get("default", "a", 1).is_some());
+        cache.forget_applied(None);
+        assert!(cache.get("default", "a", 1).is_none());
+    }
+
+    #[test]
+    fn a_new_incarnation_is_never_served_the_old_material() {
+        let cache = holding(&[("default", "a", 1)]);
+        assert!(cache.get("default", "a", 2).is_none());
+        cached(&cache, "default", "a", 2);
+        assert!(cache.get("default", "a", 1).is_none());
+        assert!(cache.get("default", "a", 2).is_some());
     }
 }

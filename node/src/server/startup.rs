@@ -177,11 +177,8 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         opts.config.cache.unused,
     ));
     let hook_cache = cache.clone();
-    let hook: crate::raft::AppliedHook = Arc::new(move |op| match op {
-        Some(Op::DeleteKey { .. }) | None => hook_cache.clear(),
-        Some(Op::DeleteEnclave { name, .. }) => hook_cache.remove_enclave(name),
-        _ => {}
-    });
+    let hook: crate::raft::AppliedHook =
+        Arc::new(move |applied| hook_cache.forget_applied(applied));
     let cluster_id = Arc::new(RwLock::new(String::new()));
     let channels = PeerChannels::new(tls.clone());
     let log =

@@ -5,19 +5,23 @@
 //! the dedup record, so a crash leaves either all of it or none. Only one command is applied at
 //! a time (the writer serialises them), which is why `plan` may read plain trees: inside a sled
 //! transaction closure it must not (STACK.md, sled rule 3), and transactional trees cannot scan.
+//!
+//! The same transaction sweeps the deduplication table ([`dedup`]) and keeps the indexes that
+//! spare deletes a whole-tree scan ([`index`]).
 
 use super::DEFAULT_ENCLAVE;
 use super::command::{Command, Op, Outcome};
 use super::model::{ClusterMeta, EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry};
-use super::store::{META_APPLIED, META_CLUSTER, State, StateError, encode, get, scoped};
+use super::store::{META_APPLIED, META_CLUSTER, State, StateError, encode, scoped};
+use dedup::DEDUP_WINDOW;
+use index::INDEX_THROUGH;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-/// How many recent request ids are remembered for deduplication. A client retry arrives within
-/// seconds, so this window is far larger than any retry can lag.
-const DEDUP_WINDOW: u64 = 100_000;
+mod dedup;
+mod index;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum TreeId {
     Keys,
     Policies,
@@ -45,19 +49,31 @@ impl State {
         cmd: &Command,
         marks: &[(&[u8], Vec<u8>)],
     ) -> Result<Outcome, StateError> {
+        self.apply_in_window(index, cmd, marks, DEDUP_WINDOW)
+    }
+
+    /// [`State::apply`], remembering request ids for `window` log indexes (tests shrink it).
+    pub(super) fn apply_in_window(
+        &self,
+        index: u64,
+        cmd: &Command,
+        marks: &[(&[u8], Vec<u8>)],
+        window: u64,
+    ) -> Result<Outcome, StateError> {
         let rid = cmd.request_id.to_be_bytes();
-        if let Some((_, first)) = get::<(u64, Outcome)>(&self.requests, "requests", &rid)? {
+        if let Some(first) = self.first_outcome(&rid)? {
             self.record_applied(index, marks)?;
             return Ok(first);
         }
-        let (outcome, writes) = match self.plan(cmd)? {
+        if !self.indexes_current()? {
+            self.rebuild_indexes()?;
+        }
+        let (outcome, mut writes) = match self.plan(cmd)? {
             Ok(writes) => (Outcome::Done, writes),
             Err(refused) => (refused, Vec::new()),
         };
-        let expired = match index.checked_sub(DEDUP_WINDOW) {
-            Some(old) => self.request_log.get(old.to_be_bytes())?,
-            None => None,
-        };
+        writes.extend(self.index_writes(&writes)?);
+        let expired = self.expired_requests(index, window)?;
         let trees = (
             &self.keys,
             &self.policies,
@@ -87,13 +103,9 @@ impl State {
                         }
                     }
                 }
-                if let Some(old_rid) = &expired {
-                    requests.remove(old_rid)?;
-                    log.remove(&(index - DEDUP_WINDOW).to_be_bytes())?;
-                }
-                requests.insert(&rid, record.as_slice())?;
-                log.insert(&index.to_be_bytes(), &rid)?;
+                dedup::remember(requests, log, index, &rid, &record, &expired)?;
                 meta.insert(META_APPLIED, &index.to_be_bytes())?;
+                meta.insert(INDEX_THROUGH, &index.to_be_bytes())?;
                 for (k, v) in marks {
                     meta.insert(*k, v.as_slice())?;
                 }
@@ -108,9 +120,13 @@ impl State {
     }
 
     /// Records that log entry `index` was applied without changing data (a blank or membership
-    /// entry, or a duplicate request), together with `marks`, atomically.
+    /// entry, a duplicate request, or the last entry of an installed snapshot), together with
+    /// `marks`, atomically. The indexes stay current if they were (see [`index`]).
     pub fn record_applied(&self, index: u64, marks: &[(&[u8], Vec<u8>)]) -> Result<(), StateError> {
         let mut batch = sled::Batch::default();
+        if self.indexes_current()? {
+            batch.insert(INDEX_THROUGH, &index.to_be_bytes());
+        }
         batch.insert(META_APPLIED, &index.to_be_bytes());
         for (k, v) in marks {
             batch.insert(*k, v.as_slice());
@@ -245,10 +261,8 @@ impl State {
                 Some(p) if p.from_config => Err(read_only_policy(name)),
                 Some(_) => {
                     let mut writes = vec![Write::Del(TreeId::Policies, scoped(e, name))];
-                    for id in self.names_in(&self.identities, e)? {
-                        if self.identity(e, &id)?.is_some_and(|i| i.policy == *name) {
-                            writes.push(Write::Del(TreeId::Identities, scoped(e, &id)));
-                        }
+                    for id in self.policy_members(e, name)? {
+                        writes.push(Write::Del(TreeId::Identities, id));
                     }
                     Ok(writes)
                 }
@@ -323,7 +337,7 @@ impl State {
             Op::RekeyFinish => match self.cluster_meta()? {
                 None => Err(Outcome::ReadOnly("the cluster is not initialised".into())),
                 Some(mut m) => {
-                    if self.records_below(m.storage_version)? > 0 || self.signatures_below(m.storage_version)? > 0 {
+                    if self.records_under_older_key(m.storage_version)? > 0 {
                         Err(Outcome::ReadOnly("some records are still sealed under the old key".into()))
                     } else {
                         m.previous = None;
@@ -416,8 +430,11 @@ impl State {
                 } else if !self.enclave_exists(name)? {
                     Err(Outcome::EnclaveNotFound)
                 } else {
-                    let keys = self.names_in(&self.keys, name)?;
-                    if !keys.is_empty() && !force {
+                    // An enclave's records are one contiguous range of each tree (keyed
+                    // `<enclave>\0<name>`): reading them costs what the enclave holds, no more.
+                    let scope = scoped(name, "");
+                    let holds_keys = self.keys.scan_prefix(&scope).next().transpose()?.is_some();
+                    if holds_keys && !force {
                         Err(Outcome::EnclaveNotEmpty)
                     } else {
                         let mut writes =
@@ -427,8 +444,8 @@ impl State {
                             (&self.policies, TreeId::Policies),
                             (&self.identities, TreeId::Identities),
                         ] {
-                            for n in self.names_in(tree, name)? {
-                                writes.push(Write::Del(id, scoped(name, &n)));
+                            for kv in tree.scan_prefix(&scope) {
+                                writes.push(Write::Del(id, kv?.0.to_vec()));
                             }
                         }
                         Ok(writes)
@@ -525,3 +542,6 @@ fn read_only_identity(id: &str) -> Outcome {
         "identity '{id}' is assigned in the config file and is read-only; change it there"
     ))
 }
+
+#[cfg(test)]
+mod tests;

@@ -178,6 +178,19 @@ pub enum Op {
     },
 }
 
+#[cfg(test)]
+impl Op {
+    /// The `Init` of a test cluster administered by `admin`, with no seals.
+    pub(crate) fn test_init(admin: &str) -> Op {
+        Op::Init {
+            cluster_id: "c".into(),
+            admin: admin.into(),
+            wrapped: vec![],
+            default_enclave_sig: Default::default(),
+        }
+    }
+}
+
 /// The result of applying a command. Deterministic, so every replica answers alike.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Outcome {

@@ -113,50 +113,6 @@ impl State {
         Ok(page)
     }
 
-    /// How many key records are sealed under a storage-key version older than `version`
-    /// (the version is in each sealed record's header, readable without any key).
-    pub fn records_below(&self, version: u32) -> Result<usize, StateError> {
-        let mut n = 0;
-        for kv in self.keys.iter() {
-            let (_, v) = kv?;
-            let e: KeyEntry = super::store::decode("keys", &v)?;
-            if crate::seal::record_version(&e.sealed).is_none_or(|v| v < version) {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    /// How many metadata records are signed with a MAC key older than `version`.
-    pub fn signatures_below(&self, version: u32) -> Result<usize, StateError> {
-        let mut n = 0;
-        for (tree, _, raw) in self.metadata_records()? {
-            let v = match tree {
-                "policies" => super::store::decode::<PolicyEntry>(tree, &raw)?.sig.version,
-                "identities" => {
-                    super::store::decode::<IdentityEntry>(tree, &raw)?
-                        .sig
-                        .version
-                }
-                _ => {
-                    super::store::decode::<EnclaveEntry>(tree, &raw)?
-                        .sig
-                        .version
-                }
-            };
-            if v < version {
-                n += 1;
-            }
-        }
-        if self
-            .signed_membership()?
-            .is_some_and(|m| m.sig.version < version)
-        {
-            n += 1;
-        }
-        Ok(n)
-    }
-
     /// Every metadata record as (tree, record key, raw value): what the metadata MAC covers.
     pub fn metadata_records(&self) -> Result<Vec<MetadataRecord>, StateError> {
         let mut out = Vec::new();

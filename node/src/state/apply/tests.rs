@@ -1,0 +1,415 @@
+//! `apply` over a real sled store: deduplication window, and the indexes that keep policy,
+//! enclave and rekey-finish deletes from scanning whole trees.
+
+use super::dedup::DEDUP_WINDOW;
+use super::index;
+use crate::state::{Command, Op, Outcome, Signature, State, encode_record, scoped_key};
+
+const ADMIN: &str = "admin";
+
+/// A state machine on disk, fed log entries one index at a time.
+struct Log {
+    state: State,
+    index: u64,
+    window: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl Log {
+    fn new(window: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log {
+            state: State::open(dir.path()).unwrap(),
+            index: 0,
+            window,
+            _dir: dir,
+        };
+        assert_eq!(log.op("default", Op::test_init(ADMIN)), Outcome::Done);
+        log
+    }
+
+    /// Applies `cmd` as the next log entry.
+    fn run(&mut self, cmd: &Command) -> Outcome {
+        self.index += 1;
+        self.state
+            .apply_in_window(self.index, cmd, &[], self.window)
+            .unwrap()
+    }
+
+    /// A blank or membership entry: it takes an index but carries no command.
+    fn blank(&mut self) {
+        self.index += 1;
+        self.state.record_applied(self.index, &[]).unwrap();
+    }
+
+    /// Applies `op` as the next log entry, with a request id taken from the index, so replicas
+    /// fed the same ops get the same commands.
+    fn op(&mut self, enclave: &str, op: Op) -> Outcome {
+        let mut cmd = command(enclave, op);
+        cmd.request_id = u128::from(self.index + 1) << 64;
+        self.run(&cmd)
+    }
+
+    fn remembered_requests(&self) -> (usize, usize) {
+        (self.state.requests.len(), self.state.request_log.len())
+    }
+}
+
+fn command(enclave: &str, op: Op) -> Command {
+    Command {
+        request_id: rand::random(),
+        identity: ADMIN.into(),
+        path: "/".into(),
+        enclave: enclave.into(),
+        time: 1,
+        op,
+    }
+}
+
+fn create_key(name: &str) -> Op {
+    Op::CreateKey {
+        name: name.into(),
+        creation_id: rand::random(),
+        sealed: vec![1; 8],
+    }
+}
+
+#[test]
+fn the_dedup_table_stays_within_its_window() {
+    const WINDOW: u64 = 50;
+    let mut log = Log::new(WINDOW);
+    // Blank entries (elections, membership changes) and duplicates (client retries) take log
+    // indexes but record no request id: the table must not grow past the window around them.
+    for i in 0..3_000u64 {
+        let cmd = command("default", create_key(&format!("k{i}")));
+        assert_eq!(log.run(&cmd), Outcome::Done);
+        if i % 3 == 0 {
+            log.blank();
+        }
+        if i % 7 == 0 {
+            assert_eq!(log.run(&cmd), Outcome::Done, "a retry applied twice");
+        }
+    }
+    let (requests, by_index) = log.remembered_requests();
+    assert!(
+        requests as u64 <= WINDOW && by_index as u64 <= WINDOW,
+        "after {} log entries the dedup table holds {requests} request ids and {by_index} \
+         index records; the window is {WINDOW}",
+        log.index
+    );
+    assert_eq!(requests, by_index);
+}
+
+#[test]
+fn a_retry_inside_the_window_gets_the_first_outcome() {
+    const WINDOW: u64 = 40;
+    let mut log = Log::new(WINDOW);
+    let first = command("default", create_key("k"));
+    assert_eq!(log.run(&first), Outcome::Done);
+    let applied_at = log.index;
+    let mut n = 0;
+    while log.index + 1 < applied_at + WINDOW {
+        if n % 4 == 0 {
+            log.blank();
+        } else {
+            log.op("default", create_key(&format!("filler{n}")));
+        }
+        n += 1;
+    }
+    // The last index inside the window: the retry still gets the first outcome, not
+    // `KeyExists`, and changes nothing.
+    assert_eq!(log.index + 1, applied_at + WINDOW);
+    assert_eq!(log.run(&first), Outcome::Done);
+    // Past the window the id is forgotten, on every replica alike: the retry is a new write.
+    log.op("default", create_key("after"));
+    assert_eq!(log.run(&first), Outcome::KeyExists);
+}
+
+fn write_policy(name: &str, signed_under: u32) -> Op {
+    Op::WritePolicy {
+        name: name.into(),
+        policy: crate::auth::Policy {
+            allow: vec!["/v1/key/generate/*".into()],
+            deny: vec![],
+        },
+        sig: Signature {
+            version: signed_under,
+            mac: vec![7; 32],
+        },
+    }
+}
+
+fn assign(policy: &str, identity: &str) -> Op {
+    Op::AssignPolicy {
+        policy: policy.into(),
+        identity: identity.into(),
+        sig: Default::default(),
+    }
+}
+
+fn delete_policy(name: &str) -> Op {
+    Op::DeletePolicy { name: name.into() }
+}
+
+/// Every index entry (`index/` in `meta`, but the currency marker).
+fn index_entries(state: &State) -> Vec<(Vec<u8>, Vec<u8>)> {
+    state
+        .meta
+        .scan_prefix(b"index/")
+        .map(|kv| kv.unwrap())
+        .filter(|(k, _)| k.as_ref() != index::INDEX_THROUGH)
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect()
+}
+
+/// The indexes are current and equal to what a rebuild from the data trees gives.
+fn assert_indexes_exact(state: &State) {
+    assert!(
+        state.indexes_current().unwrap(),
+        "the indexes are not current"
+    );
+    let kept = index_entries(state);
+    state.rebuild_indexes().unwrap();
+    assert_eq!(
+        kept,
+        index_entries(state),
+        "the maintained indexes differ from a rebuild"
+    );
+}
+
+fn assigned(state: &State, enclave: &str) -> Vec<(String, String)> {
+    state
+        .list_identities(enclave, "", None, None)
+        .unwrap()
+        .names
+        .into_iter()
+        .map(|id| {
+            let policy = state.identity(enclave, &id).unwrap().unwrap().policy;
+            (id, policy)
+        })
+        .collect()
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn policy_deletes_revoke_exactly_the_assigned_identities_across_snapshots() {
+    let mut log = Log::new(DEDUP_WINDOW);
+    let tenant = Op::CreateEnclave {
+        name: "t".into(),
+        admin: String::new(),
+        sig: Default::default(),
+    };
+    assert_eq!(log.op("default", tenant), Outcome::Done);
+    for (enclave, policy) in [("default", "p"), ("default", "q"), ("t", "p")] {
+        assert_eq!(log.op(enclave, write_policy(policy, 1)), Outcome::Done);
+    }
+    for (enclave, policy, id) in [
+        ("default", "p", "a"),
+        ("default", "p", "b"),
+        ("default", "q", "c"),
+        ("default", "p", "d"),
+        ("t", "p", "e"),
+        // Reassigned: `b` now belongs to `q` only.
+        ("default", "q", "b"),
+    ] {
+        assert_eq!(log.op(enclave, assign(policy, id)), Outcome::Done);
+    }
+    let forget_d = Op::DeleteIdentity {
+        identity: "d".into(),
+    };
+    assert_eq!(log.op("default", forget_d), Outcome::Done);
+    // Overwriting a policy keeps its assignments.
+    assert_eq!(log.op("default", write_policy("p", 1)), Outcome::Done);
+    assert_indexes_exact(&log.state);
+
+    // A snapshot round trip carries the indexes, current, to another replica.
+    let dir = tempfile::tempdir().unwrap();
+    let replica = State::open(dir.path()).unwrap();
+    replica.load(&log.state.dump().unwrap()).await.unwrap();
+    assert_indexes_exact(&replica);
+    let mut replica = Log {
+        state: replica,
+        index: log.index,
+        window: DEDUP_WINDOW,
+        _dir: dir,
+    };
+    for log in [&mut log, &mut replica] {
+        assert_eq!(log.op("default", delete_policy("p")), Outcome::Done);
+        assert_eq!(
+            assigned(&log.state, "default"),
+            pairs(&[("b", "q"), ("c", "q")])
+        );
+        assert_eq!(assigned(&log.state, "t"), pairs(&[("e", "p")]));
+        assert_indexes_exact(&log.state);
+        // A policy re-created under the same name grants nothing to its old members.
+        assert_eq!(log.op("default", write_policy("p", 1)), Outcome::Done);
+        assert_eq!(
+            assigned(&log.state, "default"),
+            pairs(&[("b", "q"), ("c", "q")])
+        );
+        let drop_tenant = Op::DeleteEnclave {
+            name: "t".into(),
+            force: true,
+        };
+        assert_eq!(log.op("default", drop_tenant), Outcome::Done);
+        assert!(assigned(&log.state, "t").is_empty());
+        assert_indexes_exact(&log.state);
+        assert_eq!(log.op("default", delete_policy("q")), Outcome::Done);
+        assert!(assigned(&log.state, "default").is_empty());
+        assert_indexes_exact(&log.state);
+    }
+    assert_eq!(log.state.dump().unwrap(), replica.state.dump().unwrap());
+}
+
+#[tokio::test]
+async fn indexes_a_node_cannot_trust_are_rebuilt_before_they_are_used() {
+    let mut log = Log::new(DEDUP_WINDOW);
+    assert_eq!(log.op("default", write_policy("p", 1)), Outcome::Done);
+    assert_eq!(log.op("default", assign("p", "a")), Outcome::Done);
+
+    // A snapshot made by a version without indexes: its `meta` has none.
+    let trees = State::parse_dump(&log.state.dump().unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|(name, items)| {
+            let items = items
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with(b"index/"))
+                .collect();
+            (name, items)
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let old = State::open(dir.path()).unwrap();
+    old.load(&State::encode_dump(trees)).await.unwrap();
+    assert!(!old.indexes_current().unwrap());
+    // A blank entry does not pretend the missing indexes are current.
+    old.record_applied(log.index + 1, &[]).unwrap();
+    assert!(!old.indexes_current().unwrap());
+    let mut old = Log {
+        state: old,
+        index: log.index + 1,
+        window: DEDUP_WINDOW,
+        _dir: dir,
+    };
+    assert_eq!(old.op("default", delete_policy("p")), Outcome::Done);
+    assert!(assigned(&old.state, "default").is_empty());
+    assert_indexes_exact(&old.state);
+
+    // An older binary applied an assignment without keeping the indexes: the applied index
+    // moved past `index/through`, so the next apply rebuilds rather than trust them.
+    let entry = crate::state::IdentityEntry::new("p", 1, ADMIN, false);
+    let stale = &log.state;
+    stale
+        .identities
+        .insert(scoped_key("default", "b"), encode_record(&entry))
+        .unwrap();
+    stale
+        .meta
+        .insert(b"applied", &(log.index + 1).to_be_bytes())
+        .unwrap();
+    log.index += 1;
+    assert!(!stale.indexes_current().unwrap());
+    assert_eq!(log.op("default", delete_policy("p")), Outcome::Done);
+    assert!(assigned(&log.state, "default").is_empty());
+    assert_indexes_exact(&log.state);
+}
+
+/// A sealed key record whose header names storage-key `version`.
+fn sealed_under(version: u32) -> Vec<u8> {
+    let mut r = vec![1u8];
+    r.extend_from_slice(&version.to_be_bytes());
+    r.extend_from_slice(&[0; 12 + 32]);
+    r
+}
+
+/// Re-signs one metadata record in place with `version` (what a rekey's `Remac` does).
+fn remac_op(state: &State, tree: &str, key: Vec<u8>, version: u32) -> Op {
+    let raw = match tree {
+        "policies" => &state.policies,
+        _ => &state.enclaves,
+    }
+    .get(&key)
+    .unwrap()
+    .unwrap()
+    .to_vec();
+    let new = if tree == "policies" {
+        let mut p: crate::state::PolicyEntry = rmp_serde::from_slice(&raw).unwrap();
+        p.sig.version = version;
+        encode_record(&p)
+    } else {
+        let mut e: crate::state::EnclaveEntry = rmp_serde::from_slice(&raw).unwrap();
+        e.sig.version = version;
+        encode_record(&e)
+    };
+    Op::Remac {
+        tree: tree.into(),
+        items: vec![(key.into(), raw.into(), new.into())],
+    }
+}
+
+#[test]
+fn rekey_finish_waits_for_every_record_under_the_old_key() {
+    let mut log = Log::new(DEDUP_WINDOW);
+    let key = |version| Op::CreateKey {
+        name: "k".into(),
+        creation_id: 5,
+        sealed: sealed_under(version),
+    };
+    assert_eq!(log.op("default", key(1)), Outcome::Done);
+    assert_eq!(log.op("default", write_policy("p", 1)), Outcome::Done);
+    let begin = Op::RekeyBegin {
+        wrapped: vec![],
+        storage_version: 2,
+    };
+    assert_eq!(log.op("default", begin), Outcome::Done);
+    let still_old = Outcome::ReadOnly("some records are still sealed under the old key".into());
+    assert_eq!(log.op("default", Op::RekeyFinish), still_old);
+    let reseal = Op::Reseal {
+        items: vec![("default".into(), "k".into(), 5, sealed_under(2).into())],
+    };
+    assert_eq!(log.op("default", reseal), Outcome::Done);
+    assert_eq!(log.op("default", Op::RekeyFinish), still_old);
+    let policy = remac_op(&log.state, "policies", scoped_key("default", "p"), 2);
+    assert_eq!(log.op("default", policy), Outcome::Done);
+    assert_eq!(log.op("default", Op::RekeyFinish), still_old);
+    let enclave = remac_op(&log.state, "enclaves", b"default".to_vec(), 2);
+    assert_eq!(log.op("default", enclave), Outcome::Done);
+    assert_indexes_exact(&log.state);
+    assert_eq!(log.op("default", Op::RekeyFinish), Outcome::Done);
+    assert_eq!(log.state.cluster_meta().unwrap().unwrap().previous, None);
+}
+
+#[test]
+fn an_unreadable_record_holds_rekey_finish_back_without_failing_apply() {
+    let mut log = Log::new(DEDUP_WINDOW);
+    let begin = Op::RekeyBegin {
+        wrapped: vec![],
+        storage_version: 2,
+    };
+    assert_eq!(log.op("default", begin), Outcome::Done);
+    let enclave = remac_op(&log.state, "enclaves", b"default".to_vec(), 2);
+    assert_eq!(log.op("default", enclave), Outcome::Done);
+    // A restore replays key records as they are; one of them does not even decode.
+    let damaged = Op::RestoreChunk {
+        tree: "keys".into(),
+        items: vec![(scoped_key("default", "x").into(), vec![0xc1].into())],
+    };
+    assert_eq!(log.op("default", damaged), Outcome::Done);
+    let refused = log.state.apply_in_window(
+        log.index + 1,
+        &command("default", Op::RekeyFinish),
+        &[],
+        DEDUP_WINDOW,
+    );
+    assert_eq!(
+        refused.expect("apply failed: the state machine would stop on every node"),
+        Outcome::ReadOnly("some records are still sealed under the old key".into())
+    );
+}
