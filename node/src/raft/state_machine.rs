@@ -95,6 +95,7 @@ impl StateMachine {
         .open(&tmp)?;
         f.write_all(&encode(&(meta, serde_bytes::Bytes::new(data))))?;
         f.sync_all()?;
+        crate::state::failpoint::hit("snapshot file: written")?;
         std::fs::rename(&tmp, &self.snapshot_file)?;
         if let Some(dir) = self.snapshot_file.parent() {
             std::fs::File::open(dir)?.sync_all()?;
@@ -250,3 +251,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }))
     }
 }
+
+#[cfg(test)]
+#[path = "state_machine_tests.rs"]
+mod tests;

@@ -47,6 +47,7 @@ impl State {
     pub fn dump(&self) -> Result<Vec<u8>, StateError> {
         let mut trees = Vec::with_capacity(DATA_TREES.len());
         for name in DATA_TREES {
+            super::failpoint::hit("dump: tree")?;
             let mut items = Vec::new();
             for kv in self.data_tree(name).iter() {
                 let (k, v) = kv?;
@@ -81,8 +82,10 @@ impl State {
         }
         self.meta.insert(META_INSTALLING, &[1u8])?;
         self.make_durable().await?;
+        super::failpoint::hit("install: marked")?;
         for name in DATA_TREES {
             self.data_tree(name).clear()?;
+            super::failpoint::hit("install: cleared")?;
         }
         for (name, items) in dump.trees {
             let tree = self.data_tree(&name);
@@ -91,8 +94,10 @@ impl State {
                 batch.insert(k.into_vec(), v.into_vec());
             }
             tree.apply_batch(batch)?;
+            super::failpoint::hit("install: filled")?;
         }
         self.meta.remove(META_INSTALLING)?;
+        super::failpoint::hit("install: unmarked")?;
         self.make_durable().await
     }
 
@@ -120,62 +125,14 @@ impl State {
         Ok(self.db.open_tree(name)?)
     }
 
+    /// Writes everything to the file (not synced): what a process killed right now leaves.
+    #[cfg(test)]
+    pub(crate) fn flush_now(&self) {
+        self.db.flush().expect("flush sled");
+    }
+
     /// A `meta` entry written by [`State::apply`]'s marks.
     pub fn meta_get(&self, key: &[u8]) -> Result<Option<sled::IVec>, StateError> {
         Ok(self.meta.get(key)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::state::{Command, Op, State};
-
-    fn cmd(op: Op) -> Command {
-        Command {
-            request_id: rand::random(),
-            identity: "admin".into(),
-            path: "/".into(),
-            enclave: "default".into(),
-            time: 1,
-            op,
-        }
-    }
-
-    #[tokio::test]
-    async fn dump_and_load_round_trip() {
-        let a_dir = tempfile::tempdir().unwrap();
-        let b_dir = tempfile::tempdir().unwrap();
-        let a = State::open(a_dir.path()).unwrap();
-        let b = State::open(b_dir.path()).unwrap();
-        let init = Op::Init {
-            cluster_id: "c".into(),
-            admin: "admin".into(),
-            wrapped: vec![],
-            default_enclave_sig: Default::default(),
-        };
-        a.apply(1, &cmd(init), &[]).unwrap();
-        let key = Op::CreateKey {
-            name: "k".into(),
-            creation_id: 9,
-            sealed: vec![4; 40],
-        };
-        a.apply(2, &cmd(key), &[(b"mark", vec![7])]).unwrap();
-        b.apply(
-            1,
-            &cmd(Op::CreateEnclave {
-                admin: String::new(),
-                name: "gone".into(),
-                sig: Default::default(),
-            }),
-            &[],
-        )
-        .unwrap();
-        b.load(&a.dump().unwrap()).await.unwrap();
-        assert_eq!(b.applied_index(), 2);
-        assert_eq!(b.key("default", "k").unwrap().unwrap().creation_id, 9);
-        assert_eq!(b.meta_get(b"mark").unwrap().unwrap().as_ref(), &[7]);
-        assert!(b.enclave("gone").unwrap().is_none());
-        assert!(!b.install_interrupted().unwrap());
-        assert!(b.load(b"garbage").await.is_err());
     }
 }
