@@ -11,11 +11,12 @@
 
 mod log_store;
 mod network;
+mod snapshot_file;
 mod state_machine;
 
 pub use log_store::LogStore;
 pub use network::{NetworkFactory, PeerNetwork};
-pub use state_machine::{AppliedHook, StateMachine};
+pub use state_machine::{AppliedHook, RecoverError, StateMachine, recover_snapshot_install};
 
 use crate::state::{Command, Outcome};
 use serde::{Deserialize, Serialize};

@@ -1,14 +1,20 @@
 //! The Raft state machine: log entries applied to [`State`], and snapshots of it.
+//!
+//! A snapshot install saves the snapshot file first, then installs into the state under an
+//! install record (`state::snapshot`). So after a crash at any step, [`recover_snapshot_install`]
+//! finds either no record (the old state is whole) or a record naming the snapshot in the file,
+//! and installs it again: the node starts on the whole old or the whole new state.
 
+use super::snapshot_file::SnapshotFile;
 use super::{ApplyResponse, LogId, NodeId, NodeInfo, TypeConfig, decode, encode, io_err};
-use crate::state::{Command, Outcome, State};
+use crate::state::{Command, Outcome, State, StateError};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     Entry, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership,
 };
 use std::io::Cursor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const APPLIED: &[u8] = b"raft_applied";
@@ -25,14 +31,14 @@ type Meta = SnapshotMeta<NodeId, NodeInfo>;
 #[derive(Clone)]
 pub struct StateMachine {
     state: State,
-    snapshot_file: PathBuf,
+    snapshot_file: Arc<SnapshotFile>,
     hook: AppliedHook,
     build_seconds: prometheus::Histogram,
 }
 
 impl std::fmt::Debug for StateMachine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StateMachine({})", self.snapshot_file.display())
+        write!(f, "StateMachine({})", self.snapshot_file.path().display())
     }
 }
 
@@ -48,6 +54,61 @@ fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageIOError::write_snapshot(None, &io_err(e)).into()
 }
 
+/// Why a node cannot start on its state after a crash during a snapshot install.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    /// The state or the snapshot file cannot be read or written.
+    #[error("cannot finish an interrupted snapshot install: {0}")]
+    Io(String),
+    /// The install record names a snapshot the file does not hold.
+    #[error(
+        "a snapshot install was interrupted and the snapshot file no longer holds that \
+         snapshot, so the state may be half old, half new: empty this node's data dir and \
+         join it to the cluster again"
+    )]
+    SnapshotGone,
+}
+
+/// Before Raft starts: if the node died in a snapshot install, installs that snapshot again
+/// from the snapshot file, so it starts on the whole new state, never on half-loaded trees.
+/// Also removes temp files that writers of the snapshot file left when they were killed.
+pub async fn recover_snapshot_install(
+    state: &State,
+    snapshot_file: &Path,
+) -> Result<(), RecoverError> {
+    let io = |e: &dyn std::fmt::Display| RecoverError::Io(e.to_string());
+    let file = SnapshotFile::new(snapshot_file.to_owned());
+    file.remove_stale_temps().map_err(|e| io(&e))?;
+    let Some(install_id) = state.unfinished_install().map_err(|e| io(&e))? else {
+        return Ok(());
+    };
+    let (meta, data) = file
+        .load()
+        .map_err(|e| io(&e))?
+        .ok_or(RecoverError::SnapshotGone)?;
+    if install_id != encode(&meta.last_log_id) {
+        return Err(RecoverError::SnapshotGone);
+    }
+    tracing::warn!(
+        snapshot = %meta.snapshot_id,
+        "finishing a snapshot install that a crash interrupted"
+    );
+    install_into(state, &meta, &data).await.map_err(|e| io(&e))
+}
+
+/// Replaces the state with a snapshot, recording its last log id and membership where
+/// [`StateMachine::applied_state`] reads them. The install is named by the last log id, which
+/// [`recover_snapshot_install`] compares with the snapshot file's.
+async fn install_into(state: &State, meta: &Meta, data: &[u8]) -> Result<(), StateError> {
+    let marks: [(&[u8], Vec<u8>); 2] = [
+        (APPLIED, encode(&meta.last_log_id)),
+        (MEMBERSHIP, encode(&meta.last_membership)),
+    ];
+    let index = meta.last_log_id.map_or(0, |l| l.index);
+    let install_id = encode(&meta.last_log_id);
+    state.install(data, index, &marks, &install_id).await
+}
+
 impl StateMachine {
     /// A state machine over `state`; the latest snapshot is kept in `snapshot_file`.
     /// `build_seconds` observes how long each snapshot build takes.
@@ -59,7 +120,7 @@ impl StateMachine {
     ) -> Self {
         StateMachine {
             state,
-            snapshot_file,
+            snapshot_file: Arc::new(SnapshotFile::new(snapshot_file)),
             hook,
             build_seconds,
         }
@@ -77,73 +138,53 @@ impl StateMachine {
         Ok((log_id, membership))
     }
 
-    /// Writes the snapshot file atomically: temp file, fsync, rename, fsync the directory.
-    fn save_snapshot(
+    /// Saves a snapshot to the file off the async runtime (see [`SnapshotFile::save`]).
+    async fn save_snapshot(
         &self,
-        meta: &SnapshotMeta<NodeId, NodeInfo>,
-        data: &[u8],
-    ) -> std::io::Result<()> {
-        use std::io::Write;
-        let tmp = self.snapshot_file.with_extension("tmp");
-        // A snapshot is the whole sealed state, as sensitive as a backup: owner only.
-        let mut f = std::os::unix::fs::OpenOptionsExt::mode(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true),
-            0o600,
-        )
-        .open(&tmp)?;
-        f.write_all(&encode(&(meta, serde_bytes::Bytes::new(data))))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.snapshot_file)?;
-        if let Some(dir) = self.snapshot_file.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    }
-
-    fn load_snapshot(&self) -> std::io::Result<Option<(Meta, Vec<u8>)>> {
-        match std::fs::read(&self.snapshot_file) {
-            Ok(bytes) => {
-                let (meta, data): (Meta, serde_bytes::ByteBuf) = decode(&bytes).map_err(io_err)?;
-                Ok(Some((meta, data.into_vec())))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        meta: &Meta,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, StorageError<NodeId>> {
+        let file = self.snapshot_file.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || file.save(&meta, &data).map(|_| data))
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)
     }
 }
 
-/// A snapshot taken when openraft asked for a builder: the data is captured then, so applies
-/// that run while the snapshot is written cannot tear it.
-pub struct SnapshotBuilder {
-    sm: StateMachine,
-    started: std::time::Instant,
+/// What a snapshot holds, captured between two applies.
+struct Captured {
     data: Vec<u8>,
     last_applied: Option<LogId>,
     membership: Membership,
 }
 
+/// A snapshot taken when openraft asked for a builder: the data is captured then, so applies
+/// that run while the snapshot is written cannot tear it. If the capture failed, the build
+/// fails: an empty snapshot would let openraft purge the log it stands for.
+pub struct SnapshotBuilder {
+    sm: StateMachine,
+    started: std::time::Instant,
+    captured: Option<Result<Captured, StorageError<NodeId>>>,
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let snapshot_id = match self.last_applied {
+        let captured = self
+            .captured
+            .take()
+            .unwrap_or_else(|| Err(sm_read("this snapshot builder was used already")))?;
+        let snapshot_id = match captured.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
             None => "empty".to_owned(),
         };
         let meta = SnapshotMeta {
-            last_log_id: self.last_applied,
-            last_membership: self.membership.clone(),
+            last_log_id: captured.last_applied,
+            last_membership: captured.membership,
             snapshot_id,
         };
-        let data = std::mem::take(&mut self.data);
-        let sm = self.sm.clone();
-        let (meta, data) = tokio::task::spawn_blocking(move || {
-            sm.save_snapshot(&meta, &data).map(|()| (meta, data))
-        })
-        .await
-        .map_err(snap_err)?
-        .map_err(snap_err)?;
+        let data = self.sm.save_snapshot(&meta, captured.data).await?;
         self.sm
             .build_seconds
             .observe(self.started.elapsed().as_secs_f64());
@@ -193,17 +234,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        // Called between applies, so this dump is a consistent view. A failure here leaves
-        // an empty builder, whose build fails and is retried by openraft later.
+        // Called between applies, so this dump is a consistent view.
         let started = std::time::Instant::now();
-        let data = self.state.dump().unwrap_or_default();
-        let (last_applied, membership) = self.applied().unwrap_or_default();
+        let captured = self.state.dump().map_err(sm_read).and_then(|data| {
+            let (last_applied, membership) = self.applied()?;
+            Ok(Captured {
+                data,
+                last_applied,
+                membership,
+            })
+        });
         SnapshotBuilder {
             sm: self.clone(),
             started,
-            data,
-            last_applied,
-            membership,
+            captured: Some(captured),
         }
     }
 
@@ -218,30 +262,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, NodeInfo>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
-        self.state.load(&data).await.map_err(snap_err)?;
-        let marks: Vec<(&[u8], Vec<u8>)> = vec![
-            (APPLIED, encode(&meta.last_log_id)),
-            (MEMBERSHIP, encode(&meta.last_membership)),
-        ];
-        let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
-        self.state.record_applied(index, &marks).map_err(snap_err)?;
-        self.state.make_durable().await.map_err(snap_err)?;
-        (self.hook)(None);
-        let sm = self.clone();
-        let meta = meta.clone();
-        tokio::task::spawn_blocking(move || sm.save_snapshot(&meta, &data))
+        // The file first: an install that a crash interrupts is redone from it at start.
+        let data = self.save_snapshot(meta, snapshot.into_inner()).await?;
+        install_into(&self.state, meta, &data)
             .await
-            .map_err(snap_err)?
             .map_err(snap_err)?;
+        (self.hook)(None);
         Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let sm = self.clone();
-        let loaded = tokio::task::spawn_blocking(move || sm.load_snapshot())
+        let file = self.snapshot_file.clone();
+        let loaded = tokio::task::spawn_blocking(move || file.load())
             .await
             .map_err(sm_read)?
             .map_err(sm_read)?;
@@ -251,3 +285,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }))
     }
 }
+
+#[cfg(test)]
+#[path = "state_machine_tests.rs"]
+mod tests;

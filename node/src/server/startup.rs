@@ -144,15 +144,9 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         .map_err(|e| StartError::DataDir(opts.data_dir.clone(), e.to_string()))?;
     let state =
         State::open(&state_dir).map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
-    if state
-        .install_interrupted()
-        .map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?
-    {
-        return Err(StartError::Open(
-            state_dir,
-            "a snapshot install was interrupted, so the state may be inconsistent".into(),
-        ));
-    }
+    crate::raft::recover_snapshot_install(&state, &opts.data_dir.join("snapshot.bin"))
+        .await
+        .map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
     let node_id = load_or_create_node_id(&opts.data_dir)
         .map_err(|e| StartError::DataDir(opts.data_dir.clone(), e))?;
     if let Some(meta) = state

@@ -12,6 +12,7 @@
 mod access;
 mod apply;
 mod command;
+pub(crate) mod failpoint;
 mod model;
 mod query;
 mod snapshot;

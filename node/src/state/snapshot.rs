@@ -1,14 +1,22 @@
 //! Whole-state dumps for Raft snapshots, and installing one.
 //!
 //! A dump is every data tree, MessagePack-encoded. Key records in it are sealed already, so a
-//! snapshot file is useless without the root key. Installing one is not atomic in sled (trees
-//! are cleared and refilled), so a marker in `meta` brackets it: a node that crashes in the
-//! middle finds the marker at start and refuses to serve diverged state.
+//! snapshot file is useless without the root key.
+//!
+//! Installing a dump clears and refills the data trees, which sled cannot do atomically. So
+//! the install is bracketed by a record in the `snapshot_install` tree, which holds no state
+//! and which the install never clears: it is written and synced before the first tree is
+//! touched, and removed only after the whole new state is synced. A node that finds the record
+//! at start knows its trees may be half old, half new, and must redo the install before it
+//! serves (`raft::recover_snapshot_install` does, from the snapshot file saved first).
 
+use super::failpoint;
 use super::store::{State, StateError};
 use serde::{Deserialize, Serialize};
 
-/// The trees a snapshot carries.
+/// The trees a snapshot carries: every tree of the replicated state, and only those (the Raft
+/// log and the install record are the node's own). A tree that `State::open` opens belongs
+/// here; the test `every_tree_state_opens_is_snapshotted` fails until it is.
 const DATA_TREES: [&str; 7] = [
     "keys",
     "policies",
@@ -19,7 +27,10 @@ const DATA_TREES: [&str; 7] = [
     "request_log",
 ];
 
-const META_INSTALLING: &[u8] = b"snapshot_installing";
+/// The tree that records an install in progress; never part of a dump, never cleared.
+const INSTALL_TREE: &str = "snapshot_install";
+/// Its one record: the id of the snapshot being installed.
+const INSTALLING: &[u8] = b"installing";
 
 /// One tree of a dump: its name and its raw records.
 pub type DumpTree = (String, Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>);
@@ -30,16 +41,8 @@ struct Dump {
 }
 
 impl State {
-    fn data_tree(&self, name: &str) -> &sled::Tree {
-        match name {
-            "keys" => &self.keys,
-            "policies" => &self.policies,
-            "identities" => &self.identities,
-            "enclaves" => &self.enclaves,
-            "meta" => &self.meta,
-            "requests" => &self.requests,
-            _ => &self.request_log,
-        }
+    fn data_tree(&self, name: &str) -> Result<sled::Tree, StateError> {
+        Ok(self.db.open_tree(name)?)
     }
 
     /// Every data tree as one blob. The caller must not apply concurrently (the Raft state
@@ -47,8 +50,9 @@ impl State {
     pub fn dump(&self) -> Result<Vec<u8>, StateError> {
         let mut trees = Vec::with_capacity(DATA_TREES.len());
         for name in DATA_TREES {
+            failpoint::hit("dump: tree")?;
             let mut items = Vec::new();
-            for kv in self.data_tree(name).iter() {
+            for kv in self.data_tree(name)?.iter() {
                 let (k, v) = kv?;
                 items.push((
                     serde_bytes::ByteBuf::from(k.to_vec()),
@@ -65,35 +69,58 @@ impl State {
         rmp_serde::to_vec(&Dump { trees }).expect("dumps always encode")
     }
 
-    /// Replaces the whole state with a dump, durably.
-    pub async fn load(&self, blob: &[u8]) -> Result<(), StateError> {
-        let dump: Dump = rmp_serde::from_slice(blob).map_err(|e| StateError::Corrupt {
-            tree: "snapshot",
-            reason: e.to_string(),
-        })?;
-        for (name, _) in &dump.trees {
-            if !DATA_TREES.contains(&name.as_str()) {
-                return Err(StateError::Corrupt {
-                    tree: "snapshot",
-                    reason: format!("unknown tree '{name}'"),
-                });
-            }
+    /// Replaces the whole state with a dump, durably, and records `applied` and `marks` as
+    /// [`State::record_applied`] does. `install_id` names the snapshot: it is what
+    /// [`State::unfinished_install`] returns if this install does not end. A dump that does not
+    /// decode changes nothing.
+    pub async fn install(
+        &self,
+        blob: &[u8],
+        applied: u64,
+        marks: &[(&[u8], Vec<u8>)],
+        install_id: &[u8],
+    ) -> Result<(), StateError> {
+        let trees = Self::parse_dump(blob)?;
+        if let Some((name, _)) = trees
+            .iter()
+            .find(|(name, _)| !DATA_TREES.contains(&name.as_str()))
+        {
+            return Err(StateError::Corrupt {
+                tree: "snapshot",
+                reason: format!("unknown tree '{name}'"),
+            });
         }
-        self.meta.insert(META_INSTALLING, &[1u8])?;
+        failpoint::hit("install: begin")?;
+        let progress = self.db.open_tree(INSTALL_TREE)?;
+        progress.insert(INSTALLING, install_id)?;
         self.make_durable().await?;
+        failpoint::hit("install: recorded")?;
         for name in DATA_TREES {
-            self.data_tree(name).clear()?;
+            self.data_tree(name)?.clear()?;
+            failpoint::hit("install: cleared")?;
         }
-        for (name, items) in dump.trees {
-            let tree = self.data_tree(&name);
+        for (name, items) in trees {
             let mut batch = sled::Batch::default();
             for (k, v) in items {
                 batch.insert(k.into_vec(), v.into_vec());
             }
-            tree.apply_batch(batch)?;
+            self.data_tree(&name)?.apply_batch(batch)?;
+            failpoint::hit("install: filled")?;
         }
-        self.meta.remove(META_INSTALLING)?;
+        self.record_applied(applied, marks)?;
+        failpoint::hit("install: marked")?;
+        // The whole new state is on disk before the record that vouches for it goes.
+        self.make_durable().await?;
+        failpoint::hit("install: synced")?;
+        progress.remove(INSTALLING)?;
         self.make_durable().await
+    }
+
+    /// The id of a snapshot install that did not end (the process died in it), if any: the
+    /// data trees may be half old, half new until that snapshot is installed again.
+    pub fn unfinished_install(&self) -> Result<Option<Vec<u8>>, StateError> {
+        let progress = self.db.open_tree(INSTALL_TREE)?;
+        Ok(progress.get(INSTALLING)?.map(|id| id.to_vec()))
     }
 
     /// The trees of a dump, for a restore that replays them through the log.
@@ -110,14 +137,15 @@ impl State {
         !self.keys.is_empty()
     }
 
-    /// Whether a snapshot install was interrupted: the state may be half old, half new.
-    pub fn install_interrupted(&self) -> Result<bool, StateError> {
-        Ok(self.meta.contains_key(META_INSTALLING)?)
-    }
-
     /// A tree of the same database for other parts of the node (the Raft log lives here too).
     pub fn tree(&self, name: &str) -> Result<sled::Tree, StateError> {
         Ok(self.db.open_tree(name)?)
+    }
+
+    /// Writes everything to the file (not synced): what a process killed right now leaves.
+    #[cfg(test)]
+    pub(crate) fn flush_now(&self) {
+        self.db.flush().expect("flush sled");
     }
 
     /// A `meta` entry written by [`State::apply`]'s marks.
@@ -128,54 +156,25 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use crate::state::{Command, Op, State};
+    use super::{DATA_TREES, State};
 
-    fn cmd(op: Op) -> Command {
-        Command {
-            request_id: rand::random(),
-            identity: "admin".into(),
-            path: "/".into(),
-            enclave: "default".into(),
-            time: 1,
-            op,
-        }
-    }
-
-    #[tokio::test]
-    async fn dump_and_load_round_trip() {
-        let a_dir = tempfile::tempdir().unwrap();
-        let b_dir = tempfile::tempdir().unwrap();
-        let a = State::open(a_dir.path()).unwrap();
-        let b = State::open(b_dir.path()).unwrap();
-        let init = Op::Init {
-            cluster_id: "c".into(),
-            admin: "admin".into(),
-            wrapped: vec![],
-            default_enclave_sig: Default::default(),
-        };
-        a.apply(1, &cmd(init), &[]).unwrap();
-        let key = Op::CreateKey {
-            name: "k".into(),
-            creation_id: 9,
-            sealed: vec![4; 40],
-        };
-        a.apply(2, &cmd(key), &[(b"mark", vec![7])]).unwrap();
-        b.apply(
-            1,
-            &cmd(Op::CreateEnclave {
-                admin: String::new(),
-                name: "gone".into(),
-                sig: Default::default(),
-            }),
-            &[],
-        )
-        .unwrap();
-        b.load(&a.dump().unwrap()).await.unwrap();
-        assert_eq!(b.applied_index(), 2);
-        assert_eq!(b.key("default", "k").unwrap().unwrap().creation_id, 9);
-        assert_eq!(b.meta_get(b"mark").unwrap().unwrap().as_ref(), &[7]);
-        assert!(b.enclave("gone").unwrap().is_none());
-        assert!(!b.install_interrupted().unwrap());
-        assert!(b.load(b"garbage").await.is_err());
+    #[test]
+    fn every_tree_state_opens_is_snapshotted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = State::open(dir.path()).expect("open");
+        let mut opened: Vec<String> = state
+            .db
+            .tree_names()
+            .iter()
+            .map(|name| String::from_utf8_lossy(name).into_owned())
+            .filter(|name| name != "__sled__default")
+            .collect();
+        opened.sort();
+        let mut carried = DATA_TREES.map(String::from).to_vec();
+        carried.sort();
+        assert_eq!(
+            opened, carried,
+            "a tree of the replicated state is missing from DATA_TREES, so snapshots drop it"
+        );
     }
 }

@@ -231,7 +231,10 @@ async fn policy_deletes_revoke_exactly_the_assigned_identities_across_snapshots(
     // A snapshot round trip carries the indexes, current, to another replica.
     let dir = tempfile::tempdir().unwrap();
     let replica = State::open(dir.path()).unwrap();
-    replica.load(&log.state.dump().unwrap()).await.unwrap();
+    replica
+        .install(&log.state.dump().unwrap(), log.index, &[], b"test")
+        .await
+        .unwrap();
     assert_indexes_exact(&replica);
     let mut replica = Log {
         state: replica,
@@ -287,7 +290,9 @@ async fn indexes_a_node_cannot_trust_are_rebuilt_before_they_are_used() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let old = State::open(dir.path()).unwrap();
-    old.load(&State::encode_dump(trees)).await.unwrap();
+    old.install(&State::encode_dump(trees), log.index, &[], b"test")
+        .await
+        .unwrap();
     assert!(!old.indexes_current().unwrap());
     // A blank entry does not pretend the missing indexes are current.
     old.record_applied(log.index + 1, &[]).unwrap();
