@@ -2,7 +2,8 @@
 //!
 //! Each history comes from a real sequential execution: every operation gets an interval and a
 //! linearization point inside it, the model runs the operations in point order, and the answers
-//! are recorded; some operations end unknown (half of them took effect) or failed (did not).
+//! are recorded; some operations end unknown (half of them took effect, maybe after the client
+//! gave up) or failed (did not).
 //! Most histories are then corrupted (a wrong answer, a moved interval, an applied
 //! operation reported failed, two answers swapped), so both verdicts occur often. The checker
 //! must agree with the brute force on every one, its linearizations must replay, and every
@@ -131,8 +132,10 @@ fn random_history<W: Workload>(
         let (complete, outcome) = match (p.known, answers.remove(&i)) {
             (true, Some(answer)) => (Some(p.complete), Outcome::Ok(answer)),
             (true, None) => (Some(p.complete), Outcome::Fail("not applied".into())),
+            // The client may give up before the operation takes effect, or never hear back.
             (false, _) => (
-                rng.random_bool(0.5).then_some(p.complete),
+                rng.random_bool(0.7)
+                    .then(|| rng.random_range(p.invoke..=p.complete)),
                 Outcome::Info("unknown".into()),
             ),
         };
@@ -145,7 +148,7 @@ fn random_history<W: Workload>(
             outcome,
         );
     }
-    if rng.random_bool(0.6) {
+    if rng.random_bool(0.7) {
         for _ in 0..rng.random_range(1..=2) {
             corrupt(w, rng, &mut history);
         }
