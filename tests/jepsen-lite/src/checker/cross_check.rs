@@ -9,7 +9,7 @@
 //! must agree with the brute force on every one, its linearizations must replay, and every
 //! witness it gives for a violation must itself be rejected by the brute force.
 
-use super::{Budget, Verdict, brute_force, check};
+use super::{Budget, Verdict, Violation, brute_force, check};
 use crate::history::{History, Op, OpId, Outcome};
 use crate::model::{AuthInput, AuthOutput, KeyInput, KeyOutput, KeyRegister, Model, Revocation};
 use rand::rngs::StdRng;
@@ -258,6 +258,34 @@ fn witness_history<I: Clone, O: Clone>(
     witness
 }
 
+/// A witness proves the partition wrong only if it is a weakening of it: its `ok` operations
+/// keep their answers, its context becomes unknown, and an operation left out is either a read
+/// or was invoked after every witness operation completed (a cut).
+fn assert_witness_weakens<M: Model>(
+    model: &M,
+    history: &History<M::Input, M::Output>,
+    key: &str,
+    v: &Violation,
+) {
+    let cut = v
+        .ops
+        .iter()
+        .map(|&id| history.ops[id].deadline_ns())
+        .max()
+        .expect("a witness has ops");
+    for op in history.ops.iter().filter(|o| o.key == key && !o.is_fail()) {
+        if v.ops.contains(&op.id) {
+            assert!(op.is_ok(), "witness op {} has no answer", op.id);
+        } else if !v.context.contains(&op.id) {
+            assert!(
+                model.is_read_only(&op.input) || op.invoke_ns > cut,
+                "op {} left out of the witness, yet it may have changed the state by {cut}",
+                op.id
+            );
+        }
+    }
+}
+
 /// Checks `count` random histories; returns (linearizable, not linearizable).
 fn cross_check<W: Workload>(w: &W, seed: u64, count: u64, max_ops: usize) -> (u64, u64) {
     let (mut good, mut bad) = (0, 0);
@@ -279,6 +307,7 @@ fn cross_check<W: Workload>(w: &W, seed: u64, count: u64, max_ops: usize) -> (u6
                 Verdict::Violation(v) => {
                     assert!(v.minimal, "{}", context());
                     assert!(v.ops.contains(&v.stuck), "{}", context());
+                    assert_witness_weakens(w, &history, &p.key, v);
                     let with_context = witness_history(&history, &v.ops, &v.context);
                     assert!(
                         !brute_force::linearizable(w, &with_context),
