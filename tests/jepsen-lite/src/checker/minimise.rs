@@ -79,9 +79,6 @@ pub(crate) fn minimise<M: Model>(
     }
     let t = cuts[hi];
     let mut witness = cut(calls, t);
-    // An unknown read changes nothing wherever it is placed: leave it out.
-    witness.retain(|c| c.output.is_some() || !model.is_read_only(c.input));
-
     // 2. Forget answers, latest completion first.
     let mut candidates: Vec<OpId> = witness
         .iter()

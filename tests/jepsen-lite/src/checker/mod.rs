@@ -33,6 +33,8 @@ mod brute_force;
 #[cfg(test)]
 mod cross_check;
 #[cfg(test)]
+mod scale;
+#[cfg(test)]
 mod tests;
 
 use crate::history::{History, OpId, Outcome};

@@ -286,36 +286,3 @@ fn a_spent_budget_is_unknown_not_a_pass() {
     assert!(!report.passed());
     assert_eq!(report.unknown().count(), 1, "{report:#?}");
 }
-
-#[test]
-fn a_long_busy_key_is_checked_quickly() {
-    // 5 clients, 2000 operations on one key, each overlapping its neighbours: the shape of a
-    // harness run. The memoisation keeps this to a few steps per operation.
-    let mut h = KeyHistory::new();
-    let mut state: Option<String> = None;
-    for i in 0..2000u64 {
-        let input = match i % 5 {
-            0 => import(&format!("m{i}")),
-            3 => KeyInput::Delete,
-            _ => KeyInput::Describe,
-        };
-        let (next, answer) = crate::model::Model::apply(&KeyRegister, &state, &input);
-        state = next;
-        // Point at 10 i; the interval spans two neighbours either side.
-        h.push(
-            i % 5,
-            "k",
-            input,
-            (10 * i).saturating_sub(25),
-            Some(10 * i + 25),
-            Outcome::Ok(answer),
-        );
-    }
-    let report = check_keys(&h);
-    assert!(report.passed(), "{:?}", report.partitions[0].verdict);
-    assert!(
-        report.partitions[0].steps < 100_000,
-        "{} steps",
-        report.partitions[0].steps
-    );
-}

@@ -19,8 +19,9 @@ use std::hash::Hash;
 
 /// A deterministic sequential specification of one partition.
 pub trait Model {
-    /// What a client asks.
-    type Input: Debug;
+    /// What a client asks. (Equal inputs are interchangeable: the checker places equal
+    /// unknown operations in invoke order only.)
+    type Input: Debug + Eq + Hash;
     /// What the cluster answers.
     type Output: Debug + PartialEq;
     /// The partition's state; every partition starts from [`Model::init`].
