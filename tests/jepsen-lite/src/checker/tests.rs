@@ -286,3 +286,28 @@ fn a_spent_budget_is_unknown_not_a_pass() {
     assert!(!report.passed());
     assert_eq!(report.unknown().count(), 1, "{report:#?}");
 }
+
+#[test]
+fn the_report_serialises_for_report_json() {
+    let mut h = KeyHistory::new();
+    ok(&mut h, 1, import("a"), (0, 10), KeyOutput::Created);
+    ok(&mut h, 1, KeyInput::Delete, (20, 30), KeyOutput::Done);
+    ok(&mut h, 2, KeyInput::Describe, (40, 50), found("a"));
+    h.push(
+        3,
+        "fine",
+        import("b"),
+        0,
+        None,
+        Outcome::Info("timeout".into()),
+    );
+    let report = check_keys(&h);
+    let json = serde_json::to_value(&report).expect("report serialises");
+    let partitions = json["partitions"].as_array().expect("partitions");
+    assert_eq!(partitions[0]["key"], "fine");
+    assert_eq!(partitions[0]["verdict"], "linearizable");
+    assert_eq!(partitions[0]["unknown_ops"], 1);
+    assert_eq!(partitions[1]["verdict"], "violation");
+    assert_eq!(partitions[1]["stuck"], 2);
+    assert_eq!(partitions[1]["ops"], serde_json::json!([1, 2]));
+}
