@@ -12,9 +12,10 @@
 //!    over the `ok` completion times.
 //! 2. **Forget an answer**: an `ok` operation becomes unknown (it may take effect at any later
 //!    time, or never), or, for a read, is left out, which is the same thing for an operation
-//!    that changes nothing. Each `ok` operation is tried once, latest completion first; the
-//!    ones whose answers cannot be forgotten are the witness, and the one of them completing
-//!    at `t` is the operation that could not be placed.
+//!    that changes nothing. Answers are forgotten a block at a time, latest completion first,
+//!    and a block that cannot be forgotten whole is split in halves; the answers that cannot be
+//!    forgotten one by one are the witness, and the one of them completing at `t` is the
+//!    operation that could not be placed.
 //!
 //! A search that runs out of budget counts as "maybe linearizable", so the weakening is not
 //! kept: the witness can only be larger than needed, never wrong.
@@ -33,18 +34,16 @@ pub(crate) struct Witness {
     pub(crate) minimal: bool,
 }
 
-/// Steps allowed for one trial; a trial that needs more keeps the operation in the witness.
-const TRIAL_STEPS: u64 = 200_000;
-
-/// Shrinks `calls`, which the search found not linearizable.
+/// Shrinks `calls`, which the search found not linearizable, giving each trial search
+/// `trial_steps` (a trial that needs more keeps its operations in the witness).
 pub(crate) fn minimise<M: Model>(
     model: &M,
     calls: &[ModelCall<'_, M>],
-    max_steps: u64,
+    trial_steps: u64,
     deadline: Instant,
 ) -> Witness {
     let limits = Limits {
-        max_steps: max_steps.min(TRIAL_STEPS),
+        max_steps: trial_steps,
         deadline,
     };
     let gave_up = std::cell::Cell::new(false);
@@ -79,30 +78,38 @@ pub(crate) fn minimise<M: Model>(
     }
     let t = cuts[hi];
     let mut witness = cut(calls, t);
-    // 2. Forget answers, latest completion first.
-    let mut candidates: Vec<OpId> = witness
-        .iter()
-        .filter(|c| c.output.is_some())
-        .map(|c| c.id)
-        .collect();
-    candidates.sort_by_key(|&id| {
-        let c = witness.iter().find(|c| c.id == id).expect("candidate");
-        std::cmp::Reverse(c.deadline)
-    });
-    for id in candidates {
+    // 2. Forget answers, latest completion first, a block at a time: most answers can be
+    //    forgotten, so a whole block usually goes in one trial, and only a block that cannot
+    //    is split in halves (as in delta debugging).
+    let mut candidates: Vec<&ModelCall<'_, M>> =
+        witness.iter().filter(|c| c.output.is_some()).collect();
+    // Reads first: leaving them out adds no unknown operation to the search, so their trials
+    // are cheap, and with them gone the writes' trials are cheaper too.
+    candidates.sort_by_key(|c| (!model.is_read_only(c.input), std::cmp::Reverse(c.deadline)));
+    let candidates: Vec<OpId> = candidates.iter().map(|c| c.id).collect();
+    let mut blocks: Vec<&[OpId]> = vec![&candidates];
+    while let Some(block) = blocks.pop() {
         if Instant::now() > deadline {
             gave_up.set(true);
             break;
         }
-        let mut trial = witness.clone();
-        let at = trial.iter().position(|c| c.id == id).expect("candidate");
-        if model.is_read_only(trial[at].input) {
-            trial.remove(at);
-        } else {
-            trial[at].make_unknown();
-        }
+        let trial: Vec<ModelCall<'_, M>> = witness
+            .iter()
+            .filter(|c| !(block.contains(&c.id) && model.is_read_only(c.input)))
+            .map(|c| {
+                let mut c = c.clone();
+                if block.contains(&c.id) {
+                    c.make_unknown();
+                }
+                c
+            })
+            .collect();
         if not_linearizable(&trial) {
             witness = trial;
+        } else if block.len() > 1 {
+            let (near, far) = block.split_at(block.len() / 2);
+            blocks.push(far);
+            blocks.push(near);
         }
     }
 

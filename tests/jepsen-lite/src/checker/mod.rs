@@ -228,7 +228,13 @@ fn check_partition<M: Model>(
         search::Outcome::Linearizable { order } => Verdict::Linearizable { order },
         search::Outcome::Stuck { longest } => {
             let shrink_deadline = Instant::now() + budget.shrink_time;
-            let witness = minimise::minimise(model, calls, budget.max_steps, shrink_deadline);
+            // A trial is a weaker history than the one just searched: allow it a few times the
+            // steps that search took, so that hopeless trials are cut short.
+            let trial_steps = found
+                .steps
+                .saturating_mul(4)
+                .clamp(20_000, budget.max_steps);
+            let witness = minimise::minimise(model, calls, trial_steps, shrink_deadline);
             Verdict::Violation(Violation {
                 stuck: witness.stuck,
                 ops: witness.ops,

@@ -103,3 +103,44 @@ fn long_keys_with_timeouts_are_checked_in_few_steps() {
         );
     }
 }
+
+#[test]
+fn one_wrong_answer_in_a_long_key_is_found_and_shrunk() {
+    let mut history = run_sized_history(2, 40, 0.05);
+    // Make one late describe that saw the key see the key's first material instead.
+    let first = history
+        .ops
+        .iter()
+        .find_map(|o| match (&o.input, o.output()) {
+            (KeyInput::Import(m), Some(KeyOutput::Created)) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("an import");
+    let victim = history
+        .ops
+        .iter()
+        .rposition(|o| {
+            o.input == KeyInput::Describe
+                && matches!(o.output(), Some(KeyOutput::Found(m)) if *m != first)
+        })
+        .expect("a describe that found a later key");
+    history.ops[victim].outcome = Outcome::Ok(KeyOutput::Found(first));
+    let report = check(&KeyRegister, &history, &Budget::default());
+    let p = &report.partitions[0];
+    // The witness of a long key is usually not minimal (trials with many unknown operations
+    // run out of steps), so only the verdict and the stuck operation are asserted.
+    let Verdict::Violation(v) = &p.verdict else {
+        panic!("{:?}", p.verdict);
+    };
+    eprintln!(
+        "{} ops: {} steps, {} ms with the shrink; witness of {} ops (minimal: {}), {} context",
+        p.ops,
+        p.steps,
+        p.elapsed_ms,
+        v.ops.len(),
+        v.minimal,
+        v.context.len()
+    );
+    assert_eq!(v.stuck, victim);
+    assert!(v.ops.contains(&victim));
+}
