@@ -88,9 +88,9 @@ pub enum Verdict {
 /// Why a partition is not linearizable, small enough to draw.
 #[derive(Clone, Debug, Serialize)]
 pub struct Violation {
-    /// The `ok` operation whose completion made the history not linearizable: every prefix of
-    /// the history that ends before it completes is linearizable, the one that ends with it is
-    /// not.
+    /// The `ok` operation whose completion made the history not linearizable: the prefix of
+    /// the history that ends with its completion is not linearizable, and (when
+    /// [`Violation::minimal`]) every prefix that ends before it is.
     pub stuck: OpId,
     /// The witness: `ok` operations whose answers cannot all be right, even if every other
     /// operation invoked before `stuck` completed ([`Violation::context`]) took effect at any
