@@ -4,7 +4,17 @@
 //! A cluster is made by `kes-cluster dev` exactly as a user makes one (certificates, configs,
 //! bootstrap and joins), then that supervisor is stopped and every node is run as its own
 //! process from its `node.yaml`, so a test can kill, pause and restart nodes one by one.
+//!
+//! The linearizability checking lives in its own modules:
+//! * [`history`]: the operations of a run (invoke, then ok / fail / info) on one clock, recorded
+//!   by client tasks and saved as JSON lines;
+//! * [`model`]: the sequential specifications (key lifecycle register, revocation);
+//! * [`checker`]: the per-key Wing–Gong–Lowe checker, with a witness for each violation.
 #![deny(missing_docs)]
+
+pub mod checker;
+pub mod history;
+pub mod model;
 
 use kes_cluster::{Client, ClientConfig, Method};
 use std::path::{Path, PathBuf};
