@@ -1,8 +1,12 @@
 //! The gRPC service between nodes. Every call is checked before its payload is decoded: the
 //! cluster id must be this node's (never empty), and the caller's node-certificate SPKI must be
-//! a current, signed, not tombstoned member. A node that is joining also takes the Raft RPCs
-//! from the members its challenge named; nothing else widens who may call. Every refusal is
-//! logged with the caller's SPKI. Peer input never panics.
+//! a current, signed, not tombstoned member. Two things widen who may make the Raft RPCs, and
+//! nothing else: a node that is joining takes them from the members its challenge named, and a
+//! member takes them from a caller it has never heard of once a majority of the members it
+//! knows confirm it (`confirm`: a member that missed a membership change must still catch up).
+//! Every refusal is logged with the caller's SPKI. Peer input never panics.
+
+mod confirm;
 
 use super::Cluster;
 use crate::cluster::transport::PeerSpki;
@@ -19,8 +23,9 @@ use tonic::{Request, Response, Status};
 enum Callers {
     /// Current members only.
     Members,
-    /// Current members, and while this node is joining, the members its challenge named.
-    MembersOrTicket,
+    /// Current members; callers a majority of the known members confirm; and while this node
+    /// is joining, the members its challenge named.
+    RaftPeers,
 }
 
 /// The service; one per node.
@@ -29,6 +34,7 @@ pub struct ClusterService {
     cluster: Arc<Cluster>,
     status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
     snapshot: Arc<super::snapshot_chunks::ChunkGuard>,
+    unknown_callers: Arc<confirm::UnknownCallers>,
 }
 
 impl ClusterService {
@@ -41,6 +47,7 @@ impl ClusterService {
             cluster,
             status,
             snapshot: Arc::default(),
+            unknown_callers: Arc::default(),
         }
     }
 
@@ -88,7 +95,7 @@ impl ClusterService {
     }
 
     /// The caller must be allowed to make `rpc` for `cluster_id`.
-    fn check_peer<T>(
+    async fn check_peer<T>(
         &self,
         rpc: &str,
         req: &Request<T>,
@@ -104,17 +111,26 @@ impl ClusterService {
                 Status::permission_denied("certificate not accepted"),
             ));
         }
-        let member = self.cluster.is_member_spki(&spki) && self.cluster.signed_member(&spki);
-        let ticket = callers == Callers::MembersOrTicket && self.cluster.ticket.allows(&spki);
-        if member || ticket {
-            Ok(())
-        } else {
-            Err(Self::refuse(
-                rpc,
-                &spki,
-                Status::permission_denied("only current members may call this"),
-            ))
+        if self.is_signed_member(&spki) {
+            return Ok(());
         }
+        if callers == Callers::RaftPeers
+            && (self.cluster.ticket.allows(&spki)
+                || self.unknown_callers.confirmed(&self.cluster, &spki).await)
+        {
+            return Ok(());
+        }
+        Err(Self::refuse(
+            rpc,
+            &spki,
+            Status::permission_denied("only current members may call this"),
+        ))
+    }
+
+    /// Whether `spki` is a member in this node's own view: in the membership, not tombstoned,
+    /// and in the membership a leader signed.
+    fn is_signed_member(&self, spki: &str) -> bool {
+        self.cluster.is_member_spki(spki) && self.cluster.signed_member(spki)
     }
 
     fn reply<T: serde::Serialize>(v: &T) -> Result<Response<RaftReply>, Status> {
@@ -132,15 +148,17 @@ impl ClusterRpc for ClusterService {
         &self,
         req: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let callers = Callers::MembersOrTicket;
-        self.check_peer("AppendEntries", &req, &req.get_ref().cluster_id, callers)?;
+        let callers = Callers::RaftPeers;
+        self.check_peer("AppendEntries", &req, &req.get_ref().cluster_id, callers)
+            .await?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.get_ref().payload).map_err(bad)?;
         Self::reply(&self.cluster.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let callers = Callers::MembersOrTicket;
-        self.check_peer("Vote", &req, &req.get_ref().cluster_id, callers)?;
+        let callers = Callers::RaftPeers;
+        self.check_peer("Vote", &req, &req.get_ref().cluster_id, callers)
+            .await?;
         let rpc: VoteRequest<NodeId> = decode(&req.get_ref().payload).map_err(bad)?;
         Self::reply(&self.cluster.raft.vote(rpc).await)
     }
@@ -149,8 +167,9 @@ impl ClusterRpc for ClusterService {
         &self,
         req: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let callers = Callers::MembersOrTicket;
-        self.check_peer("InstallSnapshot", &req, &req.get_ref().cluster_id, callers)?;
+        let callers = Callers::RaftPeers;
+        self.check_peer("InstallSnapshot", &req, &req.get_ref().cluster_id, callers)
+            .await?;
         let rpc: InstallSnapshotRequest<TypeConfig> =
             decode(&req.get_ref().payload).map_err(bad)?;
         self.snapshot
@@ -163,7 +182,8 @@ impl ClusterRpc for ClusterService {
         &self,
         req: Request<ForwardRequest>,
     ) -> Result<Response<ForwardReply>, Status> {
-        self.check_peer("Forward", &req, &req.get_ref().cluster_id, Callers::Members)?;
+        self.check_peer("Forward", &req, &req.get_ref().cluster_id, Callers::Members)
+            .await?;
         // The command is replicated as it came; a larger one is refused before it is decoded.
         if req.get_ref().command.len() > crate::raft::MAX_ENTRY_BYTES {
             return Err(Status::invalid_argument("command too large"));
@@ -196,7 +216,8 @@ impl ClusterRpc for ClusterService {
             &req,
             &req.get_ref().cluster_id,
             Callers::Members,
-        )?;
+        )
+        .await?;
         let mut reply = ReadIndexReply::default();
         match self.cluster.leader_read_index() {
             Ok((index, left)) => {
@@ -212,7 +233,8 @@ impl ClusterRpc for ClusterService {
     }
 
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
-        self.check_peer("Join", &req, &req.get_ref().cluster_id, Callers::Members)?;
+        self.check_peer("Join", &req, &req.get_ref().cluster_id, Callers::Members)
+            .await?;
         let mut reply = JoinReply {
             cluster_id: self.cluster.cluster_id(),
             leader_id: self.cluster.metrics().current_leader.unwrap_or(0),
@@ -243,7 +265,8 @@ impl ClusterRpc for ClusterService {
     }
 
     async fn admin(&self, req: Request<AdminRequest>) -> Result<Response<AdminReply>, Status> {
-        self.check_peer("Admin", &req, &req.get_ref().cluster_id, Callers::Members)?;
+        self.check_peer("Admin", &req, &req.get_ref().cluster_id, Callers::Members)
+            .await?;
         let op: super::status::AdminOp = decode(&req.get_ref().op).map_err(bad)?;
         self.cluster
             .admin_caller_allowed(&op, &Self::peer(&req))
@@ -257,8 +280,21 @@ impl ClusterRpc for ClusterService {
         Ok(Response::new(reply))
     }
 
+    async fn confirm_member(
+        &self,
+        req: Request<ConfirmMemberRequest>,
+    ) -> Result<Response<ConfirmMemberReply>, Status> {
+        let cluster_id = &req.get_ref().cluster_id;
+        self.check_peer("ConfirmMember", &req, cluster_id, Callers::Members)
+            .await?;
+        Ok(Response::new(ConfirmMemberReply {
+            member: self.is_signed_member(&req.get_ref().spki),
+        }))
+    }
+
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
-        self.check_peer("Status", &req, &req.get_ref().cluster_id, Callers::Members)?;
+        self.check_peer("Status", &req, &req.get_ref().cluster_id, Callers::Members)
+            .await?;
         let json = serde_json::to_vec(&(self.status)()).unwrap_or_default();
         Ok(Response::new(StatusReply { json }))
     }

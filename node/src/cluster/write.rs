@@ -4,8 +4,10 @@ use super::Cluster;
 use crate::raft::{MAX_ENTRY_BYTES, NodeInfo, decode, encode};
 use crate::state::{Command, Outcome};
 use kes_cluster_proto::ForwardRequest;
+use kes_cluster_proto::cluster_client::ClusterClient;
 use openraft::error::{ClientWriteError, RaftError};
 use std::time::{Duration, Instant};
+use tonic::transport::Channel;
 
 /// A command that was committed and applied here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +32,7 @@ pub enum WriteError {
     TooLarge(usize),
 }
 
+#[derive(Debug)]
 enum Attempt {
     Done(Committed),
     /// Not delivered to a leader: safe to retry, nothing was applied.
@@ -113,37 +116,67 @@ impl Cluster {
     }
 
     async fn forward(&self, leader: &NodeInfo, cmd: &Command, within: Duration) -> Attempt {
-        let mut client = match self.channels.member_client(leader) {
+        let client = match self.channels.member_client(leader) {
             Ok(c) => c,
             Err(e) => return Attempt::Retry(e),
         };
-        let mut req = tonic::Request::new(ForwardRequest {
+        let req = ForwardRequest {
             cluster_id: self.cluster_id(),
             command: encode(cmd),
-        });
-        req.set_timeout(within);
-        match client.forward(req).await {
-            Ok(reply) => {
-                let r = reply.into_inner();
-                if !r.not_leader.is_empty() {
-                    return Attempt::Retry(r.not_leader);
-                }
-                if !r.unknown.is_empty() {
-                    return Attempt::Maybe(r.unknown);
-                }
-                match decode::<Outcome>(&r.outcome) {
-                    Ok(outcome) => Attempt::Done(Committed {
-                        index: r.index,
-                        outcome,
-                    }),
-                    Err(e) => Attempt::Maybe(format!("leader answered {e}")),
-                }
-            }
-            // Never reached the leader: nothing was appended.
-            Err(s) if s.code() == tonic::Code::Unavailable => {
-                Attempt::Retry(format!("leader unreachable: {}", s.message()))
-            }
-            Err(s) => Attempt::Maybe(format!("forward to the leader failed: {}", s.message())),
-        }
+        };
+        forward_to(client, req, within).await
     }
 }
+
+/// Sends a forwarded write to the leader through `client`, and says what its answer, or its
+/// failure, means for the write.
+async fn forward_to(
+    mut client: ClusterClient<Channel>,
+    req: ForwardRequest,
+    within: Duration,
+) -> Attempt {
+    let mut req = tonic::Request::new(req);
+    req.set_timeout(within);
+    match client.forward(req).await {
+        Ok(reply) => {
+            let r = reply.into_inner();
+            if !r.not_leader.is_empty() {
+                return Attempt::Retry(r.not_leader);
+            }
+            if !r.unknown.is_empty() {
+                return Attempt::Maybe(r.unknown);
+            }
+            match decode::<Outcome>(&r.outcome) {
+                Ok(outcome) => Attempt::Done(Committed {
+                    index: r.index,
+                    outcome,
+                }),
+                Err(e) => Attempt::Maybe(format!("leader answered {e}")),
+            }
+        }
+        // Never reached the leader: nothing was appended.
+        Err(s) if failed_to_connect(&s) => {
+            Attempt::Retry(format!("leader unreachable: {}", s.message()))
+        }
+        Err(s) => Attempt::Maybe(format!("forward to the leader failed: {}", s.message())),
+    }
+}
+
+/// Whether the call failed while connecting, so the request never left this node. tonic
+/// answers Unavailable for that, but also for a connection that broke after the request was
+/// sent (a keep-alive ping that timed out while the leader was paused): the code cannot tell
+/// them apart, the connect error tonic keeps in the source chain can.
+fn failed_to_connect(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+#[path = "forward_tests.rs"]
+mod tests;

@@ -188,6 +188,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     let raft = Raft::new(node_id, Arc::new(raft_config(ccfg)?), network, log, sm)
         .await
         .map_err(|e| StartError::Cluster(format!("cannot start Raft: {e}")))?;
+    super::test_hooks::never_campaign(&raft);
     let seal = Arc::new(SealState::new());
     let cluster = Arc::new(Cluster {
         raft,

@@ -311,6 +311,55 @@ impl Cluster {
         std::fs::write(dir.join("node.key"), issued.key_pem).expect("write key");
     }
 
+    /// Adds a node configured as `kes-cluster dev` configures a joiner (its own node
+    /// certificate, new ports, `cluster.join` naming every current node) and starts it; its
+    /// 0-based index.
+    pub fn add_joining_node(&mut self) -> usize {
+        let index = self.nodes.len() + 1;
+        let template = &self.nodes[1];
+        let dir = self.dir.path().join(format!("node{index}"));
+        std::fs::create_dir_all(&dir).expect("node dir");
+        self.issue_node_certificate(&dir, &format!("node{index}"));
+        for f in ["server.crt", "server.key"] {
+            std::fs::copy(template.dir.join(f), dir.join(f)).expect("server certificate");
+        }
+        let old: u16 = template
+            .url
+            .trim_start_matches("https://127.0.0.1:")
+            .parse()
+            .expect("port");
+        let port = free_base(1);
+        let yaml = std::fs::read_to_string(template.dir.join("node.yaml"))
+            .expect("node.yaml")
+            .replace(
+                &template.dir.display().to_string(),
+                &dir.display().to_string(),
+            )
+            .replace(
+                &format!("127.0.0.1:{}", old + 100),
+                &format!("127.0.0.1:{}", port + 100),
+            )
+            .replace(
+                &format!("address: 127.0.0.1:{old}"),
+                &format!("address: 127.0.0.1:{port}"),
+            )
+            .replacen(
+                "  join:\n",
+                &format!("  join:\n    - {}\n", template.url),
+                1,
+            );
+        std::fs::write(dir.join("node.yaml"), yaml).expect("write node.yaml");
+        self.nodes.push(NodeProc {
+            index,
+            url: format!("https://127.0.0.1:{port}"),
+            dir,
+            env: Vec::new(),
+            child: None,
+        });
+        self.nodes[index - 1].start();
+        index - 1
+    }
+
     /// Rewrites node `i`'s `seal:` section (everything from `seal:` up to the next top-level
     /// key) with `seal_yaml`, which starts with `seal:`.
     pub fn set_seal(&self, i: usize, seal_yaml: &str) {

@@ -88,6 +88,12 @@ impl ClusterRpc for Trap {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
         Err(Status::unimplemented("trap"))
     }
+    async fn confirm_member(
+        &self,
+        _: Request<ConfirmMemberRequest>,
+    ) -> Result<Response<ConfirmMemberReply>, Status> {
+        Err(Status::unimplemented("trap"))
+    }
 }
 
 /// The attacker: a node certificate, a gRPC server of its own, and a client to the members.
@@ -270,6 +276,18 @@ async fn try_every_peer_rpc(
                 client
                     .read_index(ReadIndexRequest {
                         cluster_id: cid.clone(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "ConfirmMember",
+            code(
+                client
+                    .confirm_member(ConfirmMemberRequest {
+                        cluster_id: cid.clone(),
+                        spki: a.spki.clone(),
                     })
                     .await
                     .map(drop),

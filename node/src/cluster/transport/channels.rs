@@ -21,7 +21,21 @@ use tonic::transport::{Channel, Endpoint, Uri};
 pub struct PeerChannels {
     tls: Option<NodeTls>,
     channels: Arc<Mutex<HashMap<(String, String), Channel>>>,
+    keep_alive: KeepAlive,
 }
+
+/// HTTP/2 pings on every peer connection: a peer that stops answering them (paused,
+/// partitioned) fails its calls in flight instead of leaving them hanging.
+#[derive(Debug, Clone, Copy)]
+struct KeepAlive {
+    interval: Duration,
+    timeout: Duration,
+}
+
+const KEEP_ALIVE: KeepAlive = KeepAlive {
+    interval: Duration::from_secs(10),
+    timeout: Duration::from_secs(5),
+};
 
 impl std::fmt::Debug for PeerChannels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,6 +50,21 @@ impl PeerChannels {
         PeerChannels {
             tls,
             channels: Arc::default(),
+            keep_alive: KEEP_ALIVE,
+        }
+    }
+
+    /// Channels that ping every `interval` and give up on a peer after `timeout`, so a test
+    /// sees a silent peer fail its calls within a second.
+    #[cfg(test)]
+    pub(crate) fn with_keep_alive(
+        tls: Option<NodeTls>,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Self {
+        PeerChannels {
+            keep_alive: KeepAlive { interval, timeout },
+            ..PeerChannels::new(tls)
         }
     }
 
@@ -103,8 +132,8 @@ impl PeerChannels {
             .map_err(|e| format!("bad peer address {addr}: {e}"))?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5));
+            .http2_keep_alive_interval(self.keep_alive.interval)
+            .keep_alive_timeout(self.keep_alive.timeout);
         let pinned = pins.to_vec();
         let connector = tower::service_fn(move |uri: Uri| {
             let client = tls.client.clone();

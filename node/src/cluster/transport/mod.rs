@@ -10,6 +10,8 @@ mod node_cert;
 mod node_tls;
 mod server;
 #[cfg(test)]
+pub(crate) mod test_pki;
+#[cfg(test)]
 mod tests;
 
 pub use channels::PeerChannels;

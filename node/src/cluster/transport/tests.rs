@@ -1,36 +1,10 @@
 //! Real TLS handshakes on loopback between node certificates from a real (rcgen) node CA.
 
 use super::channels::connect_pinned;
+use super::test_pki::{fresh_node_tls, leaf, node_tls};
 use super::{NodeTls, PeerSpki};
-use crate::config::ClusterTlsConfig;
-use kes_cluster::pki::{CertificateAuthority, IssuedPem, LeafRequest};
-use std::path::Path;
+use kes_cluster::pki::CertificateAuthority;
 use tokio::net::TcpListener;
-
-fn leaf(ca: &CertificateAuthority, name: &str, key_pem: Option<&str>) -> IssuedPem {
-    let request = LeafRequest {
-        common_name: name.into(),
-        dns: vec!["localhost".into()],
-        ips: vec![std::net::Ipv4Addr::LOCALHOST.into()],
-        client_auth: true,
-    };
-    ca.issue(&request, key_pem).expect("issue")
-}
-
-/// Node TLS from `chain_pem` (the node's certificate first) and its key.
-fn node_tls(dir: &Path, name: &str, chain_pem: &str, key_pem: &str, ca_pem: &str) -> NodeTls {
-    let file = |ext: &str, text: &str| {
-        let p = dir.join(format!("{name}.{ext}"));
-        std::fs::write(&p, text).expect("write");
-        Some(p)
-    };
-    NodeTls::load(&ClusterTlsConfig {
-        cert: file("crt", chain_pem),
-        key: file("key", key_pem),
-        ca: file("ca", ca_pem),
-    })
-    .expect("node TLS")
-}
 
 /// Accepts one connection with `tls` and answers with the identity the gRPC port gives it.
 async fn accept_one(tls: &NodeTls) -> (u16, tokio::task::JoinHandle<Option<PeerSpki>>) {
@@ -107,11 +81,7 @@ async fn the_grpc_port_takes_the_identity_of_the_first_certificate() {
 async fn a_peer_is_reached_only_with_the_pinned_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let node_ca = CertificateAuthority::new("node CA").unwrap();
-    let ca_pem = node_ca.cert_pem();
-    let tls = |name: &str| {
-        let issued = leaf(&node_ca, name, None);
-        node_tls(dir.path(), name, &issued.cert_pem, &issued.key_pem, ca_pem)
-    };
+    let tls = |name: &str| fresh_node_tls(dir.path(), &node_ca, name);
     let (member, impostor, caller) = (tls("node1"), tls("node1-again"), tls("node2"));
 
     let (port, _) = accept_one(&impostor).await;

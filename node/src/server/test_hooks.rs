@@ -1,0 +1,17 @@
+//! Failpoints for the process-level tests, read from the environment in debug builds only: a
+//! release build compiles none of them in.
+//!
+//! - `KES_TEST_NEVER_CAMPAIGN`: this node never starts an election (it still votes), so a
+//!   test can choose which node leads.
+
+use crate::raft::Raft;
+
+/// Applies `KES_TEST_NEVER_CAMPAIGN`.
+#[cfg_attr(not(debug_assertions), allow(unused_variables))]
+pub(super) fn never_campaign(raft: &Raft) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("KES_TEST_NEVER_CAMPAIGN").is_some() {
+        tracing::warn!("test failpoint: this node never starts an election");
+        raft.runtime_config().elect(false);
+    }
+}
