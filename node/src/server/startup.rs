@@ -283,8 +283,13 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         .await
         .map_err(|e| StartError::Cluster(e.to_string()))?;
     let single = cluster.tls.is_none();
+    let founder = opts.bootstrap || ccfg.bootstrap || single;
+    if initialized && founder && bootstrap_interrupted(&node).await? {
+        tracing::warn!("the bootstrap of this node was interrupted before Init: finishing it");
+        finish_bootstrap(&node, &opts).await?;
+    }
     if !initialized {
-        if opts.bootstrap || ccfg.bootstrap || single {
+        if founder {
             bootstrap(&node, &opts).await?;
         } else if !ccfg.join.is_empty() {
             tokio::spawn(join_loop(node.clone(), ccfg.join.clone(), ccfg.tls.clone()));
@@ -372,11 +377,50 @@ async fn bootstrap(node: &Node, opts: &StartOptions) -> Result<(), StartError> {
         .initialize(members)
         .await
         .map_err(|e| StartError::Cluster(format!("cannot bootstrap: {e}")))?;
+    super::test_hooks::crash_after_initialize();
+    finish_bootstrap(node, opts).await
+}
+
+/// Whether this node founded a cluster whose `Init` never took effect: Raft holds a membership
+/// of this node alone, and once everything committed is applied, no cluster record exists. A
+/// node that dies between the two steps would otherwise stay sealed for good.
+async fn bootstrap_interrupted(node: &Node) -> Result<bool, StartError> {
+    let c = &node.cluster;
+    let alone = c.with_metrics(|m| {
+        let voters: Vec<_> = m.membership_config.membership().voter_ids().collect();
+        voters == [c.node_id]
+    });
+    let founded = |n: &Node| {
+        n.state
+            .cluster_meta()
+            .map(|m| m.is_some())
+            .map_err(|e| StartError::Cluster(format!("cannot read the cluster record: {e}")))
+    };
+    if !alone || founded(node)? {
+        return Ok(false);
+    }
+    // An `Init` that was committed but not applied yet is applied before we decide.
+    become_founding_leader(c).await?;
+    c.confirm_current()
+        .await
+        .map_err(|e| StartError::Cluster(format!("cannot read the founded cluster: {e}")))?;
+    Ok(!founded(node)?)
+}
+
+async fn become_founding_leader(c: &crate::cluster::Cluster) -> Result<(), StartError> {
     c.raft
         .wait(Some(Duration::from_secs(30)))
         .current_leader(c.node_id, "bootstrap")
         .await
         .map_err(|e| StartError::Cluster(format!("did not become leader after bootstrap: {e}")))?;
+    Ok(())
+}
+
+/// The steps of a bootstrap after Raft is initialised: the cluster id, admin and cluster key,
+/// then the config policies, through the log.
+async fn finish_bootstrap(node: &Node, opts: &StartOptions) -> Result<(), StartError> {
+    let c = &node.cluster;
+    become_founding_leader(c).await?;
     let cluster_id = format!("{:032x}", crate::api::new_request_id());
     let ck = ClusterKey::generate();
     let wrapped = c

@@ -3,6 +3,8 @@
 //!
 //! - `KES_TEST_NEVER_CAMPAIGN`: this node never starts an election (it still votes), so a
 //!   test can choose which node leads.
+//! - `KES_TEST_CRASH_AFTER_INITIALIZE`: a bootstrapping node dies (as by `kill -9`) right
+//!   after Raft is initialised, before the cluster's `Init` is committed.
 
 use crate::raft::Raft;
 
@@ -13,5 +15,14 @@ pub(super) fn never_campaign(raft: &Raft) {
     if std::env::var_os("KES_TEST_NEVER_CAMPAIGN").is_some() {
         tracing::warn!("test failpoint: this node never starts an election");
         raft.runtime_config().elect(false);
+    }
+}
+
+/// Applies `KES_TEST_CRASH_AFTER_INITIALIZE`.
+pub(super) fn crash_after_initialize() {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("KES_TEST_CRASH_AFTER_INITIALIZE").is_some() {
+        tracing::warn!("test failpoint: dying between initialize and Init");
+        std::process::abort();
     }
 }

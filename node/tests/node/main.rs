@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bootstrap;
 mod config;
 mod keys;
 mod observability;
