@@ -4,9 +4,11 @@
 mod support;
 
 mod config;
+mod durability;
 mod keys;
 mod observability;
 mod persistence;
 mod policies;
 mod seal;
+mod strace_log;
 mod tls;
