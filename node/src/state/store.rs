@@ -176,26 +176,19 @@ pub const META_MEMBERSHIP: &[u8] = b"membership_sig";
 impl State {
     /// Opens (or creates) the store in `dir`, and makes every file sled made there durable.
     pub fn open(dir: &Path) -> Result<State, StateError> {
-        let segment_size = match stored_segment_size(dir)? {
-            Some(old) if old != SEGMENT_SIZE => {
-                tracing::warn!(
-                    "the state store in {} was created with {} KiB sled segments, which move large \
-                     pages to files under blobs/; they are synced before each acknowledgement, \
-                     but only a store made with {} MiB segments has none. To move to them, follow \
-                     the runbook for a damaged data dir on one node at a time",
-                    dir.display(),
-                    old / 1024,
-                    SEGMENT_SIZE >> 20
-                );
-                old
-            }
-            _ => SEGMENT_SIZE,
-        };
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::LowSpace)
-            .segment_size(segment_size)
-            .open()?;
+        let config = Self::sled_config(dir)?;
+        if config.segment_size != SEGMENT_SIZE {
+            tracing::warn!(
+                "the state store in {} was created with {} KiB sled segments, which move large \
+                 pages to files under blobs/; they are synced before each acknowledgement, \
+                 but only a store made with {} MiB segments has none. To move to them, follow \
+                 the runbook for a damaged data dir on one node at a time",
+                dir.display(),
+                config.segment_size / 1024,
+                SEGMENT_SIZE >> 20
+            );
+        }
+        let db = config.open()?;
         let tree = |name: &str| db.open_tree(name);
         let state = State {
             keys: tree("keys")?,
@@ -216,6 +209,16 @@ impl State {
         crate::dir_sync::sync_parent(dir)?;
         state.sync_files()?;
         Ok(state)
+    }
+
+    /// sled's configuration for the store in `dir`: the segment size it was made with, or
+    /// [`SEGMENT_SIZE`] for a new one. Anything that opens the store directly must use it, as
+    /// sled refuses to open a store with another segment size.
+    pub fn sled_config(dir: &Path) -> Result<sled::Config, StateError> {
+        Ok(sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::LowSpace)
+            .segment_size(stored_segment_size(dir)?.unwrap_or(SEGMENT_SIZE)))
     }
 
     /// Makes every write so far durable, before it is acknowledged.
