@@ -30,11 +30,11 @@ pub struct DevFiles {
 /// Creates `dir` and whatever files are missing in it; existing ones are reused, so a restart
 /// keeps its certificates and data.
 pub fn prepare(dir: &Path) -> Result<DevFiles, String> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    crate::dir_sync::create_dirs_durably(
+        std::fs::DirBuilder::new().recursive(true).mode(0o700),
+        dir,
+    )
+    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let files = DevFiles {
         server_cert: dir.join("server.crt"),
         server_key: dir.join("server.key"),
@@ -77,6 +77,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .open(path)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| crate::dir_sync::sync_parent(path))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

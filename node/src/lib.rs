@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod dev;
+pub(crate) mod dir_sync;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod obs;

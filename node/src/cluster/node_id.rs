@@ -24,6 +24,7 @@ pub fn load_or_create_node_id(data_dir: &Path) -> Result<u64, String> {
                 std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             writeln!(f, "{id}")
                 .and_then(|_| f.sync_all())
+                .and_then(|_| crate::dir_sync::sync_parent(&path))
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(id)
         }

@@ -4,6 +4,7 @@ use super::{LogId, NodeId, TypeConfig, decode, encode, io_err};
 use crate::state::State;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, StorageError, StorageIOError, Vote};
+use sled::Transactional;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 
@@ -18,6 +19,10 @@ pub struct LogStore {
     state: State,
     log: sled::Tree,
     meta: sled::Tree,
+    /// Test failpoint: truncate and purge fail after staging this many removals, as a crash
+    /// in the middle would stop them.
+    #[cfg(test)]
+    fail_after_removals: Option<usize>,
 }
 
 fn read_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
@@ -35,7 +40,30 @@ impl LogStore {
             state: state.clone(),
             log: state.tree("raft_log")?,
             meta: state.tree("raft_meta")?,
+            #[cfg(test)]
+            fail_after_removals: None,
         })
+    }
+
+    /// One batch removing `keys`.
+    fn removal_batch(&self, keys: Vec<sled::IVec>) -> Result<sled::Batch, StorageError<NodeId>> {
+        let mut batch = sled::Batch::default();
+        for (n, k) in keys.into_iter().enumerate() {
+            self.failpoint(n)?;
+            batch.remove(k);
+        }
+        Ok(batch)
+    }
+
+    /// The test failpoint, checked before the `n`th removal is staged (see the field).
+    fn failpoint(&self, _n: usize) -> Result<(), StorageError<NodeId>> {
+        #[cfg(test)]
+        if self.fail_after_removals == Some(_n) {
+            return Err(write_err(
+                "failpoint: stopped in the middle of the removals",
+            ));
+        }
+        Ok(())
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -150,25 +178,110 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .keys()
             .collect::<Result<_, _>>()
             .map_err(write_err)?;
-        for k in keys {
-            self.log.remove(k).map_err(write_err)?;
-        }
+        // One batch: a crash in the middle must not leave a hole with entries after it.
+        let batch = self.removal_batch(keys)?;
+        self.log.apply_batch(batch).map_err(write_err)?;
         self.sync().await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
-        self.meta
-            .insert(PURGED, encode(&log_id))
-            .map_err(write_err)?;
         let keys: Vec<_> = self
             .log
             .range(..=log_id.index.to_be_bytes())
             .keys()
             .collect::<Result<_, _>>()
             .map_err(write_err)?;
-        for k in keys {
-            self.log.remove(k).map_err(write_err)?;
-        }
+        // The removals and the purge mark in one transaction (two trees): after a crash the
+        // mark always names the entry just before the first one left.
+        let batch = self.removal_batch(keys)?;
+        let mark = encode(&log_id);
+        (&self.log, &self.meta)
+            .transaction(|(log, meta)| {
+                log.apply_batch(&batch)?;
+                meta.insert(PURGED, mark.as_slice())?;
+                Ok::<(), sled::transaction::ConflictableTransactionError>(())
+            })
+            .map_err(|e| write_err(format!("{e:?}")))?;
         self.sync().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    /// A store in `dir` holding entries `1..=20`, with the failpoint armed after 3 removals.
+    fn store_with_twenty_entries(dir: &std::path::Path) -> LogStore {
+        let state = State::open(dir).unwrap();
+        let mut store = LogStore::open(&state).unwrap();
+        for i in 1..=20 {
+            let e = Entry::<TypeConfig> {
+                log_id: log_id(i),
+                payload: EntryPayload::Blank,
+            };
+            store.log.insert(i.to_be_bytes(), encode(&e)).unwrap();
+        }
+        store.fail_after_removals = Some(3);
+        store
+    }
+
+    /// What a restart finds: the log's indexes and the purge mark, after sled wrote out all
+    /// it had (the worst case for a crash at the failpoint).
+    async fn after_crash(store: LogStore, dir: &std::path::Path) -> (Vec<u64>, Option<u64>) {
+        store.state.make_durable().await.unwrap();
+        drop(store);
+        let mut store = LogStore::open(&State::open(dir).unwrap()).unwrap();
+        let indexes = store
+            .try_get_log_entries(0..)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.log_id.index)
+            .collect();
+        let purged = store.get_log_state().await.unwrap().last_purged_log_id;
+        (indexes, purged.map(|l| l.index))
+    }
+
+    #[tokio::test]
+    async fn a_truncate_stopped_midway_leaves_the_log_whole_or_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_with_twenty_entries(dir.path());
+        assert!(store.truncate(log_id(10)).await.is_err(), "failpoint fired");
+        let (indexes, _) = after_crash(store, dir.path()).await;
+        assert!(
+            indexes == (1..=20).collect::<Vec<_>>() || indexes == (1..=9).collect::<Vec<_>>(),
+            "a truncate stopped midway left a hole: {indexes:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_purge_stopped_midway_leaves_the_log_and_its_mark_agreeing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_with_twenty_entries(dir.path());
+        assert!(store.purge(log_id(10)).await.is_err(), "failpoint fired");
+        let (indexes, purged) = after_crash(store, dir.path()).await;
+        assert!(
+            (purged, indexes.first()) == (None, Some(&1))
+                || (purged, indexes.first()) == (Some(10), Some(&11)),
+            "a purge stopped midway left the mark at {purged:?} and the log at {indexes:?}"
+        );
+        assert_eq!(indexes.last(), Some(&20));
+    }
+
+    #[tokio::test]
+    async fn truncate_and_purge_remove_exactly_their_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_with_twenty_entries(dir.path());
+        store.fail_after_removals = None;
+        store.truncate(log_id(15)).await.unwrap();
+        store.purge(log_id(4)).await.unwrap();
+        let (indexes, purged) = after_crash(store, dir.path()).await;
+        assert_eq!(indexes, (5..=14).collect::<Vec<_>>());
+        assert_eq!(purged, Some(4));
     }
 }

@@ -84,8 +84,8 @@ pub type LogId = openraft::LogId<NodeId>;
 
 /// The largest encoded command we replicate. Entry size, the AppendEntries batch and the gRPC
 /// message limit must agree, or replication stalls forever (STACK.md): 64 KiB × 256 entries per
-/// batch = 16 MiB, well under [`GRPC_MESSAGE_LIMIT`]. It also keeps every sled value below the
-/// size at which sled moves it to a separate blob file that our fdatasync would not cover.
+/// batch = 16 MiB, well under [`GRPC_MESSAGE_LIMIT`]. It also bounds every sled value, which
+/// is what keeps sled pages below its blob-file threshold (see `SEGMENT_SIZE` in state/store.rs).
 pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
 /// Entries per AppendEntries RPC.
 pub const MAX_PAYLOAD_ENTRIES: u64 = 256;

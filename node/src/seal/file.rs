@@ -73,6 +73,7 @@ impl FileRootKey {
             })?;
         f.write_all(key.as_ref())
             .and_then(|_| f.sync_all())
+            .and_then(|_| crate::dir_sync::sync_parent(path))
             .map_err(|e| SealError::RootKeyFile {
                 path: path.to_owned(),
                 reason: e.to_string(),

@@ -10,10 +10,10 @@ use std::path::Path;
 /// Creates `dir` (and missing parents) with mode 0700. An existing directory is left as it
 /// is, but one that others may read gets a warning.
 pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    crate::dir_sync::create_dirs_durably(
+        std::fs::DirBuilder::new().recursive(true).mode(0o700),
+        dir,
+    )?;
     let mode = std::fs::metadata(dir)?.permissions().mode();
     if mode & 0o077 != 0 {
         tracing::warn!(

@@ -3,6 +3,7 @@
 use super::model::ClusterMeta;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// A failure of the storage itself (not of a command, see `Outcome`).
@@ -40,6 +41,125 @@ pub struct State {
     pub(super) request_log: sled::Tree,
     /// The admin identity, once read (it never changes after `Init`).
     pub(super) admin_cache: std::sync::Arc<std::sync::OnceLock<String>>,
+    /// What [`State::make_durable`] has synced besides `db`.
+    synced: std::sync::Arc<std::sync::Mutex<SyncedFiles>>,
+}
+
+/// sled's segment size for new stores: 16 MiB, the largest sled 0.34 accepts.
+///
+/// sled writes a page (one tree node, with all its keys and values) whose encoding exceeds
+/// `segment_size / 4 - 20` bytes, header of up to 32 bytes included, to its own file under
+/// `blobs/` (pagecache/logger.rs `reserve_inner`, blob_io.rs `write_blob`), and never fsyncs
+/// that file or `blobs/`. It also makes blobs on its own when it consolidates or relocates a
+/// page, and then reuses the segment that held the old copy once the pointer to the blob is
+/// written: so even syncing every blob before each acknowledgement would leave a window in
+/// which the only copy of an acknowledged entry sits in an unsynced file. The complete fix is
+/// that no page can become a blob, which [`LARGEST_PAGE`] proves for this size. The cost: sled
+/// allocates its write buffer and grows `db` one 16 MiB segment at a time (an empty store's
+/// `db` is 16 MiB, sparse where unwritten).
+///
+/// sled refuses to open a store with another segment size than it was made with, so a store
+/// made by an older version (512 KiB, sled's default) keeps its size; `make_durable` syncs its
+/// blob files, and `open` warns.
+const SEGMENT_SIZE: usize = 16 << 20;
+
+/// The largest value any tree holds: a Raft log entry (a command of at most
+/// `MAX_ENTRY_BYTES`, plus its log id and framing), or a record made from one command.
+const LARGEST_VALUE: usize = crate::raft::MAX_ENTRY_BYTES + 4096;
+
+/// The largest key: names are at most 80 bytes, ids 8 to 32.
+const LARGEST_KEY: usize = 1024;
+
+/// The most items one sled page holds. A leaf splits once it holds more than 16 (node.rs
+/// `should_split`), checked before every insert, so one writer leaves at most 17; a merge
+/// folds a leaf of fewer than 4 into its left sibling (20); and each concurrent writer to the
+/// same tree can add one more. Our trees have at most a few writers. Index pages split above
+/// 256 children, but hold only keys and page ids.
+const ITEMS_PER_PAGE: usize = 32;
+
+/// The largest page sled can be asked to write, with room for sled's per-item framing.
+const LARGEST_PAGE: usize = ITEMS_PER_PAGE * (LARGEST_VALUE + LARGEST_KEY + 64);
+
+// sled's blob threshold (pagecache/logger.rs): `segment_size / MINIMUM_ITEMS_PER_SEGMENT (4)
+// - SEG_HEADER_LEN (20)`, compared with the page plus a message header of up to 32 bytes.
+const _: () = assert!(LARGEST_PAGE + 32 <= SEGMENT_SIZE / 4 - 20);
+const _: () = assert!(257 * (LARGEST_KEY + 64) + 32 <= SEGMENT_SIZE / 4 - 20);
+
+/// The segment size a store in `dir` was made with (from sled's `conf`), if it exists.
+fn stored_segment_size(dir: &Path) -> Result<Option<usize>, StateError> {
+    let conf = match std::fs::read(dir.join("conf")) {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    // `key: value` lines, then a 4-byte checksum; sled checks the whole file itself.
+    let text = String::from_utf8_lossy(&conf[..conf.len().saturating_sub(4)]).into_owned();
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size: "))
+        .and_then(|v| v.trim().parse().ok()))
+}
+
+/// What [`State::make_durable`] has made durable besides `db`.
+#[derive(Default)]
+struct SyncedFiles {
+    blobs: SyncedEntries,
+    dir: SyncedEntries,
+}
+
+/// The entries of one directory as last synced: name and, for files, the length synced.
+#[derive(Default)]
+struct SyncedEntries(HashMap<std::ffi::OsString, u64>);
+
+impl SyncedEntries {
+    /// Syncs what changed in `dir` since the last call: each file that is new or grew (when
+    /// `files`), and `dir` itself when an entry was added. sled writes a blob once and never
+    /// appends, but a length read before the sync is a safe mark either way: a file that grows
+    /// after it is synced again next time.
+    fn sync(&mut self, dir: &Path, files: bool) -> std::io::Result<()> {
+        let listing = match std::fs::read_dir(dir) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut now = HashMap::new();
+        let mut added = false;
+        for entry in listing {
+            let entry = entry?;
+            let name = entry.file_name();
+            let len = if files {
+                match gone_is_none(entry.metadata())? {
+                    Some(m) => m.len(),
+                    None => continue, // removed meanwhile (sled collects old blobs)
+                }
+            } else {
+                0
+            };
+            if self.0.get(&name) != Some(&len) {
+                added |= !self.0.contains_key(&name);
+                if files {
+                    if let Some(f) = gone_is_none(std::fs::File::open(entry.path()))? {
+                        f.sync_data()?;
+                    }
+                }
+            }
+            now.insert(name, len);
+        }
+        if added {
+            crate::dir_sync::sync_dir(dir)?;
+        }
+        self.0 = now;
+        Ok(())
+    }
+}
+
+/// `Ok(None)` for a file that was removed meanwhile.
+fn gone_is_none<T>(r: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 impl std::fmt::Debug for State {
@@ -54,14 +174,23 @@ pub(super) const META_CLUSTER: &[u8] = b"cluster";
 pub const META_MEMBERSHIP: &[u8] = b"membership_sig";
 
 impl State {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`, and makes every file sled made there durable.
     pub fn open(dir: &Path) -> Result<State, StateError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::LowSpace)
-            .open()?;
+        let config = Self::sled_config(dir)?;
+        if config.segment_size != SEGMENT_SIZE {
+            tracing::warn!(
+                "the state store in {} was created with {} KiB sled segments, which move large \
+                 pages to files under blobs/; they are synced before each acknowledgement, \
+                 but only a store made with {} MiB segments has none. To move to them, follow \
+                 the runbook for a damaged data dir on one node at a time",
+                dir.display(),
+                config.segment_size / 1024,
+                SEGMENT_SIZE >> 20
+            );
+        }
+        let db = config.open()?;
         let tree = |name: &str| db.open_tree(name);
-        Ok(State {
+        let state = State {
             keys: tree("keys")?,
             policies: tree("policies")?,
             identities: tree("identities")?,
@@ -70,20 +199,53 @@ impl State {
             requests: tree("requests")?,
             request_log: tree("request_log")?,
             admin_cache: Default::default(),
+            synced: Default::default(),
             dir: dir.to_owned(),
             db,
-        })
+        };
+        // sled writes `conf` without a sync, and makes `db`, `blobs/` and its own snapshot
+        // files without syncing the directories that hold them.
+        std::fs::File::open(dir.join("conf"))?.sync_all()?;
+        crate::dir_sync::sync_parent(dir)?;
+        state.sync_files()?;
+        Ok(state)
     }
 
-    /// Makes every applied write durable. sled's flush ends in `sync_file_range`, which is not
-    /// an fsync on Linux, so the database file is fdatasync'ed as well (STACK.md, sled rule 1).
+    /// sled's configuration for the store in `dir`: the segment size it was made with, or
+    /// [`SEGMENT_SIZE`] for a new one. Anything that opens the store directly must use it, as
+    /// sled refuses to open a store with another segment size.
+    pub fn sled_config(dir: &Path) -> Result<sled::Config, StateError> {
+        Ok(sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::LowSpace)
+            .segment_size(stored_segment_size(dir)?.unwrap_or(SEGMENT_SIZE)))
+    }
+
+    /// Makes every write so far durable, before it is acknowledged.
+    ///
+    /// sled's flush ends in `sync_file_range`, which is not an fsync on Linux, so the
+    /// database file is fdatasync'ed as well (STACK.md, sled rule 1). A store made with
+    /// [`SEGMENT_SIZE`] has no blob files; one made by an older version may, and sled writes
+    /// each before the write that makes it returns, so syncing the ones present after the flush
+    /// covers every write made before this call.
     pub async fn make_durable(&self) -> Result<(), StateError> {
         self.db.flush_async().await?;
-        let file = self.dir.join("db");
-        tokio::task::spawn_blocking(move || std::fs::File::open(file)?.sync_data())
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || state.sync_files())
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
         Ok(())
+    }
+
+    /// fdatasyncs `db`; fsyncs each blob file that is new or grew, and a directory whose
+    /// entries changed since the last call.
+    fn sync_files(&self) -> std::io::Result<()> {
+        std::fs::File::open(self.dir.join("db"))?.sync_data()?;
+        // One caller at a time: a second one lists again after the first, so it sees its own
+        // writes' files.
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        synced.blobs.sync(&self.dir.join("blobs"), true)?;
+        synced.dir.sync(&self.dir, false)
     }
 
     /// The index of the last applied command (0 before the first).
@@ -183,5 +345,70 @@ pub(super) fn get<T: DeserializeOwned>(
     match t.get(key)? {
         Some(v) => Ok(Some(decode(name, &v)?)),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob_files(dir: &Path) -> Vec<(std::ffi::OsString, u64)> {
+        std::fs::read_dir(dir.join("blobs"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), e.metadata().unwrap().len())
+            })
+            .collect()
+    }
+
+    /// Writes the largest values the node stores, in the orders the log and the trees write
+    /// them: appends, inserts before existing keys, one batch, and removals (which merge pages).
+    async fn write_largest_pages(state: &State) {
+        let tree = state.tree("raft_log").unwrap();
+        let value = vec![7u8; LARGEST_VALUE];
+        for i in 0..64u64 {
+            tree.insert(i.to_be_bytes(), value.as_slice()).unwrap();
+        }
+        for i in (100..164u64).rev() {
+            tree.insert(i.to_be_bytes(), value.as_slice()).unwrap();
+        }
+        let mut batch = sled::Batch::default();
+        for i in 200..264u64 {
+            batch.insert(&i.to_be_bytes(), value.as_slice());
+        }
+        tree.apply_batch(batch).unwrap();
+        for i in (0..60u64).chain(120..150) {
+            tree.remove(i.to_be_bytes()).unwrap();
+        }
+        state.make_durable().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_largest_pages_never_become_blob_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        write_largest_pages(&state).await;
+        assert_eq!(blob_files(dir.path()), vec![], "sled made blob files");
+    }
+
+    #[tokio::test]
+    async fn a_store_made_with_older_segments_opens_and_its_blobs_are_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(
+            sled::Config::new()
+                .path(dir.path())
+                .segment_size(512 * 1024)
+                .open()
+                .unwrap(),
+        );
+        let state = State::open(dir.path()).unwrap();
+        write_largest_pages(&state).await;
+        let blobs = blob_files(dir.path());
+        assert!(!blobs.is_empty(), "512 KiB segments make blob files");
+        let synced = state.synced.lock().unwrap();
+        for (name, len) in blobs {
+            assert_eq!(synced.blobs.0.get(&name), Some(&len), "{name:?} not synced");
+        }
     }
 }

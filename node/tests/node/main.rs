@@ -5,9 +5,11 @@ mod support;
 
 mod bootstrap;
 mod config;
+mod durability;
 mod keys;
 mod observability;
 mod persistence;
 mod policies;
 mod seal;
+mod strace_log;
 mod tls;

@@ -181,7 +181,8 @@ async fn a_policy_record_altered_on_disk_is_detected_at_start() {
     n.stop();
     {
         // An attacker with the data dir widens the policy.
-        let db = sled::open(n.data.join("state")).expect("open sled");
+        let config = kes_node::state::State::sled_config(&n.data.join("state")).expect("config");
+        let db = config.open().expect("open sled");
         let tree = db.open_tree("policies").expect("tree");
         let key = kes_node::state::scoped_key("default", "narrow");
         let raw = tree.get(&key).expect("get").expect("policy record");
@@ -224,7 +225,8 @@ async fn a_membership_altered_on_disk_is_detected_at_start() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     n.stop();
     {
-        let db = sled::open(n.data.join("state")).expect("open sled");
+        let config = kes_node::state::State::sled_config(&n.data.join("state")).expect("config");
+        let db = config.open().expect("open sled");
         let meta = db.open_tree("meta").expect("tree");
         let raw = meta
             .get(kes_node::state::META_MEMBERSHIP)
