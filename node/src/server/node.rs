@@ -6,9 +6,12 @@ use crate::api::Route;
 use crate::cluster::Cluster;
 use crate::crypto::SecretKey;
 use crate::obs::{EventBus, Metrics};
-use crate::seal::{RecordAad, SealState, open_record};
+use crate::seal::{RecordAad, SealState, Unsealed, open_record, record_version};
 use crate::state::State;
 use std::sync::Arc;
+
+/// How long a read waits for the unseal loop to unwrap a cluster key a rekey just introduced.
+const NEW_CLUSTER_KEY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Everything a request needs.
 #[derive(Debug)]
@@ -68,11 +71,32 @@ impl Node {
         if let Some(k) = self.cache.get(enclave, name, entry.creation_id) {
             return Ok(k);
         }
+        let keys = self.keys_that_open(keys, &entry.sealed).await;
         let stored = self.open_key(&keys, enclave, name, entry.creation_id, &entry.sealed)?;
         let key = Arc::new(stored.key);
         self.cache
             .insert(enclave, name, entry.creation_id, key.clone());
         Ok(key)
+    }
+
+    /// Keys that can open `sealed`. A record resealed by a rekey this node has applied, but
+    /// whose new cluster key the unseal loop has not unwrapped yet (it looks every 200 ms, and
+    /// the seal provider takes its time), waits for it, bounded: a linearizable read must see
+    /// the resealed record, and must not fail for being a moment early.
+    async fn keys_that_open(&self, keys: Arc<Unsealed>, sealed: &[u8]) -> Arc<Unsealed> {
+        let Some(version) = record_version(sealed) else {
+            return keys;
+        };
+        let mut keys = keys;
+        let deadline = std::time::Instant::now() + NEW_CLUSTER_KEY_WAIT;
+        while version > keys.storage_version && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            match self.seal.keys() {
+                Some(k) => keys = k,
+                None => break,
+            }
+        }
+        keys
     }
 
     /// Opens a sealed key record into the KES key type.
