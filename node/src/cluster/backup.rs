@@ -41,10 +41,10 @@ impl Backup {
 
 impl Cluster {
     /// Builds a fresh snapshot covering everything applied so far and returns the file.
-    pub async fn save_snapshot(&self) -> Result<Vec<u8>, String> {
+    pub async fn save_snapshot(self: &std::sync::Arc<Self>) -> Result<Vec<u8>, String> {
         // Linearizable: the snapshot holds every write acknowledged before the request, even
         // when this node was a little behind.
-        self.confirm_current().await?;
+        self.read_barrier().await?;
         let applied = self.applied_index();
         self.raft
             .trigger()

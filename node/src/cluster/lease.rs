@@ -203,22 +203,6 @@ impl Cluster {
         Ok(r.commit_index)
     }
 
-    /// Confirms that this node's state is current, waiting (bounded) until it has applied the
-    /// confirmed index: for callers outside the request path, which does not share rounds.
-    pub async fn confirm_current(&self) -> Result<(), String> {
-        let index = self.confirm_round().await?;
-        if self
-            .wait_applied(index, self.settings.read_index_wait)
-            .await
-        {
-            Ok(())
-        } else {
-            Err(format!(
-                "could not apply up to the read index {index} in time"
-            ))
-        }
-    }
-
     /// One confirmation round in this node's current role: the read index it returns covers
     /// every write acknowledged anywhere before the round began.
     pub(super) async fn confirm_round(&self) -> Result<u64, String> {

@@ -133,9 +133,7 @@ impl SnapshotFile {
         std::fs::rename(temp, &self.path)?;
         // The file now holds this snapshot whether or not the directory sync below succeeds.
         *on_disk = Some(OnDisk::Holds(last_log_id));
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
+        crate::dir_sync::sync_parent(&self.path)?;
         Ok(true)
     }
 

@@ -401,7 +401,7 @@ async fn bootstrap_interrupted(node: &Node) -> Result<bool, StartError> {
     }
     // An `Init` that was committed but not applied yet is applied before we decide.
     become_founding_leader(c).await?;
-    c.confirm_current()
+    c.read_barrier()
         .await
         .map_err(|e| StartError::Cluster(format!("cannot read the founded cluster: {e}")))?;
     Ok(!founded(node)?)
