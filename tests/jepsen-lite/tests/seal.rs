@@ -86,7 +86,14 @@ async fn rekey_keeps_old_ciphertexts_and_revokes_the_old_cluster_key() {
                 .call(i, Method::PUT, &format!("/v1/key/decrypt/{name}"), &body)
                 .await
                 .unwrap();
-            assert_eq!(r.status, 200, "node{} {name}: {}", i + 1, r.text());
+            assert_eq!(
+                r.status,
+                200,
+                "node{} {name}: {}\n{}",
+                i + 1,
+                r.text(),
+                c.logs()
+            );
             assert_eq!(
                 r.json::<serde_json::Value>().unwrap()["plaintext"],
                 dek["plaintext"]
