@@ -21,12 +21,27 @@ fn cli() -> Command {
     command
 }
 
-/// A base port P with P and P+100 free.
-fn free_base_port() -> u16 {
+/// A base port P whose `nodes` HTTPS ports (P..) and gRPC ports (P+100..) are all free.
+///
+/// The ports are taken below the kernel's ephemeral range (32768 and up here), so the
+/// outgoing connections of tests running beside this one cannot take them between this
+/// check and the node's bind, and each test of this binary starts its scan somewhere else.
+fn free_base_port(nodes: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let seed = (std::process::id() % u32::from(SPAN)) as u16;
     loop {
-        let port = support::free_port();
-        if port < 65000 && std::net::TcpListener::bind(("127.0.0.1", port + 100)).is_ok() {
-            return port;
+        let step = NEXT.fetch_add(250, Ordering::Relaxed);
+        let base = LOW + seed.wrapping_add(step) % SPAN;
+        let all_free = (0..nodes).all(|i| {
+            [base + i, base + 100 + i]
+                .iter()
+                .all(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        });
+        if all_free {
+            return base;
         }
     }
 }
@@ -100,7 +115,7 @@ async fn stop(mut child: Child) {
 async fn one_node_forms_stops_and_comes_back() {
     support::kes_node_binary(); // next to kes-cluster, where `dev` looks first
     let dir = support::node_dir().join("cluster");
-    let base = free_base_port();
+    let base = free_base_port(1);
     let (child, vars) = start_dev(&dir, base).await;
     assert_eq!(vars["KES_SERVER"], format!("https://127.0.0.1:{base}"));
     assert_eq!(Path::new(&vars["KES_CA"]), dir.join("ca.crt"));
@@ -177,7 +192,7 @@ async fn bad_arguments_fail_before_anything_starts() {
 async fn a_node_killed_while_the_cluster_starts_does_not_stop_the_others() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cluster");
-    let base = free_base_port();
+    let base = free_base_port(3);
     let mut child = cli()
         .args([
             "dev",
