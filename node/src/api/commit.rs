@@ -105,5 +105,9 @@ fn outcome_to_result(outcome: Outcome) -> Result<(), ApiError> {
         ),
         Outcome::AlreadyInitialized => bad("cluster is already initialized"),
         Outcome::ConfigClash(msg) => ApiError::bad_request(msg),
+        Outcome::StaleClusterKey => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cluster key was rekeyed while this request was in flight; nothing was written, retry",
+        ),
     })
 }

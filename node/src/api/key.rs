@@ -69,7 +69,7 @@ pub(super) fn import_body(req: &Req) -> Result<SecretKey, ApiError> {
 /// Seals the key record here, in the handler, so the command (and every log entry and
 /// snapshot made from it) only ever carries sealed bytes.
 async fn store_new_key(node: &Node, req: &Req, key: SecretKey) -> Answer {
-    let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
+    let keys = node.sealing_keys().await?;
     let name = req.resource.clone();
     if node.state.key(&req.enclave, &name)?.is_some() {
         return Err(ApiError::bad_request("key already exists"));
@@ -99,6 +99,7 @@ pub(super) async fn describe(node: Arc<Node>, req: Req) -> Answer {
     names::key_name(&req.resource)?;
     let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
     let entry = node.key_entry(&req.enclave, &req.resource)?;
+    let keys = node.keys_that_open(keys, &entry.sealed).await;
     let stored = node.open_key(
         &keys,
         &req.enclave,

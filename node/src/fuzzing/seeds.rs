@@ -63,7 +63,8 @@ fn ops() -> Vec<(&'static str, Op)> {
             Op::CreateKey {
                 name: "app-key".into(),
                 creation_id: u128::MAX / 3,
-                sealed: vec![1; 80],
+                // Record format 1, storage-key version 1, then nonce and ciphertext.
+                sealed: [&[1u8, 0, 0, 0, 1][..], &[7; 75]].concat(),
             },
         ),
         ("delete-key", Op::DeleteKey { name: "k".into() }),

@@ -48,7 +48,7 @@ fn init() -> Op {
         cluster_id: "c".into(),
         admin: "admin".into(),
         wrapped: vec![],
-        default_enclave_sig: Default::default(),
+        default_enclave_sig: crate::state::Signature::under_first_key(),
     }
 }
 
@@ -56,7 +56,7 @@ fn create_key(name: &str) -> Op {
     Op::CreateKey {
         name: name.into(),
         creation_id: 1,
-        sealed: vec![7; 40],
+        sealed: crate::seal::record_shaped_under(1),
     }
 }
 
@@ -119,7 +119,7 @@ async fn incoming_snapshot() -> (Meta, Vec<u8>, Vec<DumpTree>) {
         Op::CreateEnclave {
             name: "e1".into(),
             admin: String::new(),
-            sig: Default::default(),
+            sig: crate::state::Signature::under_first_key(),
         },
     ];
     ops.extend((0..20).map(|i| create_key(&format!("new-{i}"))));
@@ -176,7 +176,7 @@ async fn dump_and_install_round_trip() {
     let gone = Op::CreateEnclave {
         admin: String::new(),
         name: "gone".into(),
-        sig: Default::default(),
+        sig: crate::state::Signature::under_first_key(),
     };
     b.apply(1, &command(init()), &[]).expect("apply");
     b.apply(2, &command(gone), &[]).expect("apply");

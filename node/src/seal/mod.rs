@@ -32,6 +32,8 @@ pub use kes_upstream::KesRootKey;
 pub use metadata::{sign, verify, verify_all, verify_dump};
 pub use pkcs11::Pkcs11RootKey;
 pub use provider::{ProviderError, ProviderFuture, RootKeyProvider};
+#[cfg(test)]
+pub(crate) use record::record_shaped_under;
 pub use record::{RecordAad, open_record, record_version, seal_record};
 pub use seals::{Seals, UnsealFailure, WrappedCopy, wrap_aad, wrap_with};
 pub use state::SealState;

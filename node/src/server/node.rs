@@ -83,10 +83,28 @@ impl Node {
     /// whose new cluster key the unseal loop has not unwrapped yet (it looks every 200 ms, and
     /// the seal provider takes its time), waits for it, bounded: a linearizable read must see
     /// the resealed record, and must not fail for being a moment early.
-    async fn keys_that_open(&self, keys: Arc<Unsealed>, sealed: &[u8]) -> Arc<Unsealed> {
-        let Some(version) = record_version(sealed) else {
-            return keys;
-        };
+    pub async fn keys_that_open(&self, keys: Arc<Unsealed>, sealed: &[u8]) -> Arc<Unsealed> {
+        match record_version(sealed) {
+            Some(version) => self.keys_at_least(keys, version).await,
+            None => keys,
+        }
+    }
+
+    /// The keys to seal or sign a new record with: the cluster's current key. Right after a
+    /// rekey began, this node's unseal loop may not hold the new key yet, and a record under
+    /// the old one is refused once the rekey finishes (`state/apply/current_key.rs`); so this
+    /// waits for it, bounded, like a read of a resealed record.
+    pub async fn sealing_keys(&self) -> Result<Arc<Unsealed>, ApiError> {
+        let keys = self.seal.keys().ok_or_else(ApiError::sealed)?;
+        match self.state.cluster_meta()? {
+            Some(meta) => Ok(self.keys_at_least(keys, meta.storage_version).await),
+            None => Ok(keys),
+        }
+    }
+
+    /// `keys`, or newer ones once the unseal loop holds a cluster key of at least `version`;
+    /// after [`NEW_CLUSTER_KEY_WAIT`], whatever it holds then.
+    async fn keys_at_least(&self, keys: Arc<Unsealed>, version: u32) -> Arc<Unsealed> {
         let mut keys = keys;
         let deadline = std::time::Instant::now() + NEW_CLUSTER_KEY_WAIT;
         while version > keys.storage_version && std::time::Instant::now() < deadline {

@@ -5,6 +5,8 @@
 //!   test can choose which node leads.
 //! - `KES_TEST_CRASH_AFTER_INITIALIZE`: a bootstrapping node dies (as by `kill -9`) right
 //!   after Raft is initialised, before the cluster's `Init` is committed.
+//! - `KES_TEST_SLOW_UNSEAL_MS`: this node's seal takes that many milliseconds to unwrap a
+//!   cluster key, as a remote HSM or KMS may, so it holds a new cluster key late.
 
 use crate::raft::Raft;
 
@@ -24,5 +26,16 @@ pub(super) fn crash_after_initialize() {
     if std::env::var_os("KES_TEST_CRASH_AFTER_INITIALIZE").is_some() {
         tracing::warn!("test failpoint: dying between initialize and Init");
         std::process::abort();
+    }
+}
+
+/// Applies `KES_TEST_SLOW_UNSEAL_MS`, before each unseal.
+pub(super) async fn slow_unseal() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("KES_TEST_SLOW_UNSEAL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
 }

@@ -85,6 +85,7 @@ pub(super) async fn keep_unsealed(
             tokio::time::sleep(Duration::from_millis(200).min(recheck)).await;
             continue;
         }
+        super::test_hooks::slow_unseal().await;
         match unseal_meta(&node.cluster.seals, &meta).await {
             Ok((keys, seal_id)) => {
                 // Policies, identities and enclaves must be what the cluster wrote: a record
@@ -211,6 +212,18 @@ pub(super) async fn sign_membership(node: Arc<Node>, admin: String) {
         let Some(keys) = node.seal.keys() else {
             continue;
         };
+        // Sign only under the cluster's current key. Right after a rekey began, this node may
+        // still hold the old one; a record under it would undo the rekey's re-signing (and is
+        // refused once the rekey has finished).
+        let current_version = node
+            .state
+            .cluster_meta()
+            .ok()
+            .flatten()
+            .map(|m| m.storage_version);
+        if current_version != Some(keys.storage_version) {
+            continue;
+        }
         let mut record = c.membership_record();
         if record.nodes.is_empty() {
             continue;

@@ -154,13 +154,13 @@ mod tests {
                 cluster_id: "c".into(),
                 admin: ADMIN.into(),
                 wrapped: vec![],
-                default_enclave_sig: Default::default(),
+                default_enclave_sig: crate::state::Signature::under_first_key(),
             };
             assert_eq!(c.run(ADMIN, "default", init), Outcome::Done);
             let enclave = Op::CreateEnclave {
                 name: "t".into(),
                 admin: TENANT_ADMIN.into(),
-                sig: Default::default(),
+                sig: crate::state::Signature::under_first_key(),
             };
             assert_eq!(c.run(ADMIN, "default", enclave), Outcome::Done);
             c
@@ -188,7 +188,7 @@ mod tests {
                 allow: allow.iter().map(|s| s.to_string()).collect(),
                 deny: vec![],
             },
-            sig: Default::default(),
+            sig: crate::state::Signature::under_first_key(),
         }
     }
 
@@ -196,7 +196,7 @@ mod tests {
         Op::AssignPolicy {
             policy: policy.into(),
             identity: identity.into(),
-            sig: Default::default(),
+            sig: crate::state::Signature::under_first_key(),
         }
     }
 
@@ -209,7 +209,7 @@ mod tests {
         let key = Op::CreateKey {
             name: "k".into(),
             creation_id: 1,
-            sealed: vec![],
+            sealed: crate::seal::record_shaped_under(1),
         };
         assert_eq!(c.run(TENANT_ADMIN, "t", key.clone()), Outcome::Done);
         // Not in the default enclave, not the enclave routes, not admin-only operations.
@@ -293,7 +293,7 @@ mod tests {
                 allow: vec!["/v1/identity/*/*".into()],
                 deny: vec!["/v1/identity/delete/*".into()],
             },
-            sig: Default::default(),
+            sig: crate::state::Signature::under_first_key(),
         };
         assert_eq!(c.run(ADMIN, "t", deny), Outcome::Done);
         assert_eq!(c.run(ADMIN, "t", assign("ids", "ops")), Outcome::Done);

@@ -18,6 +18,7 @@ use index::INDEX_THROUGH;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+mod current_key;
 mod dedup;
 mod index;
 
@@ -69,6 +70,9 @@ impl State {
             self.rebuild_indexes()?;
         }
         let (outcome, mut writes) = match self.plan(cmd)? {
+            Ok(writes) if self.writes_under_dropped_key(&cmd.op, &writes)? => {
+                (Outcome::StaleClusterKey, Vec::new())
+            }
             Ok(writes) => (Outcome::Done, writes),
             Err(refused) => (refused, Vec::new()),
         };

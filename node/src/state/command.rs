@@ -222,4 +222,7 @@ pub enum Outcome {
     AlreadyInitialized,
     /// A config-declared name clashes with one made through the API.
     ConfigClash(String),
+    /// The record was sealed or signed under a cluster key that a finished rekey dropped
+    /// (see `apply/current_key.rs`); nothing was written.
+    StaleClusterKey,
 }

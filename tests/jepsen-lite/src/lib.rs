@@ -54,14 +54,20 @@ fn port_free(p: u16) -> bool {
 }
 
 /// `n` consecutive free ports, and their +100 partners for gRPC.
+///
+/// They are taken below the kernel's ephemeral range (32768 and up by default): a node
+/// killed and restarted on its port must find it free again, and an outgoing connection of
+/// any test running beside it could take an ephemeral port in between. Each call starts its
+/// scan elsewhere, so that tests of one binary do not race for the same range.
 pub fn free_base(n: u16) -> u16 {
-    for _ in 0..200 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let base = l.local_addr().expect("addr").port();
-        drop(l);
-        if base > 60000 {
-            continue;
-        }
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let seed = (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..400 {
+        let step = NEXT.fetch_add(211, Ordering::Relaxed);
+        let base = LOW + seed.wrapping_add(step) % SPAN;
         if (base..base + n)
             .chain(base + 100..base + 100 + n)
             .all(port_free)

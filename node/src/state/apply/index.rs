@@ -69,7 +69,22 @@ const CENSUS_TREES: [TreeId; 4] = [
 /// What the indexes record about `value` stored under `key` in `tree`. Never fails: a record
 /// that does not decode counts as version 0 and indexes no membership.
 fn indexed(tree: TreeId, key: &[u8], value: &[u8]) -> Indexed {
-    let version = match tree {
+    let member = match tree {
+        TreeId::Identities => decode::<IdentityEntry>("identities", value)
+            .ok()
+            .and_then(|e| member_key(key, &e.policy)),
+        _ => None,
+    };
+    Indexed {
+        version: data_record_version(tree, value).unwrap_or(0),
+        member,
+    }
+}
+
+/// The storage-key version a data record is sealed (keys) or signed (metadata) under; `None`
+/// for `meta` and for a record that does not decode.
+pub(super) fn data_record_version(tree: TreeId, value: &[u8]) -> Option<u32> {
+    match tree {
         TreeId::Keys => decode::<KeyEntry>("keys", value)
             .ok()
             .and_then(|e| crate::seal::record_version(&e.sealed)),
@@ -83,16 +98,6 @@ fn indexed(tree: TreeId, key: &[u8], value: &[u8]) -> Indexed {
             .ok()
             .map(|e| e.sig.version),
         TreeId::Meta => None,
-    };
-    let member = match tree {
-        TreeId::Identities => decode::<IdentityEntry>("identities", value)
-            .ok()
-            .and_then(|e| member_key(key, &e.policy)),
-        _ => None,
-    };
-    Indexed {
-        version: version.unwrap_or(0),
-        member,
     }
 }
 

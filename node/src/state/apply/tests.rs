@@ -70,7 +70,7 @@ fn create_key(name: &str) -> Op {
     Op::CreateKey {
         name: name.into(),
         creation_id: rand::random(),
-        sealed: vec![1; 8],
+        sealed: crate::seal::record_shaped_under(1),
     }
 }
 
@@ -143,7 +143,7 @@ fn assign(policy: &str, identity: &str) -> Op {
     Op::AssignPolicy {
         policy: policy.into(),
         identity: identity.into(),
-        sig: Default::default(),
+        sig: Signature::under_first_key(),
     }
 }
 
@@ -203,7 +203,7 @@ async fn policy_deletes_revoke_exactly_the_assigned_identities_across_snapshots(
     let tenant = Op::CreateEnclave {
         name: "t".into(),
         admin: String::new(),
-        sig: Default::default(),
+        sig: Signature::under_first_key(),
     };
     assert_eq!(log.op("default", tenant), Outcome::Done);
     for (enclave, policy) in [("default", "p"), ("default", "q"), ("t", "p")] {
@@ -326,14 +326,6 @@ async fn indexes_a_node_cannot_trust_are_rebuilt_before_they_are_used() {
     assert_indexes_exact(&log.state);
 }
 
-/// A sealed key record whose header names storage-key `version`.
-fn sealed_under(version: u32) -> Vec<u8> {
-    let mut r = vec![1u8];
-    r.extend_from_slice(&version.to_be_bytes());
-    r.extend_from_slice(&[0; 12 + 32]);
-    r
-}
-
 /// Re-signs one metadata record in place with `version` (what a rekey's `Remac` does).
 fn remac_op(state: &State, tree: &str, key: Vec<u8>, version: u32) -> Op {
     let raw = match tree {
@@ -365,7 +357,7 @@ fn rekey_finish_waits_for_every_record_under_the_old_key() {
     let key = |version| Op::CreateKey {
         name: "k".into(),
         creation_id: 5,
-        sealed: sealed_under(version),
+        sealed: crate::seal::record_shaped_under(version),
     };
     assert_eq!(log.op("default", key(1)), Outcome::Done);
     assert_eq!(log.op("default", write_policy("p", 1)), Outcome::Done);
@@ -377,7 +369,12 @@ fn rekey_finish_waits_for_every_record_under_the_old_key() {
     let still_old = Outcome::ReadOnly("some records are still sealed under the old key".into());
     assert_eq!(log.op("default", Op::RekeyFinish), still_old);
     let reseal = Op::Reseal {
-        items: vec![("default".into(), "k".into(), 5, sealed_under(2).into())],
+        items: vec![(
+            "default".into(),
+            "k".into(),
+            5,
+            crate::seal::record_shaped_under(2).into(),
+        )],
     };
     assert_eq!(log.op("default", reseal), Outcome::Done);
     assert_eq!(log.op("default", Op::RekeyFinish), still_old);
@@ -417,4 +414,67 @@ fn an_unreadable_record_holds_rekey_finish_back_without_failing_apply() {
         refused.expect("apply failed: the state machine would stop on every node"),
         Outcome::ReadOnly("some records are still sealed under the old key".into())
     );
+}
+
+/// A node whose unseal loop had not yet unwrapped the new cluster key seals or signs under the
+/// old one. Once `RekeyFinish` dropped that key, such a record would be a key nobody can open,
+/// or a signature that makes every node's integrity check seal it for good. Seen as a flake in
+/// jepsen-lite's seal test: the leader re-signed the membership under the old key.
+#[test]
+fn records_under_a_key_a_finished_rekey_dropped_are_refused() {
+    let mut log = Log::new(DEDUP_WINDOW);
+    let key = |name: &str, version| Op::CreateKey {
+        name: name.into(),
+        creation_id: 5,
+        sealed: crate::seal::record_shaped_under(version),
+    };
+    let membership = |version| {
+        let m = crate::state::SignedMembership {
+            nodes: Default::default(),
+            next: Default::default(),
+            sig: Signature {
+                version,
+                mac: vec![7; 32],
+            },
+        };
+        Op::SignMembership {
+            record: encode_record(&m),
+        }
+    };
+    let begin = Op::RekeyBegin {
+        wrapped: vec![],
+        storage_version: 2,
+    };
+    assert_eq!(log.op("default", begin), Outcome::Done);
+    // During the rekey the old key is still held: the census then holds the finish back.
+    assert_eq!(log.op("default", key("during", 1)), Outcome::Done);
+    let reseal = Op::Reseal {
+        items: vec![(
+            "default".into(),
+            "during".into(),
+            5,
+            crate::seal::record_shaped_under(2).into(),
+        )],
+    };
+    assert_eq!(log.op("default", reseal), Outcome::Done);
+    let enclave = remac_op(&log.state, "enclaves", b"default".to_vec(), 2);
+    assert_eq!(log.op("default", enclave), Outcome::Done);
+    assert_eq!(log.op("default", membership(2)), Outcome::Done);
+    assert_eq!(log.op("default", Op::RekeyFinish), Outcome::Done);
+
+    assert_eq!(log.op("default", key("late", 1)), Outcome::StaleClusterKey);
+    assert_eq!(
+        log.op("default", write_policy("late", 1)),
+        Outcome::StaleClusterKey
+    );
+    assert_eq!(log.op("default", membership(1)), Outcome::StaleClusterKey);
+    assert_eq!(log.op("default", key("ahead", 3)), Outcome::StaleClusterKey);
+    assert!(log.state.key("default", "late").unwrap().is_none());
+    assert_eq!(
+        log.state.signed_membership().unwrap().unwrap().sig.version,
+        2
+    );
+    assert_eq!(log.op("default", key("fresh", 2)), Outcome::Done);
+    assert_eq!(log.op("default", write_policy("fresh", 2)), Outcome::Done);
+    assert_indexes_exact(&log.state);
 }
