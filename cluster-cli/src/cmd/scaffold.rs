@@ -399,10 +399,12 @@ fn node_yaml(layout: &Layout, index: usize) -> String {
     if index == 0 {
         let _ = writeln!(
             y,
-            "  # Creates the cluster on an empty data dir; on later starts it just starts.\n  \
+            "  # Creates the cluster on an empty data dir, unless the peers below already form\n  \
+             # one (then it refuses); on later starts it just starts.\n  \
              bootstrap: true"
         );
-    } else {
+    }
+    if layout.hosts.len() > 1 {
         let _ = writeln!(y, "  join:");
         for (_, other) in layout.hosts.iter().enumerate().filter(|(i, _)| *i != index) {
             let _ = writeln!(
@@ -499,7 +501,11 @@ mod tests {
             Some("/etc/kes/ca.crt")
         );
         assert_eq!(one["cluster"]["bootstrap"].as_bool(), Some(true));
-        assert!(one["cluster"]["join"].is_null());
+        // The peers node 1 asks before founding: never a second cluster beside theirs.
+        assert_eq!(
+            one["cluster"]["join"].as_sequence().map(|s| s.len()),
+            Some(2)
+        );
 
         let two = yaml(&dir.join("node2/node.yaml"));
         assert!(two["cluster"]["bootstrap"].is_null());

@@ -93,26 +93,7 @@ pub(super) struct JoinRequestBody {
 /// (never the cluster key's copies), and only a holder of the root key can answer it.
 pub(super) async fn join_request(node: Arc<Node>, req: Req) -> Answer {
     let c = &node.cluster;
-    let tls = c
-        .tls
-        .as_ref()
-        .ok_or_else(|| ApiError::bad_request("this node has no cluster.tls"))?;
-    // The joiner is the first certificate of the chain, the one whose key signed the handshake.
-    let spki = req
-        .chain
-        .first()
-        .and_then(|leaf| crate::tls::identity_of_certificate(leaf.as_ref()));
-    let Some(spki) = spki.filter(|_| tls.is_node_certificate(&req.chain)) else {
-        tracing::warn!(
-            "refused a join request: the client certificate is not a node certificate (caller {})",
-            req.identity
-                .as_ref()
-                .map(|i| i.to_string())
-                .unwrap_or_default()
-        );
-        return Err(ApiError::forbidden());
-    };
-    let spki = spki.to_string();
+    let spki = super::founded::node_certificate_caller(&node, &req, "a join request")?;
     let body: JoinRequestBody = req.json("invalid join request body")?;
     let join_nonce = hex::decode(&body.nonce)
         .ok()

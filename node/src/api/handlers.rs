@@ -59,6 +59,7 @@ handlers! {
     cluster_status => super::cluster::status,
     cluster_join => super::cluster::join,
     cluster_join_request => super::cluster::join_request,
+    cluster_founded => super::founded::founded,
     cluster_remove => super::cluster::remove,
     cluster_snapshot => super::cluster::snapshot,
     seal_status => super::seal::status,

@@ -9,6 +9,7 @@ mod commit;
 mod dispatch;
 mod enclave;
 mod error;
+mod founded;
 pub(crate) mod fuzzing;
 mod handlers;
 mod identity;

@@ -197,6 +197,7 @@ pub fn default_routes() -> Vec<Route> {
         route(M::GET, "/v1/cluster/status", x, 0, S15, Verify, false, handlers::cluster_status),
         route(M::POST, "/v1/cluster/join", x, MB, long, Admin, false, handlers::cluster_join),
         route(M::POST, "/v1/cluster/join-request", x, MB, long, Identity, false, handlers::cluster_join_request),
+        route(M::GET, "/v1/cluster/founded", x, 0, S15, Identity, false, handlers::cluster_founded),
         route(M::DELETE, "/v1/cluster/remove/", p, 0, long, Admin, false, handlers::cluster_remove),
         route(M::GET, "/v1/cluster/snapshot", x, 0, long, Admin, false, handlers::cluster_snapshot),
         route(M::GET, "/v1/cluster/seal/status", x, 0, S15, Verify, false, handlers::seal_status),

@@ -293,6 +293,24 @@ impl Cluster {
     }
 }
 
+/// A KES client of the node at `url` that presents this node's node certificate (not a client
+/// identity): how a node asks another to admit it, or whether it founded a cluster.
+pub fn node_client(
+    url: &str,
+    node_cert: &std::path::Path,
+    node_key: &std::path::Path,
+    ca: &std::path::Path,
+) -> Result<kes_cluster::Client, String> {
+    kes_cluster::Client::new(&kes_cluster::ClientConfig {
+        server: url.to_owned(),
+        cert: Some(node_cert.to_owned()),
+        key: Some(node_key.to_owned()),
+        ca: Some(ca.to_owned()),
+        insecure: false,
+    })
+    .map_err(|e| e.to_string())
+}
+
 async fn ask_to_join(
     cluster: &Cluster,
     nonce: &[u8; 32],
@@ -301,15 +319,8 @@ async fn ask_to_join(
     node_key: &std::path::Path,
     ca: &std::path::Path,
 ) -> Result<(), String> {
-    let client = kes_cluster::Client::new(&kes_cluster::ClientConfig {
-        server: member_url.to_owned(),
-        cert: Some(node_cert.to_owned()),
-        key: Some(node_key.to_owned()),
-        ca: Some(ca.to_owned()),
-        insecure: false,
-    })
-    .map_err(|e| e.to_string())?
-    .with_timeout(Duration::from_secs(150));
+    let client =
+        node_client(member_url, node_cert, node_key, ca)?.with_timeout(Duration::from_secs(150));
     let body = serde_json::json!({
         "node_id": cluster.node_id,
         "http": cluster.me.http,

@@ -28,7 +28,7 @@ mod write;
 
 pub use backup::Backup;
 pub use evict::evict_tombstoned;
-pub use join::join_through;
+pub use join::{join_through, node_client};
 pub use lease::Lease;
 pub use node_id::load_or_create_node_id;
 pub use read_barrier::ReadRounds;

@@ -19,9 +19,11 @@ pub struct ClusterConfig {
     pub grpc: GrpcConfig,
     /// `cluster.tls`: the node certificate and the node CA, separate from client identities.
     pub tls: ClusterTlsConfig,
-    /// `cluster.bootstrap`: create a new cluster when the data directory is empty.
+    /// `cluster.bootstrap`: create a new cluster when the data directory is empty, unless a
+    /// peer in `cluster.join` already belongs to one (`server/founding.rs`).
     pub bootstrap: bool,
-    /// `cluster.join`: members (`https://host:port` KES addresses) to ask for admission at start.
+    /// `cluster.join`: members (`https://host:port` KES addresses) to ask for admission at start;
+    /// on a bootstrapping node, the peers that must not form a cluster already.
     pub join: Vec<String>,
     /// `cluster.heartbeat`: leader heartbeat interval. Default 250ms.
     pub heartbeat: Duration,
@@ -273,11 +275,6 @@ impl ClusterConfig {
             self.join.is_empty() || set == 3,
             "joining a cluster needs node certificates: set cluster.tls.cert, key and ca"
                 .to_owned(),
-        )?;
-        rule(
-            "bootstrap",
-            !self.bootstrap || self.join.is_empty(),
-            "a node either bootstraps a new cluster or joins one: set bootstrap to false or remove cluster.join".to_owned(),
         )
     }
 }

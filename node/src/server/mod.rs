@@ -4,6 +4,7 @@ mod activity;
 mod body_deadline;
 mod data_dir;
 mod fd_limit;
+mod founding;
 mod key_cache;
 mod listener;
 mod node;

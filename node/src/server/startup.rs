@@ -290,6 +290,8 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     }
     if !initialized {
         if founder {
+            super::founding::refuse_second_cluster(&ccfg.join, &node.cluster.me.http, &ccfg.tls)
+                .await?;
             bootstrap(&node, &opts).await?;
         } else if !ccfg.join.is_empty() {
             tokio::spawn(join_loop(node.clone(), ccfg.join.clone(), ccfg.tls.clone()));

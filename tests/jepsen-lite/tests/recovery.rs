@@ -170,20 +170,11 @@ async fn runbook_a_node_with_a_damaged_data_dir_rejoins_as_a_new_learner() {
     assert_eq!(r.status, 200, "{}", r.text());
     std::fs::remove_dir_all(c.nodes[victim].dir.join("data")).unwrap();
     c.reissue_node_certificate(victim);
-    // node1 bootstraps when its data dir is empty; a wiped member must join instead.
+    // node1 bootstraps when its data dir is empty (here it would refuse: its peers form a
+    // cluster); a wiped member joins instead, through the peers its config already lists.
     let yaml = c.nodes[victim].dir.join("node.yaml");
     let text = std::fs::read_to_string(&yaml).unwrap();
-    if text.contains("bootstrap: true") {
-        let others: Vec<String> = (0..3)
-            .filter(|i| *i != victim)
-            .map(|i| format!("    - {}\n", c.nodes[i].url))
-            .collect();
-        let patched = text.replace(
-            "  bootstrap: true\n",
-            &format!("  join:\n{}", others.concat()),
-        );
-        std::fs::write(&yaml, patched).unwrap();
-    }
+    std::fs::write(&yaml, text.replace("  bootstrap: true\n", "")).unwrap();
     c.nodes[victim].start();
     assert!(
         c.wait_ready(victim, Duration::from_secs(60)).await,
@@ -204,6 +195,53 @@ async fn runbook_a_node_with_a_damaged_data_dir_rejoins_as_a_new_learner() {
         .json()
         .unwrap();
     assert_eq!(st["nodes"].as_array().unwrap().len(), 3, "{st}");
+}
+
+/// The founding node's data dir is wiped while the other two still form the cluster. On restart
+/// with `bootstrap: true` it used to found a second cluster with its own keys beside the first
+/// (ready, and empty). Now it asks the peers its config lists, refuses, and says why; the cluster
+/// goes on without it.
+#[tokio::test]
+async fn a_wiped_founding_node_refuses_to_found_a_second_cluster() {
+    let _g = serial().await;
+    let mut c = Cluster::start(3, "").await;
+    let r = c
+        .call(1, Method::PUT, "/v1/key/create/kept", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cluster_id = c.status(1).await.unwrap()["cluster_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!cluster_id.is_empty());
+    c.nodes[0].stop();
+    std::fs::remove_dir_all(c.nodes[0].dir.join("data")).unwrap();
+    c.nodes[0].start();
+    let code = c.nodes[0].wait_exit(Duration::from_secs(30));
+    let log = c.nodes[0].log();
+    assert_eq!(
+        code,
+        Some(1),
+        "node1 must refuse to found a second cluster:\n{log}"
+    );
+    assert!(
+        log.contains("refusing to found a new cluster") && log.contains(&cluster_id),
+        "the error says why, naming the cluster:\n{log}"
+    );
+    let t0 = std::time::Instant::now();
+    loop {
+        let r = c.call(2, Method::GET, "/v1/key/describe/kept", "").await;
+        if r.as_ref().is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the cluster went on without node1: {r:?}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Attack: edit a policy inside a backup file (widen it), then restore it. The restore used to

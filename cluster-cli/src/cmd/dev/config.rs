@@ -56,9 +56,10 @@ impl Ports {
 
 /// The text of node `index`'s `node.yaml`.
 ///
-/// Node 1 bootstraps the cluster (on an empty data dir only; later runs just
-/// start it). Every other node joins through all the others, node 1 first,
-/// so a restart works whichever of them is up.
+/// Node 1 bootstraps the cluster (on an empty data dir only, and only while
+/// the others form none; later runs just start it). Every other node joins
+/// through all the others, node 1 first, so a restart works whichever of them
+/// is up.
 pub(crate) fn node_yaml(files: &ClusterFiles, ports: Ports, index: usize) -> String {
     let node_dir = files.node_dir(index);
     let path = |name: &str| scalar(&node_dir.join(name).to_string_lossy());
@@ -98,7 +99,10 @@ pub(crate) fn node_yaml(files: &ClusterFiles, ports: Ports, index: usize) -> Str
     );
     if index == 1 {
         let _ = writeln!(y, "  bootstrap: true");
-    } else {
+    }
+    // On node 1 these are the peers it asks before founding: if its data dir was wiped while
+    // the others still form the cluster, it refuses to found a second one.
+    if ports.nodes > 1 {
         let _ = writeln!(y, "  join:");
         for other in (1..=ports.nodes).filter(|&i| i != index) {
             let _ = writeln!(y, "    - {}", ports.url(other));
@@ -180,7 +184,10 @@ cluster:
     cert: /tmp/c/node1/node.crt
     key: /tmp/c/node1/node.key
     ca: /tmp/c/ca.crt
-  bootstrap: true"#
+  bootstrap: true
+  join:
+    - https://127.0.0.1:7374
+    - https://127.0.0.1:7375"#
             )
         );
         let three = body(&node_yaml(&files("/tmp/c"), ports, 3));
