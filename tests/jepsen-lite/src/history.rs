@@ -76,6 +76,9 @@ pub struct Op<I, O> {
     pub complete_ns: Option<u64>,
     /// How it ended.
     pub outcome: Outcome<O>,
+    /// The node (0-based) the request went to, when the client says ([`PendingOp::sent_to`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<usize>,
 }
 
 impl<I, O> Op<I, O> {
@@ -146,6 +149,7 @@ impl<I, O> History<I, O> {
             invoke_ns,
             complete_ns,
             outcome,
+            node: None,
         });
         id
     }
@@ -242,6 +246,7 @@ impl<I, O> Recorder<I, O> {
             invoke_ns,
             complete_ns: None,
             outcome: Outcome::Info(IN_FLIGHT.to_string()),
+            node: None,
         });
         PendingOp {
             recorder: self.clone(),
@@ -295,6 +300,11 @@ impl<I, O> PendingOp<I, O> {
     /// Its id in the history.
     pub fn id(&self) -> OpId {
         self.id
+    }
+
+    /// Notes which node (0-based) the request goes to, for whoever reads the history.
+    pub fn sent_to(&self, node: usize) {
+        self.recorder.lock()[self.id].node = Some(node);
     }
 
     /// It took effect, with this answer.

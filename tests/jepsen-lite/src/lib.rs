@@ -15,6 +15,9 @@
 pub mod checker;
 pub mod history;
 pub mod model;
+pub mod net;
+pub mod net_cluster;
+pub mod scenario;
 
 use kes_cluster::{Client, ClientConfig, Method};
 use std::path::{Path, PathBuf};
@@ -39,6 +42,13 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// `target/jepsen-lite`, beside the profile directories: where the harness writes its reports.
+pub fn report_dir() -> PathBuf {
+    let mut dir = bin_dir();
+    dir.pop();
+    dir.join("jepsen-lite")
+}
+
 fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
     assert!(
@@ -47,6 +57,72 @@ fn bin(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// Builds `kes-node` and `kes-cluster` in this executable's profile, so the harness (which
+/// looks for them next to this executable) runs binaries that match the sources. Without
+/// `build`, only checks that they are there.
+pub fn ensure_node_binaries(build: bool) -> Result<(), String> {
+    let dir = bin_dir();
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    if build {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
+        let mut cmd = Command::new(&cargo);
+        cmd.args(["build", "--manifest-path", manifest]).args([
+            "-p",
+            "kes-node",
+            "-p",
+            "kes-cluster",
+            "--bins",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        // `cargo run` gives this process the package's variables. Build scripts that track
+        // them (ring's tracks CARGO_MANIFEST_DIR) would see them change and rebuild, here and
+        // again in the next plain `cargo build`: the nested build must not inherit them.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || matches!(
+                    name.as_ref(),
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                )
+            {
+                cmd.env_remove(name.as_ref());
+            }
+        }
+        println!(
+            "building kes-node and kes-cluster ({}) into {} ...",
+            if release { "release" } else { "debug" },
+            dir.display()
+        );
+        let status = cmd
+            .status()
+            .map_err(|e| format!("cannot run {cargo}: {e}; build them yourself with `cargo build --release --workspace` and pass --no-build"))?;
+        if !status.success() {
+            return Err(format!(
+                "building kes-node/kes-cluster failed ({status}); fix the build, or pass \
+                 --no-build to use the binaries already in {}",
+                dir.display()
+            ));
+        }
+    }
+    for name in ["kes-node", "kes-cluster"] {
+        if !dir.join(name).exists() {
+            return Err(format!(
+                "{} is missing: run `cargo build --release --workspace` (or drop --no-build)",
+                dir.join(name).display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn port_free(p: u16) -> bool {
@@ -88,6 +164,8 @@ pub struct NodeProc {
     pub dir: PathBuf,
     /// Extra environment for the process (e.g. `SOFTHSM2_CONF`, `KES_HSM_PIN`).
     pub env: Vec<(String, String)>,
+    /// The network namespace it runs in ([`net::Network`]); `None`: the harness's own.
+    pub netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -152,7 +230,15 @@ impl NodeProc {
             .append(true)
             .open(self.dir.join("node.log"))
             .expect("log");
-        let child = Command::new(bin("kes-node"))
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("kes-node"));
+                c
+            }
+            None => Command::new(bin("kes-node")),
+        };
+        let child = command
             .arg("--config")
             .arg(self.dir.join("node.yaml"))
             .arg("--data-dir")
@@ -253,6 +339,7 @@ impl Cluster {
                     url: format!("https://127.0.0.1:{}", base + i as u16 - 1),
                     dir: dir.path().join(format!("node{i}")),
                     env: Vec::new(),
+                    netns: None,
                     child: None,
                 })
                 .collect(),
@@ -360,6 +447,7 @@ impl Cluster {
             url: format!("https://127.0.0.1:{port}"),
             dir,
             env: Vec::new(),
+            netns: None,
             child: None,
         });
         self.nodes[index - 1].start();

@@ -40,7 +40,7 @@
 
 use jepsen_lite::Cluster;
 use kes_cluster::{Client, Method};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 /// A failed bench step, with a message that says what went wrong.
@@ -142,69 +142,11 @@ fn parse_args() -> BenchResult<Args> {
     Ok(args)
 }
 
-/// Builds `kes-node` and `kes-cluster` in this executable's profile, so the harness (which
-/// looks for them next to this executable) runs binaries that match the sources.
+/// Builds the node binaries when asked (see [`jepsen_lite::ensure_node_binaries`]), and warns
+/// when the figures will come from a debug build.
 fn ensure_node_binaries(build: bool) -> BenchResult<()> {
-    let dir = jepsen_lite::bin_dir();
-    let release = dir.file_name().is_some_and(|n| n == "release");
-    if build {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
-        let mut cmd = Command::new(&cargo);
-        cmd.args(["build", "--manifest-path", manifest]).args([
-            "-p",
-            "kes-node",
-            "-p",
-            "kes-cluster",
-            "--bins",
-        ]);
-        if release {
-            cmd.arg("--release");
-        }
-        // `cargo run` gives this process the package's variables. Build scripts that track
-        // them (ring's tracks CARGO_MANIFEST_DIR) would see them change and rebuild, here and
-        // again in the next plain `cargo build`: the nested build must not inherit them.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || matches!(
-                    name.as_ref(),
-                    "CARGO_MANIFEST_DIR"
-                        | "CARGO_MANIFEST_PATH"
-                        | "CARGO_CRATE_NAME"
-                        | "CARGO_BIN_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_RUSTC_CURRENT_DIR"
-                )
-            {
-                cmd.env_remove(name.as_ref());
-            }
-        }
-        println!(
-            "building kes-node and kes-cluster ({}) into {} ...",
-            if release { "release" } else { "debug" },
-            dir.display()
-        );
-        let status = cmd
-            .status()
-            .map_err(|e| format!("cannot run {cargo}: {e}; build them yourself with `cargo build --release --workspace` and pass --no-build"))?;
-        if !status.success() {
-            return Err(format!(
-                "building kes-node/kes-cluster failed ({status}); fix the build, or pass \
-                 --no-build to use the binaries already in {}",
-                dir.display()
-            ));
-        }
-    }
-    for name in ["kes-node", "kes-cluster"] {
-        if !dir.join(name).exists() {
-            return Err(format!(
-                "{} is missing: run `cargo build --release --workspace` (or drop --no-build)",
-                dir.join(name).display()
-            ));
-        }
-    }
-    if !release {
+    jepsen_lite::ensure_node_binaries(build)?;
+    if !jepsen_lite::bin_dir().ends_with("release") {
         println!(
             "warning: not a release build; these figures are not comparable with release ones"
         );

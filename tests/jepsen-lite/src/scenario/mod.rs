@@ -1,0 +1,239 @@
+//! The fault scenarios: each starts a fresh cluster on [`Network`] hosts, runs the client load
+//! of [`workload`], injects its fault for a window, heals, and then checks the history and the
+//! healed cluster ([`verify`]). The result is one [`report::ScenarioReport`].
+
+pub mod report;
+pub mod verify;
+pub mod workload;
+
+use crate::Cluster;
+use crate::checker::{Budget, check};
+use crate::history::{Outcome, Recorder};
+use crate::model::KeyRegister;
+use crate::net::Network;
+use kes_cluster::Method;
+use report::ScenarioReport;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use workload::{CLIENTS_PER_GROUP, GROUPS, Load, REQUEST_TIMEOUT};
+
+/// A fault, named as the report names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// The leader cut off from the other nodes (clients still reach it).
+    IsolateLeader,
+    /// A follower cut off from the other nodes.
+    IsolateFollower,
+    /// The two followers cut off from each other; the leader still sees both.
+    Bridge,
+    /// `kill -9` of the leader, restarted after the window.
+    KillOne,
+    /// `kill -9` of every node, all restarted after the window.
+    KillAll,
+    /// The leader stopped (SIGSTOP) past the election timeout, then continued.
+    PauseLeader,
+}
+
+impl Scenario {
+    /// Every scenario this harness runs, in report order.
+    pub const ALL: [Scenario; 6] = [
+        Scenario::IsolateLeader,
+        Scenario::IsolateFollower,
+        Scenario::Bridge,
+        Scenario::KillOne,
+        Scenario::KillAll,
+        Scenario::PauseLeader,
+    ];
+
+    /// The name in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::IsolateLeader => "isolate-leader",
+            Scenario::IsolateFollower => "isolate-follower",
+            Scenario::Bridge => "bridge",
+            Scenario::KillOne => "kill-one",
+            Scenario::KillAll => "kill-all",
+            Scenario::PauseLeader => "pause-leader",
+        }
+    }
+
+    /// Whether the fault needs network namespaces (a partition).
+    pub fn partitions(self) -> bool {
+        matches!(
+            self,
+            Scenario::IsolateLeader | Scenario::IsolateFollower | Scenario::Bridge
+        )
+    }
+}
+
+/// How long each phase lasts.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Load before the fault.
+    pub before: Duration,
+    /// The fault window.
+    pub fault: Duration,
+    /// Load after healing, before the final checks.
+    pub after: Duration,
+}
+
+/// What the fault did, to undo it at the heal.
+enum Injected {
+    Partition,
+    Killed(Vec<usize>),
+    Paused(usize),
+}
+
+/// Runs `scenario` on a fresh cluster on `net`, with the load seeded by `seed`.
+pub async fn run(net: &Network, scenario: Scenario, timing: Timing, seed: u64) -> ScenarioReport {
+    let mut report = ScenarioReport::new(scenario.name(), "netns");
+    let mut c = match Cluster::start_on(net, 3).await {
+        Ok(c) => c,
+        Err(e) => {
+            report.error = Some(format!("the cluster did not start: {e}"));
+            return report;
+        }
+    };
+    let recorder = Recorder::new();
+    let clock = recorder.clock();
+    let load = Load::new(recorder);
+    let clients: Vec<_> = (0..GROUPS * CLIENTS_PER_GROUP)
+        .map(|p| {
+            let per_node = (0..c.nodes.len())
+                .map(|i| c.admin(i).with_timeout(REQUEST_TIMEOUT))
+                .collect();
+            tokio::spawn(load.clone().client(p as u64, per_node, seed))
+        })
+        .collect();
+    tokio::time::sleep(timing.before).await;
+    let start = clock.now_ns();
+    let injected = inject(net, &mut c, scenario).await;
+    tokio::time::sleep(timing.fault).await;
+    heal(net, &mut c, injected);
+    let healed = Instant::now();
+    report
+        .faults
+        .push((start as f64 / 1e9, clock.now_ns() as f64 / 1e9));
+    report.recover_s = first_write_after(&c, healed).await;
+    report.converge_s = converged(&c, healed).await;
+    tokio::time::sleep(timing.after.saturating_sub(healed.elapsed())).await;
+    load.stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        let _ = client.await;
+    }
+    let names = workload::key_names();
+    verify::final_reads(&c, &load, &names).await;
+    let history = load.recorder.history();
+    let deks = load.deks.lock().expect("deks").clone();
+    report.bad_deks = verify::bad_deks(&c, &history, &deks).await;
+    report.lost_keys = verify::lost_keys(&history);
+    report.double_wins = verify::double_wins(&history);
+    (report.two_leader_terms, report.leader_changes) = verify::leader_terms(&c);
+    for op in &history.ops {
+        report.ops += 1;
+        match op.outcome {
+            Outcome::Ok(_) => report.ok += 1,
+            Outcome::Fail(_) => report.fail += 1,
+            Outcome::Info(_) => report.unknown += 1,
+        }
+    }
+    let budget = Budget {
+        max_time: Duration::from_secs(30),
+        ..Budget::default()
+    };
+    let checked = check(&KeyRegister, &history, &budget);
+    report.violations = checked.violations().count();
+    report.checker_unknown = checked.unknown().count();
+    report.keep(&c, &history, &checked);
+    report
+}
+
+/// Applies the fault; what to undo.
+async fn inject(net: &Network, c: &mut Cluster, scenario: Scenario) -> Injected {
+    let leader = c.leader().await;
+    let followers: Vec<usize> = (0..c.nodes.len()).filter(|&i| i != leader).collect();
+    let partition = |r: Result<(), String>| {
+        if let Err(e) = r {
+            eprintln!("could not partition: {e}");
+        }
+        Injected::Partition
+    };
+    match scenario {
+        Scenario::IsolateLeader => partition(net.isolate(leader)),
+        Scenario::IsolateFollower => partition(net.isolate(followers[0])),
+        Scenario::Bridge => partition(net.cut(followers[0], followers[1])),
+        Scenario::KillOne => {
+            c.nodes[leader].kill9();
+            Injected::Killed(vec![leader])
+        }
+        Scenario::KillAll => {
+            for node in &mut c.nodes {
+                node.kill9();
+            }
+            Injected::Killed((0..c.nodes.len()).collect())
+        }
+        Scenario::PauseLeader => {
+            c.nodes[leader].pause();
+            Injected::Paused(leader)
+        }
+    }
+}
+
+fn heal(net: &Network, c: &mut Cluster, injected: Injected) {
+    match injected {
+        Injected::Partition => {
+            if let Err(e) = net.heal() {
+                eprintln!("could not heal the network: {e}");
+            }
+        }
+        Injected::Killed(nodes) => {
+            for i in nodes {
+                c.nodes[i].start();
+            }
+        }
+        Injected::Paused(i) => c.nodes[i].resume(),
+    }
+}
+
+/// Seconds from the heal to the first acknowledged write (a create of a fresh name, tried on
+/// every node in turn); `None` when none succeeded within 30 s.
+async fn first_write_after(c: &Cluster, healed: Instant) -> Option<f64> {
+    let mut n = 0;
+    while healed.elapsed() < Duration::from_secs(30) {
+        n += 1;
+        let node = n % c.nodes.len();
+        let path = format!("/v1/key/create/probe-{n}");
+        let client = c.admin(node).with_timeout(Duration::from_secs(2));
+        if let Ok(r) = client.request(Method::PUT, &path, &[], String::new()).await {
+            if r.status == 200 {
+                return Some(healed.elapsed().as_secs_f64());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Seconds from the heal until every node is ready and has applied everything committed when
+/// the first write after the heal went through (the load goes on meanwhile); `None` when that
+/// took more than 30 s.
+async fn converged(c: &Cluster, healed: Instant) -> Option<f64> {
+    let mut target = None;
+    for i in 0..c.nodes.len() {
+        let applied = c.status(i).await.and_then(|s| s["applied_index"].as_u64());
+        target = target.max(applied);
+    }
+    let target = target?;
+    while healed.elapsed() < Duration::from_secs(30) {
+        let mut all = true;
+        for i in 0..c.nodes.len() {
+            let applied = c.status(i).await.and_then(|s| s["applied_index"].as_u64());
+            all &= applied.is_some_and(|a| a >= target) && c.ready(i, false).await;
+        }
+        if all {
+            return Some(healed.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
