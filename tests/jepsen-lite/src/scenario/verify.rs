@@ -29,34 +29,29 @@ pub async fn final_reads(c: &Cluster, load: &Load, names: &[String]) {
     }
 }
 
-/// Names whose last acknowledged import, with no delete invoked after it, is not there on
-/// some node at the end: an acknowledged key was lost.
+/// Acknowledged imports that no delete can have undone (every delete, acknowledged or unknown,
+/// ended before the import was invoked) and whose material some node does not hold at the end:
+/// acknowledged keys that were lost.
 pub fn lost_keys(history: &History<KeyInput, KeyOutput>) -> usize {
     let mut lost = 0;
-    let mut by_name: BTreeMap<&str, Vec<_>> = BTreeMap::new();
-    for op in &history.ops {
-        by_name.entry(op.key.as_str()).or_default().push(op);
-    }
-    for ops in by_name.values() {
-        let last_import = ops
-            .iter()
-            .filter(|o| matches!(o.outcome, Outcome::Ok(KeyOutput::Created)))
-            .max_by_key(|o| o.complete_ns);
-        let Some(import) = last_import else { continue };
-        let done = import.complete_ns.unwrap_or(u64::MAX);
-        let deleted_later = ops
-            .iter()
-            .any(|o| matches!(o.input, KeyInput::Delete) && !o.is_fail() && o.deadline_ns() > done);
-        if deleted_later {
-            continue;
-        }
-        let KeyInput::Import(material) = &import.input else {
+    for import in &history.ops {
+        let (KeyInput::Import(material), Outcome::Ok(KeyOutput::Created)) =
+            (&import.input, &import.outcome)
+        else {
             continue;
         };
-        let final_reads = ops
-            .iter()
-            .filter(|o| o.process >= 1000 && o.invoke_ns > done);
-        let missing = final_reads
+        let ops = history.ops.iter().filter(|o| o.key == import.key);
+        let may_be_deleted = ops.clone().any(|o| {
+            matches!(o.input, KeyInput::Delete)
+                && !o.is_fail()
+                && o.deadline_ns() > import.invoke_ns
+        });
+        if may_be_deleted {
+            continue;
+        }
+        let done = import.complete_ns.unwrap_or(u64::MAX);
+        let missing = ops
+            .filter(|o| o.process >= 1000 && o.invoke_ns > done)
             .filter(|o| o.input == KeyInput::Decrypt(material.clone()))
             .any(|o| !matches!(o.outcome, Outcome::Ok(KeyOutput::Done)));
         if missing {
@@ -139,4 +134,81 @@ pub fn leader_terms(c: &Cluster) -> (usize, usize) {
     }
     let two = by_term.values().filter(|l| l.len() > 1).count();
     (two, by_term.len().saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn import(m: &str) -> KeyInput {
+        KeyInput::Import(m.into())
+    }
+
+    /// A delete whose interval overlaps an import may have come after it: the key is not lost.
+    #[test]
+    fn a_key_is_lost_only_when_no_delete_can_have_removed_it() {
+        let mut h = History::new();
+        h.push(
+            1,
+            "k",
+            import("a"),
+            10,
+            Some(60),
+            Outcome::Ok(KeyOutput::Created),
+        );
+        let delete = h.push(
+            2,
+            "k",
+            KeyInput::Delete,
+            20,
+            Some(50),
+            Outcome::Ok(KeyOutput::Done),
+        );
+        h.push(
+            1000,
+            "k",
+            KeyInput::Decrypt("a".into()),
+            100,
+            Some(110),
+            Outcome::Ok(KeyOutput::NotFound),
+        );
+        assert_eq!(lost_keys(&h), 0);
+        // Without that delete the final read shows a lost key.
+        h.ops[delete].outcome = Outcome::Fail("503".into());
+        assert_eq!(lost_keys(&h), 1);
+        // An unknown delete may still have removed it.
+        h.ops[delete].outcome = Outcome::Info("timeout".into());
+        assert_eq!(lost_keys(&h), 0);
+    }
+
+    #[test]
+    fn two_creates_need_a_delete_between_them() {
+        let mut h = History::new();
+        h.push(
+            1,
+            "k",
+            import("a"),
+            10,
+            Some(20),
+            Outcome::Ok(KeyOutput::Created),
+        );
+        h.push(
+            2,
+            "k",
+            import("b"),
+            30,
+            Some(40),
+            Outcome::Ok(KeyOutput::Created),
+        );
+        assert_eq!(double_wins(&h), 1);
+        h.push(
+            3,
+            "k",
+            KeyInput::Delete,
+            25,
+            Some(35),
+            Outcome::Ok(KeyOutput::Done),
+        );
+        assert_eq!(double_wins(&h), 0);
+    }
 }
