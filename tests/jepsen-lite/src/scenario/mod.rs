@@ -3,13 +3,14 @@
 //! healed cluster ([`verify`]). The result is one [`report::ScenarioReport`].
 
 pub mod report;
+pub mod revocation;
 pub mod verify;
 pub mod workload;
 
 use crate::Cluster;
 use crate::checker::{Budget, check};
 use crate::history::{Outcome, Recorder};
-use crate::model::KeyRegister;
+use crate::model::{KeyRegister, Revocation};
 use crate::net::Network;
 use kes_cluster::Method;
 use report::ScenarioReport;
@@ -97,6 +98,20 @@ pub async fn run(net: &Network, scenario: Scenario, timing: Timing, seed: u64) -
     let recorder = Recorder::new();
     let clock = recorder.clock();
     let load = Load::new(recorder);
+    let revocations =
+        match revocation::Revocations::set_up(&c, Recorder::with_clock(clock), REQUEST_TIMEOUT)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                report.error = Some(format!("the revocation load could not be set up: {e}"));
+                return report;
+            }
+        };
+    let mut auth_clients = vec![tokio::spawn(revocations.clone().admin(seed))];
+    for n in 0..revocation::IDENTITIES {
+        auth_clients.push(tokio::spawn(revocations.clone().identity(n, seed)));
+    }
     let clients: Vec<_> = (0..GROUPS * CLIENTS_PER_GROUP)
         .map(|p| {
             let per_node = (0..c.nodes.len())
@@ -118,7 +133,8 @@ pub async fn run(net: &Network, scenario: Scenario, timing: Timing, seed: u64) -
     report.converge_s = converged(&c, healed).await;
     tokio::time::sleep(timing.after.saturating_sub(healed.elapsed())).await;
     load.stop.store(true, Ordering::Relaxed);
-    for client in clients {
+    revocations.stop.store(true, Ordering::Relaxed);
+    for client in clients.into_iter().chain(auth_clients) {
         let _ = client.await;
     }
     let names = workload::key_names();
@@ -144,7 +160,12 @@ pub async fn run(net: &Network, scenario: Scenario, timing: Timing, seed: u64) -
     let checked = check(&KeyRegister, &history, &budget);
     report.violations = checked.violations().count();
     report.checker_unknown = checked.unknown().count();
-    report.keep(&c, &history, &checked);
+    let auth_history = revocations.recorder.history();
+    let auth = check(&Revocation, &auth_history, &budget);
+    report.stale_auth = Some(auth.violations().count());
+    report.checker_unknown += auth.unknown().count();
+    report.auth_ops = auth_history.ops.len();
+    report.keep(&c, &history, &checked, &auth_history, &auth);
     report
 }
 

@@ -3,7 +3,7 @@
 use crate::Cluster;
 use crate::checker::Report;
 use crate::history::History;
-use crate::model::{KeyInput, KeyOutput};
+use crate::model::{AuthInput, AuthOutput, KeyInput, KeyOutput};
 use serde::Serialize;
 use std::path::Path;
 
@@ -30,9 +30,11 @@ pub struct ScenarioReport {
     pub lost_keys: usize,
     /// DEKs that did not decrypt to their plaintext on some node at the end.
     pub bad_deks: usize,
-    /// Requests authorised after an acknowledged revocation. `None`: the revocation workload
-    /// did not run in this scenario.
+    /// Identities with a request authorised after an acknowledged revocation (the revocation
+    /// history is not linearizable). `None`: the revocation load did not run.
     pub stale_auth: Option<usize>,
+    /// Grants, revokes and requests of the revocation load.
+    pub auth_ops: usize,
     /// Create races with two winners.
     pub double_wins: usize,
     /// Terms in which two nodes became leader.
@@ -78,7 +80,14 @@ impl ScenarioReport {
 
     /// Keeps the history, the checker's report and every node's log of a failing scenario
     /// under `target/jepsen-lite/<name>/`, so it can be read and its check replayed.
-    pub fn keep(&mut self, c: &Cluster, history: &History<KeyInput, KeyOutput>, checked: &Report) {
+    pub fn keep(
+        &mut self,
+        c: &Cluster,
+        history: &History<KeyInput, KeyOutput>,
+        checked: &Report,
+        auth_history: &History<AuthInput, AuthOutput>,
+        auth_checked: &Report,
+    ) {
         if self.passed() {
             return;
         }
@@ -88,6 +97,9 @@ impl ScenarioReport {
             history.save(&dir.join("history.jsonl"))?;
             let json = serde_json::to_vec_pretty(checked).unwrap_or_default();
             std::fs::write(dir.join("checker.json"), json)?;
+            auth_history.save(&dir.join("auth-history.jsonl"))?;
+            let json = serde_json::to_vec_pretty(auth_checked).unwrap_or_default();
+            std::fs::write(dir.join("auth-checker.json"), json)?;
             for node in &c.nodes {
                 std::fs::write(dir.join(format!("node{}.log", node.index)), node.log())?;
             }
@@ -103,7 +115,7 @@ impl ScenarioReport {
 /// The human summary: one line per scenario.
 pub fn table(reports: &[ScenarioReport]) -> String {
     let mut out = format!(
-        "{:<17} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>7} {:>7}  result\n",
+        "{:<17} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>7} {:>7}  result\n",
         "scenario",
         "ops",
         "ok",
@@ -112,6 +124,7 @@ pub fn table(reports: &[ScenarioReport]) -> String {
         "viol",
         "lost",
         "dek",
+        "stale",
         "2win",
         "2ldr",
         "elect",
@@ -121,7 +134,7 @@ pub fn table(reports: &[ScenarioReport]) -> String {
     for r in reports {
         let secs = |s: Option<f64>| s.map(|s| format!("{s:.2}s")).unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:<17} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>7} {:>7}  {}\n",
+            "{:<17} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>7} {:>7}  {}\n",
             r.name,
             r.ops,
             r.ok,
@@ -130,6 +143,7 @@ pub fn table(reports: &[ScenarioReport]) -> String {
             r.violations + r.checker_unknown,
             r.lost_keys,
             r.bad_deks,
+            r.stale_auth.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
             r.double_wins,
             r.two_leader_terms,
             r.leader_changes,
