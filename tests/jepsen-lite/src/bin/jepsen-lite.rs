@@ -124,12 +124,20 @@ async fn main() {
     if let Err(e) = write_json(&path, args.seed, &reports) {
         eprintln!("could not write {}: {e}", path.display());
     }
+    let html = jepsen_lite::report_dir().join("report.html");
+    if let Err(e) = std::fs::write(
+        &html,
+        jepsen_lite::scenario::html::page(&reports, args.seed),
+    ) {
+        eprintln!("could not write {}: {e}", html.display());
+    }
     println!(
-        "\n{}\nseed {}; {:.0}s in all; report: {}",
+        "\n{}\nseed {}; {:.0}s in all; report: {} and {}",
         table(&reports),
         args.seed,
         started.elapsed().as_secs_f64(),
-        path.display()
+        path.display(),
+        html.display()
     );
     if !reports.iter().all(ScenarioReport::passed) {
         std::process::exit(1);

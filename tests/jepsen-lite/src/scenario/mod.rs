@@ -2,6 +2,7 @@
 //! of [`workload`], injects its fault for a window, heals, and then checks the history and the
 //! healed cluster ([`verify`]). The result is one [`report::ScenarioReport`].
 
+pub mod html;
 pub mod report;
 pub mod revocation;
 pub mod verify;
@@ -165,6 +166,14 @@ pub async fn run(net: &Network, scenario: Scenario, timing: Timing, seed: u64) -
     report.stale_auth = Some(auth.violations().count());
     report.checker_unknown += auth.unknown().count();
     report.auth_ops = auth_history.ops.len();
+    report.drawing.add(&history, &checked, |p| match p {
+        0..1000 => format!("client {p}"),
+        _ => format!("final node{}", p - 999),
+    });
+    report.drawing.add(&auth_history, &auth, |p| match p {
+        0 => "admin".to_owned(),
+        _ => format!("identity {p}"),
+    });
     report.keep(&c, &history, &checked, &auth_history, &auth);
     report
 }

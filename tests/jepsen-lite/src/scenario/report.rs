@@ -51,6 +51,9 @@ pub struct ScenarioReport {
     pub error: Option<String>,
     /// Where its history and node logs were kept (a failing scenario only).
     pub kept: Option<String>,
+    /// What `report.html` draws of it.
+    #[serde(skip)]
+    pub drawing: super::html::Drawing,
 }
 
 impl ScenarioReport {
