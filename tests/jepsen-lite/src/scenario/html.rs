@@ -135,7 +135,7 @@ fn timeline(d: &Drawing, faults: &[(f64, f64)]) -> String {
     for (a, b) in faults {
         let _ = write!(
             s,
-            "<rect class=fault x={:.1} y=0 width={:.1} height={height}/>",
+            "<rect class=fault x={:.1} y=0 width={:.1} height={height} />",
             x(*a),
             (x(*b) - x(*a)).max(1.0)
         );
@@ -170,7 +170,7 @@ fn latency(d: &Drawing, faults: &[(f64, f64)]) -> String {
     for (a, b) in faults {
         let _ = write!(
             s,
-            "<rect class=fault x={:.1} y={top} width={:.1} height={height}/>",
+            "<rect class=fault x={:.1} y={top} width={:.1} height={height} />",
             x(*a),
             (x(*b) - x(*a)).max(1.0)
         );
@@ -183,7 +183,7 @@ fn latency(d: &Drawing, faults: &[(f64, f64)]) -> String {
     );
     for (t, ms) in &d.latency {
         let y = top + height - ms / max * height;
-        let _ = write!(s, "<circle class=ok cx={:.1} cy={y:.1} r=1/>", x(*t));
+        let _ = write!(s, "<circle class=ok cx={:.1} cy={y:.1} r=1 />", x(*t));
     }
     axis(&mut s, d, top + height + 12.0);
     s.push_str("</svg>");
@@ -230,7 +230,7 @@ fn axis(s: &mut String, d: &Drawing, y: f64) {
     let k = scale(d);
     let _ = write!(
         s,
-        "<line class=axis x1=100 x2={WIDTH} y1={y:.1} y2={y:.1}/>"
+        "<line class=axis x1=100 x2={WIDTH} y1={y:.1} y2={y:.1} />"
     );
     let mut t = 0.0;
     while t <= d.end_s {
