@@ -15,7 +15,7 @@ const USAGE: &str =
   --full       every scenario for about 15 minutes in all, for a release
   --seed N     the client load's seed (printed by every run, so a run can be replayed)
   --scenario   only these scenarios: isolate-leader, isolate-follower, bridge, kill-one,
-               kill-all, pause-leader
+               kill-all, pause-leader, rekey, random
   --no-build   use the kes-node and kes-cluster binaries already built
 Needs root: every node runs in its own network namespace.";
 

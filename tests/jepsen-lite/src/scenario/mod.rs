@@ -2,6 +2,7 @@
 //! of [`workload`], injects its fault for a window, heals, and then checks the history and the
 //! healed cluster ([`verify`]). The result is one [`report::ScenarioReport`].
 
+mod fault;
 pub mod html;
 pub mod report;
 pub mod revocation;
@@ -34,17 +35,23 @@ pub enum Scenario {
     KillAll,
     /// The leader stopped (SIGSTOP) past the election timeout, then continued.
     PauseLeader,
+    /// `seal rekey` through the leader while a follower is cut off.
+    Rekey,
+    /// Three faults in a row, each drawn by the seed from the ones above (on any node).
+    Random,
 }
 
 impl Scenario {
     /// Every scenario this harness runs, in report order.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::IsolateLeader,
         Scenario::IsolateFollower,
         Scenario::Bridge,
         Scenario::KillOne,
         Scenario::KillAll,
         Scenario::PauseLeader,
+        Scenario::Rekey,
+        Scenario::Random,
     ];
 
     /// The name in reports and on the command line.
@@ -56,15 +63,9 @@ impl Scenario {
             Scenario::KillOne => "kill-one",
             Scenario::KillAll => "kill-all",
             Scenario::PauseLeader => "pause-leader",
+            Scenario::Rekey => "rekey",
+            Scenario::Random => "random",
         }
-    }
-
-    /// Whether the fault needs network namespaces (a partition).
-    pub fn partitions(self) -> bool {
-        matches!(
-            self,
-            Scenario::IsolateLeader | Scenario::IsolateFollower | Scenario::Bridge
-        )
     }
 }
 
@@ -77,13 +78,6 @@ pub struct Timing {
     pub fault: Duration,
     /// Load after healing, before the final checks.
     pub after: Duration,
-}
-
-/// What the fault did, to undo it at the heal.
-enum Injected {
-    Partition,
-    Killed(Vec<usize>),
-    Paused(usize),
 }
 
 /// Runs `scenario` on a fresh cluster on `net`, with the load seeded by `seed`.
@@ -122,14 +116,12 @@ pub async fn run(net: &Network, scenario: Scenario, timing: Timing, seed: u64) -
         })
         .collect();
     tokio::time::sleep(timing.before).await;
-    let start = clock.now_ns();
-    let injected = inject(net, &mut c, scenario).await;
-    tokio::time::sleep(timing.fault).await;
-    heal(net, &mut c, injected);
+    let mut faults = fault::Faults::new(net, clock, seed);
+    if let Err(e) = faults.run(&mut c, scenario, timing.fault).await {
+        report.error = Some(e);
+    }
     let healed = Instant::now();
-    report
-        .faults
-        .push((start as f64 / 1e9, clock.now_ns() as f64 / 1e9));
+    report.faults = faults.windows;
     report.recover_s = first_write_after(&c, healed).await;
     report.converge_s = converged(&c, healed).await;
     tokio::time::sleep(timing.after.saturating_sub(healed.elapsed())).await;
@@ -176,53 +168,6 @@ pub async fn run(net: &Network, scenario: Scenario, timing: Timing, seed: u64) -
     });
     report.keep(&c, &history, &checked, &auth_history, &auth);
     report
-}
-
-/// Applies the fault; what to undo.
-async fn inject(net: &Network, c: &mut Cluster, scenario: Scenario) -> Injected {
-    let leader = c.leader().await;
-    let followers: Vec<usize> = (0..c.nodes.len()).filter(|&i| i != leader).collect();
-    let partition = |r: Result<(), String>| {
-        if let Err(e) = r {
-            eprintln!("could not partition: {e}");
-        }
-        Injected::Partition
-    };
-    match scenario {
-        Scenario::IsolateLeader => partition(net.isolate(leader)),
-        Scenario::IsolateFollower => partition(net.isolate(followers[0])),
-        Scenario::Bridge => partition(net.cut(followers[0], followers[1])),
-        Scenario::KillOne => {
-            c.nodes[leader].kill9();
-            Injected::Killed(vec![leader])
-        }
-        Scenario::KillAll => {
-            for node in &mut c.nodes {
-                node.kill9();
-            }
-            Injected::Killed((0..c.nodes.len()).collect())
-        }
-        Scenario::PauseLeader => {
-            c.nodes[leader].pause();
-            Injected::Paused(leader)
-        }
-    }
-}
-
-fn heal(net: &Network, c: &mut Cluster, injected: Injected) {
-    match injected {
-        Injected::Partition => {
-            if let Err(e) = net.heal() {
-                eprintln!("could not heal the network: {e}");
-            }
-        }
-        Injected::Killed(nodes) => {
-            for i in nodes {
-                c.nodes[i].start();
-            }
-        }
-        Injected::Paused(i) => c.nodes[i].resume(),
-    }
 }
 
 /// Seconds from the heal to the first acknowledged write (a create of a fresh name, tried on

@@ -1,0 +1,176 @@
+//! The faults of the scenarios, injected and healed, with their windows on the run clock.
+
+use super::Scenario;
+use crate::Cluster;
+use crate::history::RunClock;
+use crate::net::Network;
+use kes_cluster::Method;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::time::Duration;
+
+/// One fault on the cluster.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Node cut off from every other node.
+    Isolate(usize),
+    /// Two nodes cut off from each other.
+    Cut(usize, usize),
+    /// `kill -9` of these nodes (a bit set), restarted at the heal.
+    Kill(u32),
+    /// SIGSTOP, SIGCONT at the heal.
+    Pause(usize),
+}
+
+/// Injects faults on one cluster and remembers their windows.
+pub struct Faults<'n> {
+    net: &'n Network,
+    clock: RunClock,
+    rng: StdRng,
+    /// `(start, end)` of every fault, seconds on the run clock.
+    pub windows: Vec<(f64, f64)>,
+}
+
+impl<'n> Faults<'n> {
+    /// Faults on `net`, dated by `clock`; `random` draws from `seed`.
+    pub fn new(net: &'n Network, clock: RunClock, seed: u64) -> Faults<'n> {
+        Faults {
+            net,
+            clock,
+            rng: StdRng::seed_from_u64(seed ^ 0xfa17),
+            windows: Vec::new(),
+        }
+    }
+
+    /// Runs `scenario`'s faults for `window` in all, and heals. An error says what could not
+    /// be done (the scenario then fails).
+    pub async fn run(
+        &mut self,
+        c: &mut Cluster,
+        scenario: Scenario,
+        window: Duration,
+    ) -> Result<(), String> {
+        let leader = c.leader_among(&[0, 1, 2], Duration::from_secs(30)).await;
+        let leader = leader.ok_or("no leader before the fault")?;
+        let followers: Vec<usize> = (0..c.nodes.len()).filter(|&i| i != leader).collect();
+        let fault = match scenario {
+            Scenario::IsolateLeader => Fault::Isolate(leader),
+            Scenario::IsolateFollower | Scenario::Rekey => Fault::Isolate(followers[0]),
+            Scenario::Bridge => Fault::Cut(followers[0], followers[1]),
+            Scenario::KillOne => Fault::Kill(1 << leader),
+            Scenario::KillAll => Fault::Kill(0b111),
+            Scenario::PauseLeader => Fault::Pause(leader),
+            Scenario::Random => return self.random(c, window).await,
+        };
+        if scenario == Scenario::Rekey {
+            return self.rekey_during(c, fault, leader, window).await;
+        }
+        self.one(c, fault, window).await
+    }
+
+    /// Injects `fault`, waits `window`, heals.
+    async fn one(&mut self, c: &mut Cluster, fault: Fault, window: Duration) -> Result<(), String> {
+        let start = self.clock.now_ns() as f64 / 1e9;
+        let injected = self.inject(c, fault);
+        tokio::time::sleep(window).await;
+        let healed = self.heal(c, fault);
+        self.windows.push((start, self.clock.now_ns() as f64 / 1e9));
+        injected.and(healed)
+    }
+
+    /// Three faults drawn from the seed, one after the other, each for a third of `window`.
+    async fn random(&mut self, c: &mut Cluster, window: Duration) -> Result<(), String> {
+        for _ in 0..3 {
+            let (a, b) = (self.rng.random_range(0..3), self.rng.random_range(1..3));
+            let fault = match self.rng.random_range(0..4) {
+                0 => Fault::Isolate(a),
+                1 => Fault::Cut(a, (a + b) % 3),
+                2 => Fault::Kill(1 << a),
+                _ => Fault::Pause(a),
+            };
+            self.one(c, fault, window / 3).await?;
+            // Let the cluster elect and settle before the next fault.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok(())
+    }
+
+    /// `seal rekey` through the leader while `fault` holds; then every node must hold the new
+    /// storage version, unsealed.
+    async fn rekey_during(
+        &mut self,
+        c: &mut Cluster,
+        fault: Fault,
+        leader: usize,
+        window: Duration,
+    ) -> Result<(), String> {
+        let admin = c.admin(leader).with_timeout(Duration::from_secs(120));
+        let rekey = tokio::spawn(async move {
+            admin
+                .request(Method::POST, "/v1/cluster/seal/rekey", &[], String::new())
+                .await
+        });
+        self.one(c, fault, window).await?;
+        match rekey.await {
+            Ok(Ok(r)) if r.status == 200 => {}
+            Ok(Ok(r)) => return Err(format!("rekey answered {} {}", r.status, r.text())),
+            Ok(Err(e)) => return Err(format!("rekey: {e}")),
+            Err(e) => return Err(format!("rekey: {e}")),
+        }
+        let t0 = std::time::Instant::now();
+        loop {
+            let mut versions = Vec::new();
+            for i in 0..c.nodes.len() {
+                let st = c.call(i, Method::GET, "/v1/cluster/seal/status", "").await;
+                let v: Option<serde_json::Value> = st.ok().and_then(|r| r.json().ok());
+                versions.push(v.and_then(|v| v["storage_version"].as_u64()));
+            }
+            if versions.iter().all(|v| *v == Some(2)) {
+                return Ok(());
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                return Err(format!(
+                    "after the rekey, the nodes hold storage versions {versions:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn inject(&self, c: &mut Cluster, fault: Fault) -> Result<(), String> {
+        match fault {
+            Fault::Isolate(i) => self.net.isolate(i),
+            Fault::Cut(a, b) => self.net.cut(a, b),
+            Fault::Kill(set) => {
+                for (i, node) in c.nodes.iter_mut().enumerate() {
+                    if set & (1 << i) != 0 {
+                        node.kill9();
+                    }
+                }
+                Ok(())
+            }
+            Fault::Pause(i) => {
+                c.nodes[i].pause();
+                Ok(())
+            }
+        }
+    }
+
+    fn heal(&self, c: &mut Cluster, fault: Fault) -> Result<(), String> {
+        match fault {
+            Fault::Isolate(_) | Fault::Cut(..) => self.net.heal(),
+            Fault::Kill(set) => {
+                for (i, node) in c.nodes.iter_mut().enumerate() {
+                    if set & (1 << i) != 0 {
+                        node.start();
+                    }
+                }
+                Ok(())
+            }
+            Fault::Pause(i) => {
+                c.nodes[i].resume();
+                Ok(())
+            }
+        }
+    }
+}
