@@ -29,6 +29,7 @@ pub(crate) mod dir_sync;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod obs;
+pub mod planted;
 pub mod raft;
 pub mod seal;
 pub mod server;

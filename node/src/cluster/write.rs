@@ -102,6 +102,15 @@ impl Cluster {
     }
 
     async fn propose(&self, cmd: &Command, within: Duration) -> Attempt {
+        if crate::planted::active(crate::planted::Bug::AckBeforeCommit) {
+            let raft = self.raft.clone();
+            let cmd = cmd.clone();
+            tokio::spawn(async move { raft.client_write(cmd).await });
+            return Attempt::Done(Committed {
+                index: 0,
+                outcome: crate::state::Outcome::Done,
+            });
+        }
         match tokio::time::timeout(within, self.raft.client_write(cmd.clone())).await {
             Ok(Ok(resp)) => Attempt::Done(Committed {
                 index: resp.log_id.index,

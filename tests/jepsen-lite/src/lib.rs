@@ -49,8 +49,21 @@ pub fn report_dir() -> PathBuf {
     dir.join("jepsen-lite")
 }
 
+/// Where [`bin`] finds the node binaries when not in [`bin_dir`].
+static NODE_BINARIES: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Runs `kes-node` and `kes-cluster` from `dir` from now on, instead of from [`bin_dir`]: the
+/// self-test runs the planted-bug build, made in its own target directory.
+pub fn use_node_binaries_from(dir: PathBuf) {
+    let _ = NODE_BINARIES.set(dir);
+}
+
 fn bin(name: &str) -> PathBuf {
-    let p = bin_dir().join(name);
+    let p = NODE_BINARIES
+        .get()
+        .cloned()
+        .unwrap_or_else(bin_dir)
+        .join(name);
     assert!(
         p.exists(),
         "{} is missing: run `cargo build --workspace` first",
@@ -66,53 +79,18 @@ pub fn ensure_node_binaries(build: bool) -> Result<(), String> {
     let dir = bin_dir();
     let release = dir.file_name().is_some_and(|n| n == "release");
     if build {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
-        let mut cmd = Command::new(&cargo);
-        cmd.args(["build", "--manifest-path", manifest]).args([
-            "-p",
-            "kes-node",
-            "-p",
-            "kes-cluster",
-            "--bins",
-        ]);
-        if release {
-            cmd.arg("--release");
-        }
-        // `cargo run` gives this process the package's variables. Build scripts that track
-        // them (ring's tracks CARGO_MANIFEST_DIR) would see them change and rebuild, here and
-        // again in the next plain `cargo build`: the nested build must not inherit them.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || matches!(
-                    name.as_ref(),
-                    "CARGO_MANIFEST_DIR"
-                        | "CARGO_MANIFEST_PATH"
-                        | "CARGO_CRATE_NAME"
-                        | "CARGO_BIN_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_RUSTC_CURRENT_DIR"
-                )
-            {
-                cmd.env_remove(name.as_ref());
-            }
-        }
         println!(
             "building kes-node and kes-cluster ({}) into {} ...",
             if release { "release" } else { "debug" },
             dir.display()
         );
-        let status = cmd
-            .status()
-            .map_err(|e| format!("cannot run {cargo}: {e}; build them yourself with `cargo build --release --workspace` and pass --no-build"))?;
-        if !status.success() {
-            return Err(format!(
-                "building kes-node/kes-cluster failed ({status}); fix the build, or pass \
-                 --no-build to use the binaries already in {}",
+        let profile: &[&str] = if release { &["--release"] } else { &[] };
+        cargo_build_nodes(profile).map_err(|e| {
+            format!(
+                "{e}; fix the build, or pass --no-build to use the binaries already in {}",
                 dir.display()
-            ));
-        }
+            )
+        })?;
     }
     for name in ["kes-node", "kes-cluster"] {
         if !dir.join(name).exists() {
@@ -123,6 +101,61 @@ pub fn ensure_node_binaries(build: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Builds the planted-bug variant of the node binaries (the `planted-bugs` feature, debug) in
+/// its own target directory, so it never mixes with real builds; where they are.
+pub fn build_planted_binaries() -> Result<PathBuf, String> {
+    let target = report_dir().with_file_name("planted");
+    println!(
+        "building the planted-bug kes-node and kes-cluster into {} ...",
+        target.display()
+    );
+    let target_arg = target.display().to_string();
+    cargo_build_nodes(&[
+        "--features",
+        "kes-node/planted-bugs",
+        "--target-dir",
+        &target_arg,
+    ])?;
+    Ok(target.join("debug"))
+}
+
+/// `cargo build -p kes-node -p kes-cluster --bins` with `extra` arguments.
+fn cargo_build_nodes(extra: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "--manifest-path", manifest])
+        .args(["-p", "kes-node", "-p", "kes-cluster", "--bins"])
+        .args(extra);
+    // `cargo run` gives this process the package's variables. Build scripts that track them
+    // (ring's tracks CARGO_MANIFEST_DIR) would see them change and rebuild, here and again in
+    // the next plain `cargo build`: the nested build must not inherit them.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            )
+        {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("building kes-node/kes-cluster failed ({status})"))
+    }
 }
 
 fn port_free(p: u16) -> bool {

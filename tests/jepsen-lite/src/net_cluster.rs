@@ -3,7 +3,7 @@
 //! namespace on the standard ports, node1 bootstrapping and the others joining through it.
 
 use super::net::Network;
-use super::{Cluster, NodeProc, bin_dir};
+use super::{Cluster, NodeProc, bin};
 use std::process::Command;
 use std::time::Duration;
 
@@ -11,15 +11,19 @@ use std::time::Duration;
 const CONFIG_DIR: &str = "/JEPSEN-LITE-NODE-DIR";
 
 impl Cluster {
-    /// Scaffolds and starts an `n`-node cluster on the first `n` hosts of `net`, and waits
-    /// until every node is ready.
-    pub async fn start_on(net: &Network, n: usize) -> Result<Cluster, String> {
+    /// Scaffolds and starts an `n`-node cluster on the first `n` hosts of `net`, every node
+    /// with the extra environment `env`, and waits until every node is ready.
+    pub async fn start_on(
+        net: &Network,
+        n: usize,
+        env: &[(String, String)],
+    ) -> Result<Cluster, String> {
         let dir = tempfile::Builder::new()
             .prefix("jepsen-lite-")
             .tempdir()
             .map_err(|e| format!("temp dir: {e}"))?;
         let ips: Vec<String> = (0..n).map(|i| net.ip(i)).collect();
-        let mut scaffold = Command::new(bin_dir().join("kes-cluster"));
+        let mut scaffold = Command::new(bin("kes-cluster"));
         scaffold.args(["scaffold", "--dir"]).arg(dir.path()).args([
             "--host",
             &ips.join(","),
@@ -49,7 +53,7 @@ impl Cluster {
                 index: i + 1,
                 url: format!("https://{ip}:7373"),
                 dir: node_dir,
-                env: Vec::new(),
+                env: env.to_vec(),
                 netns: Some(net.namespace(i)),
                 child: None,
             });

@@ -16,10 +16,13 @@ const USAGE: &str =
   --seed N     the client load's seed (printed by every run, so a run can be replayed)
   --scenario   only these scenarios: isolate-leader, isolate-follower, bridge, kill-one,
                kill-all, pause-leader, rekey, random
+  --self-test  build the planted-bug variant (target/planted) and run the scenarios against
+               each planted bug: every one must be caught (target/jepsen-lite/selftest.json)
   --no-build   use the kes-node and kes-cluster binaries already built
 Needs root: every node runs in its own network namespace.";
 
 struct Args {
+    self_test: bool,
     timing: Timing,
     seed: u64,
     only: Vec<String>,
@@ -28,6 +31,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
+        self_test: false,
         timing: quick(),
         seed: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -61,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--no-build" => args.build = false,
+            "--self-test" => args.self_test = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
@@ -73,6 +78,80 @@ fn quick() -> Timing {
         before: Duration::from_secs(3),
         fault: Duration::from_secs(6),
         after: Duration::from_secs(6),
+    }
+}
+
+/// Runs the chosen scenarios, each on a fresh cluster whose nodes get `node_env`.
+async fn run_scenarios(
+    net: &Network,
+    args: &Args,
+    node_env: &[(String, String)],
+) -> Vec<ScenarioReport> {
+    let mut reports = Vec::new();
+    for s in Scenario::ALL {
+        if !args.only.is_empty() && !args.only.iter().any(|n| n == s.name()) {
+            continue;
+        }
+        let t = Instant::now();
+        println!("{}: running ...", s.name());
+        let r = scenario::run(net, s, args.timing, args.seed, node_env).await;
+        println!(
+            "{}: {} in {:.0}s{}",
+            s.name(),
+            if r.passed() { "pass" } else { "FAIL" },
+            t.elapsed().as_secs_f64(),
+            r.kept
+                .as_ref()
+                .map(|k| format!(" (history and logs kept in {k})"))
+                .unwrap_or_default()
+        );
+        reports.push(r);
+    }
+    reports
+}
+
+/// `--self-test`: runs the scenarios against each planted bug of the `planted-bugs` build and
+/// writes `selftest.json`; exits 1 unless every bug was caught (some scenario counted a
+/// violation, a lost key, a bad DEK, a stale authorisation, a double win or two leaders).
+async fn self_test(net: &Network, args: &Args) {
+    match jepsen_lite::build_planted_binaries() {
+        Ok(dir) => jepsen_lite::use_node_binaries_from(dir),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    }
+    let mut bugs = Vec::new();
+    for (_, name) in kes_node::planted::Bug::ALL {
+        println!("\n== planted bug: {name} ==");
+        let env = [("KES_PLANTED_BUG".to_owned(), name.to_owned())];
+        let reports = run_scenarios(net, args, &env).await;
+        let caught_by: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.found_a_fault())
+            .map(|r| r.name.as_str())
+            .collect();
+        println!("{}", table(&reports));
+        println!("{name}: caught by {caught_by:?}");
+        bugs.push(serde_json::json!({
+            "name": name,
+            "caught": !caught_by.is_empty(),
+            "caught_by": caught_by,
+        }));
+    }
+    let path = jepsen_lite::report_dir().join("selftest.json");
+    let json = serde_json::json!({ "seed": args.seed, "bugs": bugs });
+    let written = std::fs::create_dir_all(jepsen_lite::report_dir())
+        .and_then(|()| std::fs::write(&path, serde_json::to_vec_pretty(&json).unwrap_or_default()));
+    if let Err(e) = written {
+        eprintln!("could not write {}: {e}", path.display());
+    }
+    println!(
+        "\n{}",
+        serde_json::to_string_pretty(&json).unwrap_or_default()
+    );
+    if !bugs.iter().all(|b| b["caught"] == true) {
+        std::process::exit(1);
     }
 }
 
@@ -99,27 +178,12 @@ async fn main() {
         }
     };
     println!("seed {} (replay with --seed {})", args.seed, args.seed);
-    let started = Instant::now();
-    let mut reports: Vec<ScenarioReport> = Vec::new();
-    for s in Scenario::ALL {
-        if !args.only.is_empty() && !args.only.iter().any(|n| n == s.name()) {
-            continue;
-        }
-        let t = Instant::now();
-        println!("{}: running ...", s.name());
-        let r = scenario::run(&net, s, args.timing, args.seed).await;
-        println!(
-            "{}: {} in {:.0}s{}",
-            s.name(),
-            if r.passed() { "pass" } else { "FAIL" },
-            t.elapsed().as_secs_f64(),
-            r.kept
-                .as_ref()
-                .map(|k| format!(" (history and logs kept in {k})"))
-                .unwrap_or_default()
-        );
-        reports.push(r);
+    if args.self_test {
+        self_test(&net, &args).await;
+        return;
     }
+    let started = Instant::now();
+    let reports = run_scenarios(&net, &args, &[]).await;
     let path = jepsen_lite::report_dir().join("report.json");
     if let Err(e) = write_json(&path, args.seed, &reports) {
         eprintln!("could not write {}: {e}", path.display());

@@ -80,10 +80,17 @@ pub struct Timing {
     pub after: Duration,
 }
 
-/// Runs `scenario` on a fresh cluster on `net`, with the load seeded by `seed`.
-pub async fn run(net: &Network, scenario: Scenario, timing: Timing, seed: u64) -> ScenarioReport {
+/// Runs `scenario` on a fresh cluster on `net` whose nodes get the extra environment
+/// `node_env`, with the load seeded by `seed`.
+pub async fn run(
+    net: &Network,
+    scenario: Scenario,
+    timing: Timing,
+    seed: u64,
+    node_env: &[(String, String)],
+) -> ScenarioReport {
     let mut report = ScenarioReport::new(scenario.name(), "netns");
-    let mut c = match Cluster::start_on(net, 3).await {
+    let mut c = match Cluster::start_on(net, 3, node_env).await {
         Ok(c) => c,
         Err(e) => {
             report.error = Some(format!("the cluster did not start: {e}"));

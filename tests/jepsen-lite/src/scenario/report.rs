@@ -81,6 +81,20 @@ impl ScenarioReport {
             && self.converge_s.is_some_and(|s| s <= 30.0)
     }
 
+    /// Whether the scenario counted a correctness fault: a violation, an undecided key, a lost
+    /// key, a bad DEK, a stale authorisation, a double win or two leaders in a term (not a slow
+    /// recovery). What the self-test calls "caught".
+    pub fn found_a_fault(&self) -> bool {
+        self.violations
+            + self.checker_unknown
+            + self.lost_keys
+            + self.bad_deks
+            + self.stale_auth.unwrap_or(0)
+            + self.double_wins
+            + self.two_leader_terms
+            > 0
+    }
+
     /// Keeps the history, the checker's report and every node's log of a failing scenario
     /// under `target/jepsen-lite/<name>/`, so it can be read and its check replayed.
     pub fn keep(
