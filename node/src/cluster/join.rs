@@ -106,7 +106,26 @@ impl Cluster {
         tracing::info!("promoting node {} to voter", req.node_id);
         let voters: BTreeSet<NodeId> = [req.node_id].into();
         self.change_membership_when_free(ChangeMembers::AddVoterIds(voters))
+            .await?;
+        // Peers take a member's RPCs (votes included) only once a leader has signed a
+        // membership that names it (service.rs). The join is answered only then: a leader
+        // lost right after it could otherwise leave the new voter unable to win any vote.
+        self.wait_signed_member(&req.spki, SIGNED_MEMBERSHIP_WAIT)
             .await
+    }
+
+    /// Waits until the signed membership in this node's state names `spki`.
+    async fn wait_signed_member(&self, spki: &str, within: Duration) -> Result<(), String> {
+        let t0 = std::time::Instant::now();
+        while !self.signed_member(spki) {
+            if t0.elapsed() > within {
+                return Err(
+                    "the new member was added, but no signed membership names it yet".into(),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 
     /// On the leader: sends the joiner (reached at its gRPC address, pinned to the certificate
@@ -271,6 +290,10 @@ pub async fn join_through(
     cluster.ticket.end(&nonce);
     result
 }
+
+/// How long a join waits for the leader to sign the membership that names the new member (it
+/// re-signs every 500 ms).
+const SIGNED_MEMBERSHIP_WAIT: Duration = Duration::from_secs(10);
 
 /// How long an admitted node keeps its ticket while its own log catches up.
 const OWN_MEMBERSHIP_WAIT: Duration = Duration::from_secs(60);
