@@ -11,8 +11,6 @@ cargo test --workspace
 # The fault scenarios, briefly (README, "Fault injection"): real nodes, each in its own network
 # namespace, so this needs root. The binaries are the ones the tests just built.
 cargo run -q -p jepsen-lite -- --quick --no-build
-# ... and against each planted bug, which each must catch (a build of its own in target/planted).
-cargo run -q -p jepsen-lite -- --self-test --no-build
 # Every fuzz target for a few seconds, after the tests pass, so none can rot (scripts/fuzz.sh).
 # An unoptimised build without AddressSanitizer: it builds in half the time, and long runs
 # (`scripts/fuzz.sh 600`) use the full build.
