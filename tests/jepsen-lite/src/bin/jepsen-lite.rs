@@ -111,14 +111,14 @@ async fn run_scenarios(
 }
 
 /// `--self-test`: runs the scenarios against each planted bug of the `planted-bugs` build and
-/// writes `selftest.json`; exits 1 unless every bug was caught (some scenario counted a
+/// writes `selftest.json`; the exit code: 0 when every bug was caught (some scenario counted a
 /// violation, a lost key, a bad DEK, a stale authorisation, a double win or two leaders).
-async fn self_test(net: &Network, args: &Args) {
+async fn self_test(net: &Network, args: &Args) -> i32 {
     match jepsen_lite::build_planted_binaries() {
         Ok(dir) => jepsen_lite::use_node_binaries_from(dir),
         Err(e) => {
             eprintln!("{e}");
-            std::process::exit(2);
+            return 2;
         }
     }
     // A longer fault than --quick's: a planted bug that shows only while a partition lasts
@@ -160,8 +160,10 @@ async fn self_test(net: &Network, args: &Args) {
         "\n{}",
         serde_json::to_string_pretty(&json).unwrap_or_default()
     );
-    if !bugs.iter().all(|b| b["caught"] == true) {
-        std::process::exit(1);
+    if bugs.iter().all(|b| b["caught"] == true) {
+        0
+    } else {
+        1
     }
 }
 
@@ -189,8 +191,10 @@ async fn main() {
     };
     println!("seed {} (replay with --seed {})", args.seed, args.seed);
     if args.self_test {
-        self_test(&net, &args).await;
-        return;
+        let code = self_test(&net, &args).await;
+        // `exit` runs no destructors: the namespaces go first.
+        drop(net);
+        std::process::exit(code);
     }
     let started = Instant::now();
     let reports = run_scenarios(&net, &args, &[]).await;
@@ -214,6 +218,8 @@ async fn main() {
         html.display()
     );
     if !reports.iter().all(ScenarioReport::passed) {
+        // `exit` runs no destructors: the namespaces go first.
+        drop(net);
         std::process::exit(1);
     }
 }
