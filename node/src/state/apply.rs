@@ -69,8 +69,10 @@ impl State {
         if !self.indexes_current()? {
             self.rebuild_indexes()?;
         }
-        let (outcome, mut writes) = match self.plan(cmd)? {
-            Ok(writes) if self.writes_under_dropped_key(&cmd.op, &writes)? => {
+        // Read once: `plan` decides with it, and the key check holds the writes against it.
+        let meta = self.cluster_meta()?;
+        let (outcome, mut writes) = match self.plan(cmd, meta.as_ref())? {
+            Ok(writes) if self.writes_under_dropped_key(&cmd.op, &writes, meta.as_ref()) => {
                 (Outcome::StaleClusterKey, Vec::new())
             }
             Ok(writes) => (Outcome::Done, writes),
@@ -140,8 +142,12 @@ impl State {
     }
 
     /// Decides what `cmd` does: the writes to perform, or the outcome that refuses it.
-    fn plan(&self, cmd: &Command) -> Result<Result<Vec<Write>, Outcome>, StateError> {
-        let meta = self.cluster_meta()?;
+    /// `meta` is the cluster record as it stands before `cmd`.
+    fn plan(
+        &self,
+        cmd: &Command,
+        meta: Option<&ClusterMeta>,
+    ) -> Result<Result<Vec<Write>, Outcome>, StateError> {
         if let Op::Init {
             cluster_id,
             admin,
@@ -171,7 +177,7 @@ impl State {
                 ),
             ]));
         }
-        let admin = meta.map(|m| m.admin).unwrap_or_default();
+        let admin = meta.map(|m| m.admin.clone()).unwrap_or_default();
         let is_admin = !admin.is_empty() && cmd.identity == admin;
         // Authorised again here, against the replicated state and the paths of the operation
         // itself (never the path the proposer claims), so a stale follower or a forged forward

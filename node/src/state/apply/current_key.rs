@@ -12,26 +12,28 @@
 //! them, so `RekeyFinish` is refused until the rekey has re-sealed them too.
 
 use super::super::command::Op;
-use super::super::model::SignedMembership;
-use super::super::store::{META_MEMBERSHIP, State, StateError, decode};
+use super::super::model::{ClusterMeta, SignedMembership};
+use super::super::store::{META_MEMBERSHIP, State, decode};
 use super::index::data_record_version;
 use super::{TreeId, Write};
 
 impl State {
-    /// Whether `writes`, planned for `op`, put a record under a storage-key version the cluster
-    /// holds no key for: neither the current one nor, during a rekey, the previous one.
+    /// Whether `writes`, planned for `op` against the cluster record `meta`, put a record under
+    /// a storage-key version the cluster holds no key for: neither the current one nor, during
+    /// a rekey, the previous one.
     pub(super) fn writes_under_dropped_key(
         &self,
         op: &Op,
         writes: &[Write],
-    ) -> Result<bool, StateError> {
+        meta: Option<&ClusterMeta>,
+    ) -> bool {
         // A restore adopts the snapshot's records and keys, and re-signing (rekey, restore)
         // names its own key: both write under versions this check cannot know yet.
         if matches!(op, Op::RestoreChunk { .. } | Op::Remac { .. }) {
-            return Ok(false);
+            return false;
         }
-        let Some(meta) = self.cluster_meta()? else {
-            return Ok(false);
+        let Some(meta) = meta else {
+            return false;
         };
         let held = |version: Option<u32>| {
             version.is_some_and(|v| {
@@ -56,9 +58,9 @@ impl State {
                 data => data_record_version(*data, value),
             };
             if !held(version) {
-                return Ok(true);
+                return true;
             }
         }
-        Ok(false)
+        false
     }
 }

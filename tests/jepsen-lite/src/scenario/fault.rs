@@ -142,11 +142,7 @@ impl<'n> Faults<'n> {
             Fault::Isolate(i) => self.net.isolate(i),
             Fault::Cut(a, b) => self.net.cut(a, b),
             Fault::Kill(set) => {
-                for (i, node) in c.nodes.iter_mut().enumerate() {
-                    if set & (1 << i) != 0 {
-                        node.kill9();
-                    }
-                }
+                in_set(c, set).for_each(|node| node.kill9());
                 Ok(())
             }
             Fault::Pause(i) => {
@@ -160,11 +156,7 @@ impl<'n> Faults<'n> {
         match fault {
             Fault::Isolate(_) | Fault::Cut(..) => self.net.heal(),
             Fault::Kill(set) => {
-                for (i, node) in c.nodes.iter_mut().enumerate() {
-                    if set & (1 << i) != 0 {
-                        node.start();
-                    }
-                }
+                in_set(c, set).for_each(|node| node.start());
                 Ok(())
             }
             Fault::Pause(i) => {
@@ -173,4 +165,13 @@ impl<'n> Faults<'n> {
             }
         }
     }
+}
+
+/// The nodes whose bits are set in `set`.
+fn in_set(c: &mut Cluster, set: u32) -> impl Iterator<Item = &mut crate::NodeProc> {
+    c.nodes
+        .iter_mut()
+        .enumerate()
+        .filter(move |(i, _)| set & (1 << i) != 0)
+        .map(|(_, node)| node)
 }
