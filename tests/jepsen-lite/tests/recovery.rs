@@ -242,6 +242,40 @@ async fn a_wiped_founding_node_refuses_to_found_a_second_cluster() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // What node1 asked: answered to a node certificate only, never to a client identity.
+    let founded = "/v1/cluster/founded";
+    let admin = c.call(2, Method::GET, founded, "").await.unwrap();
+    assert_eq!(
+        admin.status,
+        403,
+        "the admin is not a node: {}",
+        admin.text()
+    );
+    let (tenant, _) = c.client_identity("founded-tenant", 2);
+    let r = tenant
+        .request(Method::GET, founded, &[], String::new())
+        .await;
+    assert!(
+        matches!(&r, Err(kes_cluster::Error::Api { status: 403, .. }))
+            || r.as_ref().is_ok_and(|r| r.status == 403),
+        "a client identity is not a node: {r:?}"
+    );
+    let d = &c.nodes[0].dir;
+    let node = kes_cluster::Client::new(&kes_cluster::ClientConfig {
+        server: c.nodes[2].url.clone(),
+        cert: Some(d.join("node.crt")),
+        key: Some(d.join("node.key")),
+        ca: Some(c.dir.path().join("ca.crt")),
+        insecure: false,
+    })
+    .unwrap();
+    let r = node
+        .request(Method::GET, founded, &[], String::new())
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["in_cluster"], true, "{v}");
+    assert_eq!(v["cluster_id"], cluster_id.as_str(), "{v}");
 }
 
 /// Attack: edit a policy inside a backup file (widen it), then restore it. The restore used to
