@@ -34,4 +34,5 @@ pub mod raft;
 pub mod seal;
 pub mod server;
 pub mod state;
+pub(crate) mod test_hooks;
 pub mod tls;

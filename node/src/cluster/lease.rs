@@ -39,9 +39,36 @@ pub struct Lease {
     confirmed: Mutex<Option<Confirmation>>,
     /// Milliseconds since the process started, at the last confirmation (0: never).
     last_contact_ms: AtomicU64,
+    /// `(term, index)`: this node led `term` when it stopped, and its log then ended at
+    /// `index`. See [`Lease::resuming`].
+    resumed: Option<(u64, u64)>,
 }
 
 impl Lease {
+    /// The lease of a node whose log, at startup, ended at `last_index`, and which led
+    /// `led_term` when it stopped.
+    ///
+    /// openraft restores such a node as leader of that term at once, without an election and
+    /// so without a first entry of its own to commit. Its read index is then the commit index
+    /// it wrote down, which is never synced: after a power cut it can be older than writes it
+    /// had applied and acknowledged (every one of which is in its log, which is synced before
+    /// an entry is sent to anyone). Until it has applied its whole log as it was, its reads
+    /// could miss them; in that term its read index is at least `last_index`.
+    pub fn resuming(led_term: Option<u64>, last_index: Option<u64>) -> Lease {
+        Lease {
+            resumed: led_term.zip(last_index),
+            ..Lease::default()
+        }
+    }
+
+    /// The least read index of a leader in `term`.
+    fn floor(&self, term: u64) -> u64 {
+        match self.resumed {
+            Some((led, index)) if led == term => index,
+            _ => 0,
+        }
+    }
+
     fn record(&self, next: Confirmation, asked_at: BootInstant, started: BootInstant) {
         let mut c = self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
         // A later answer from the same term and role extends the lease; one from a new term or
@@ -158,7 +185,10 @@ impl Cluster {
         let within = self.settings.lease;
         match tokio::time::timeout(within, self.raft.ensure_linearizable()).await {
             Ok(Ok(read)) => {
-                let index = read.map(|l| l.index).unwrap_or(0);
+                let index = read
+                    .map(|l| l.index)
+                    .unwrap_or(0)
+                    .max(self.lease.floor(term));
                 self.record_confirmation(asked, self.settings.lease, index, term, true);
                 Ok(index)
             }
@@ -168,7 +198,10 @@ impl Cluster {
     }
 
     /// The leader's answer to a follower: its read index, if its own lease holds. Every write
-    /// this leader acknowledged, it had applied first, so its applied index covers them all.
+    /// this leader acknowledged, it had applied first; and every read it answered saw its
+    /// store, which it writes before openraft counts an entry applied. So the index of the
+    /// last entry in its store covers both; openraft's applied index may lag it, and a
+    /// follower that waited only for that could answer older than a read here just did.
     pub(super) fn leader_read_index(&self) -> Result<(u64, Duration), String> {
         if !self.is_leader() {
             return Err("not the leader".into());
@@ -178,7 +211,8 @@ impl Cluster {
             return Err("leader lease not confirmed yet".into());
         }
         let left = c.until.saturating_duration_since(BootInstant::now());
-        Ok((c.index.max(self.applied_index()), left))
+        let stored = self.state.applied_index();
+        Ok((c.index.max(self.applied_index()).max(stored), left))
     }
 
     /// A follower's confirmation round with the leader.

@@ -33,6 +33,19 @@ fn write_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageIOError::write_logs(&io_err(e)).into()
 }
 
+/// The log's state at startup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    /// The index of its last entry.
+    pub last_index: Option<u64>,
+    /// The commit index it last wrote down; never synced, so it may be behind what was
+    /// committed (and acknowledged) before a crash.
+    pub committed_index: Option<u64>,
+    /// The term this node led when it stopped: openraft restores it as leader in that term,
+    /// without an election.
+    pub led_term: Option<u64>,
+}
+
 impl LogStore {
     /// The log of the node whose state is `state` (same sled `Db`).
     pub fn open(state: &State) -> Result<Self, crate::state::StateError> {
@@ -42,6 +55,20 @@ impl LogStore {
             meta: state.tree("raft_meta")?,
             #[cfg(test)]
             fail_after_removals: None,
+        })
+    }
+
+    /// What this log held when the node started: read before openraft opens it.
+    pub async fn restored(&mut self, me: NodeId) -> Result<Restored, StorageError<NodeId>> {
+        let state = self.get_log_state().await?;
+        let vote = self.read_vote().await?;
+        let committed = self.read_committed().await?;
+        Ok(Restored {
+            last_index: state.last_log_id.map(|l| l.index),
+            committed_index: committed.map(|l| l.index),
+            led_term: vote
+                .filter(|v| v.is_committed() && v.leader_id().voted_for() == Some(me))
+                .map(|v| v.leader_id().term),
         })
     }
 

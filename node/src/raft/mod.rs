@@ -14,7 +14,7 @@ mod network;
 mod snapshot_file;
 mod state_machine;
 
-pub use log_store::LogStore;
+pub use log_store::{LogStore, Restored};
 pub use network::{NetworkFactory, PeerNetwork};
 pub use state_machine::{AppliedHook, RecoverError, StateMachine, recover_snapshot_install};
 

@@ -207,6 +207,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
+        crate::test_hooks::slow_apply().await;
         let mut out = Vec::new();
         for entry in entries {
             let index = entry.log_id.index;
@@ -230,6 +231,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             out.push(ApplyResponse { outcome });
         }
+        crate::test_hooks::late_apply_report().await;
         Ok(out)
     }
 

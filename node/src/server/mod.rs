@@ -10,7 +10,6 @@ mod listener;
 mod node;
 mod slots;
 mod startup;
-mod test_hooks;
 mod unseal;
 
 pub use key_cache::KeyCache;

@@ -175,8 +175,22 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         Arc::new(move |applied| hook_cache.forget_applied(applied));
     let cluster_id = Arc::new(RwLock::new(String::new()));
     let channels = PeerChannels::new(tls.clone());
-    let log =
+    let mut log =
         LogStore::open(&state).map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
+    let restored = log
+        .restored(node_id)
+        .await
+        .map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
+    if let Some(last) = restored.last_index {
+        tracing::info!(
+            "the Raft log holds entries up to {last} (commit index written down: {:?}){}",
+            restored.committed_index,
+            restored
+                .led_term
+                .map(|t| format!("; this node led term {t} and resumes leading it"))
+                .unwrap_or_default()
+        );
+    }
     let metrics = Metrics::new();
     let sm = StateMachine::new(
         state.clone(),
@@ -188,7 +202,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     let raft = Raft::new(node_id, Arc::new(raft_config(ccfg)?), network, log, sm)
         .await
         .map_err(|e| StartError::Cluster(format!("cannot start Raft: {e}")))?;
-    super::test_hooks::never_campaign(&raft);
+    crate::test_hooks::never_campaign(&raft);
     let seal = Arc::new(SealState::new());
     let cluster = Arc::new(Cluster {
         raft,
@@ -203,7 +217,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         channels,
         tls: tls.clone(),
         cluster_id,
-        lease: Lease::default(),
+        lease: Lease::resuming(restored.led_term, restored.last_index),
         reads: Default::default(),
         state: state.clone(),
         seal: seal.clone(),
@@ -379,7 +393,7 @@ async fn bootstrap(node: &Node, opts: &StartOptions) -> Result<(), StartError> {
         .initialize(members)
         .await
         .map_err(|e| StartError::Cluster(format!("cannot bootstrap: {e}")))?;
-    super::test_hooks::crash_after_initialize();
+    crate::test_hooks::crash_after_initialize();
     finish_bootstrap(node, opts).await
 }
 

@@ -85,7 +85,7 @@ pub(super) async fn keep_unsealed(
             tokio::time::sleep(Duration::from_millis(200).min(recheck)).await;
             continue;
         }
-        super::test_hooks::slow_unseal().await;
+        crate::test_hooks::slow_unseal().await;
         match unseal_meta(&node.cluster.seals, &meta).await {
             Ok((keys, seal_id)) => {
                 // Policies, identities and enclaves must be what the cluster wrote: a record

@@ -231,9 +231,12 @@ impl State {
     pub async fn make_durable(&self) -> Result<(), StateError> {
         self.db.flush_async().await?;
         let state = self.clone();
-        tokio::task::spawn_blocking(move || state.sync_files())
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        tokio::task::spawn_blocking(move || {
+            state.sync_files()?;
+            crate::test_hooks::disk_image(&state.dir)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
         Ok(())
     }
 

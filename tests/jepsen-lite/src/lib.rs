@@ -642,6 +642,40 @@ impl Cluster {
         }
     }
 
+    /// Stops node `i` (SIGTERM), starts it again with exactly `env` added to its environment
+    /// (the debug-build failpoints, e.g. `KES_TEST_NEVER_CAMPAIGN`), and waits until it is
+    /// ready.
+    pub async fn restart_with(&mut self, i: usize, env: &[(&str, &str)]) {
+        self.nodes[i].stop();
+        self.nodes[i].env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.nodes[i].start();
+        if !self.wait_ready(i, Duration::from_secs(60)).await {
+            panic!("node{} did not come back:\n{}", i + 1, self.logs());
+        }
+    }
+
+    /// Restarts every node with failpoints and keeps `leader` leading: first each follower,
+    /// with `follower_env` and `KES_TEST_NEVER_CAMPAIGN`; then the leader with `leader_env`.
+    /// As nobody else campaigns, the leader comes back as leader of its own term.
+    pub async fn restart_keeping_leader(
+        &mut self,
+        leader: usize,
+        leader_env: &[(&str, &str)],
+        follower_env: &[(&str, &str)],
+    ) {
+        let mut env = vec![("KES_TEST_NEVER_CAMPAIGN", "1")];
+        env.extend_from_slice(follower_env);
+        for i in (0..self.nodes.len()).filter(|&i| i != leader) {
+            self.restart_with(i, &env).await;
+        }
+        self.restart_with(leader, leader_env).await;
+        let now = self.leader().await;
+        assert_eq!(now, leader, "the leader changed:\n{}", self.logs());
+    }
+
     /// Sends a request to node `i`.
     pub async fn call(
         &self,

@@ -19,6 +19,7 @@ const USAGE: &str =
   --self-test  build the planted-bug variant (target/planted) and run the scenarios against
                each planted bug: every one must be caught (target/jepsen-lite/selftest.json)
   --no-build   use the kes-node and kes-cluster binaries already built
+JEPSEN_LITE_KEEP=1 keeps every scenario's history and logs, not only a failing one's.
 Needs root: every node runs in its own network namespace.";
 
 struct Args {
@@ -96,10 +97,11 @@ async fn run_scenarios(
         println!("{}: running ...", s.name());
         let r = scenario::run(net, s, args.timing, args.seed, node_env).await;
         println!(
-            "{}: {} in {:.0}s{}",
+            "{}: {} in {:.0}s; faults: {}{}",
             s.name(),
             if r.passed() { "pass" } else { "FAIL" },
             t.elapsed().as_secs_f64(),
+            r.fault_names.join("; "),
             r.kept
                 .as_ref()
                 .map(|k| format!(" (history and logs kept in {k})"))

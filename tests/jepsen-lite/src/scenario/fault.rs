@@ -22,6 +22,30 @@ enum Fault {
     Pause(usize),
 }
 
+impl Fault {
+    /// The fault in words, naming each node's role when `leader` was known at the start.
+    fn describe(self, leader: Option<usize>) -> String {
+        let node = |i: usize| {
+            let role = match leader {
+                Some(l) if l == i => " (leader)",
+                Some(_) => " (follower)",
+                None => "",
+            };
+            format!("node {}{role}", i + 1)
+        };
+        match self {
+            Fault::Isolate(i) => format!("isolate {}", node(i)),
+            Fault::Cut(a, b) => format!("cut {} from {}", node(a), node(b)),
+            Fault::Kill(set) => {
+                let nodes: Vec<String> =
+                    (0..32).filter(|i| set & (1 << i) != 0).map(node).collect();
+                format!("kill -9 {}", nodes.join(", "))
+            }
+            Fault::Pause(i) => format!("pause {}", node(i)),
+        }
+    }
+}
+
 /// Injects faults on one cluster and remembers their windows.
 pub struct Faults<'n> {
     net: &'n Network,
@@ -29,6 +53,8 @@ pub struct Faults<'n> {
     rng: StdRng,
     /// `(start, end)` of every fault, seconds on the run clock.
     pub windows: Vec<(f64, f64)>,
+    /// What each window's fault was, e.g. "pause node 2 (follower)".
+    pub names: Vec<String>,
 }
 
 impl<'n> Faults<'n> {
@@ -39,6 +65,7 @@ impl<'n> Faults<'n> {
             clock,
             rng: StdRng::seed_from_u64(seed ^ 0xfa17),
             windows: Vec::new(),
+            names: Vec::new(),
         }
     }
 
@@ -70,6 +97,8 @@ impl<'n> Faults<'n> {
 
     /// Injects `fault`, waits `window`, heals.
     async fn one(&mut self, c: &mut Cluster, fault: Fault, window: Duration) -> Result<(), String> {
+        let leader = c.leader_among(&[0, 1, 2], Duration::from_millis(500)).await;
+        self.names.push(fault.describe(leader));
         let start = self.clock.now_ns() as f64 / 1e9;
         let injected = self.inject(c, fault);
         tokio::time::sleep(window).await;

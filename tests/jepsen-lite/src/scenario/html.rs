@@ -112,7 +112,8 @@ pub fn page(scenarios: &[super::report::ScenarioReport], seed: u64) -> String {
         let verdict = if r.passed() { "pass" } else { "FAIL" };
         let _ = write!(
             out,
-            "<h2>{name} <span class={verdict}>{verdict}</span></h2>"
+            "<h2>{name} <span class={verdict}>{verdict}</span></h2><p>Faults: {}</p>",
+            escape(&r.fault_names.join("; "))
         );
         out.push_str(&timeline(d, faults));
         out.push_str(&latency(d, faults));

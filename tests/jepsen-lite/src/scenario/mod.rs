@@ -129,6 +129,7 @@ pub async fn run(
     }
     let healed = Instant::now();
     report.faults = faults.windows;
+    report.fault_names = faults.names;
     report.recover_s = first_write_after(&c, healed).await;
     report.converge_s = converged(&c, healed).await;
     tokio::time::sleep(timing.after.saturating_sub(healed.elapsed())).await;

@@ -47,6 +47,8 @@ pub struct ScenarioReport {
     pub converge_s: Option<f64>,
     /// The fault windows, in seconds of the run clock.
     pub faults: Vec<(f64, f64)>,
+    /// What each fault window's fault was.
+    pub fault_names: Vec<String>,
     /// Why the scenario could not run, if it could not.
     pub error: Option<String>,
     /// Where its history and node logs were kept (a failing scenario only).
@@ -96,7 +98,8 @@ impl ScenarioReport {
     }
 
     /// Keeps the history, the checker's report and every node's log of a failing scenario
-    /// under `target/jepsen-lite/<name>/`, so it can be read and its check replayed.
+    /// (of every scenario when `JEPSEN_LITE_KEEP=1`) under `target/jepsen-lite/<name>/`, so it
+    /// can be read and its check replayed.
     pub fn keep(
         &mut self,
         c: &Cluster,
@@ -105,7 +108,7 @@ impl ScenarioReport {
         auth_history: &History<AuthInput, AuthOutput>,
         auth_checked: &Report,
     ) {
-        if self.passed() {
+        if self.passed() && std::env::var_os("JEPSEN_LITE_KEEP").is_none_or(|v| v != "1") {
             return;
         }
         let dir = super::super::report_dir().join(&self.name);
