@@ -2,7 +2,7 @@
 # The project's test command: format, lints, then every test with real processes, TLS and sled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-{ command -v openssl && command -v softhsm2-util && command -v pkcs11-tool && command -v strace && command -v ip && command -v iptables; } >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl softhsm2 opensc strace iproute2 iptables; }
+{ command -v openssl && command -v softhsm2-util && command -v pkcs11-tool && command -v strace && command -v ip && command -v iptables && test -e /usr/share/doc/faketime; } >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl softhsm2 opensc strace iproute2 iptables faketime; }
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check

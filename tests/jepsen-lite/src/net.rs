@@ -118,6 +118,18 @@ impl Network {
         Ok(())
     }
 
+    /// Every node drops each packet it receives with `probability` (iptables' `statistic`
+    /// match: no netem needed), from peers and clients alike.
+    pub fn lossy(&self, probability: f64) -> Result<(), String> {
+        let p = format!("{probability}");
+        for i in 0..self.nodes {
+            let rule = ["-A", "INPUT", "-m", "statistic", "--mode", "random"];
+            let rule = [&rule[..], &["--probability", &p, "-j", "DROP"]].concat();
+            self.in_ns(i, "iptables", &rule)?;
+        }
+        Ok(())
+    }
+
     /// Removes every rule: the network is whole again.
     pub fn heal(&self) -> Result<(), String> {
         for i in 0..self.nodes {

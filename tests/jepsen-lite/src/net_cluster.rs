@@ -11,12 +11,12 @@ use std::time::Duration;
 const CONFIG_DIR: &str = "/JEPSEN-LITE-NODE-DIR";
 
 impl Cluster {
-    /// Scaffolds and starts an `n`-node cluster on the first `n` hosts of `net`, every node
-    /// with the extra environment `env`, and waits until every node is ready.
+    /// Scaffolds and starts an `n`-node cluster on the first `n` hosts of `net`, node `i` with
+    /// the extra environment `env(i)`, and waits until every node is ready.
     pub async fn start_on(
         net: &Network,
         n: usize,
-        env: &[(String, String)],
+        env: impl Fn(usize) -> Vec<(String, String)>,
     ) -> Result<Cluster, String> {
         let dir = tempfile::Builder::new()
             .prefix("jepsen-lite-")
@@ -53,7 +53,7 @@ impl Cluster {
                 index: i + 1,
                 url: format!("https://{ip}:7373"),
                 dir: node_dir,
-                env: env.to_vec(),
+                env: env(i),
                 netns: Some(net.namespace(i)),
                 child: None,
             });

@@ -1,6 +1,7 @@
 //! The faults of the scenarios, injected and healed, with their windows on the run clock.
 
 use super::Scenario;
+use super::clock::Clocks;
 use crate::Cluster;
 use crate::history::RunClock;
 use crate::net::Network;
@@ -20,7 +21,15 @@ enum Fault {
     Kill(u32),
     /// SIGSTOP, SIGCONT at the heal.
     Pause(usize),
+    /// Packet loss on every node, and the wall clocks of nodes 2 and 3 stepped apart.
+    LossSkew,
 }
+
+/// The share of packets every node drops in loss-skew.
+const LOSS: f64 = 0.3;
+/// How far loss-skew steps the wall clocks of nodes 2 and 3, ahead and behind. Within the
+/// minute that certificates are backdated: a clock further behind sees them as not yet valid.
+const SKEW_S: i64 = 30;
 
 impl Fault {
     /// The fault in words, naming each node's role when `leader` was known at the start.
@@ -42,6 +51,13 @@ impl Fault {
                 format!("kill -9 {}", nodes.join(", "))
             }
             Fault::Pause(i) => format!("pause {}", node(i)),
+            Fault::LossSkew => format!(
+                "{:.0} % packet loss on every node; wall clock of {} {SKEW_S:+} s, of {} {:+} s",
+                LOSS * 100.0,
+                node(1),
+                node(2),
+                -SKEW_S
+            ),
         }
     }
 }
@@ -49,6 +65,8 @@ impl Fault {
 /// Injects faults on one cluster and remembers their windows.
 pub struct Faults<'n> {
     net: &'n Network,
+    /// The nodes' clock files, when the scenario runs them with libfaketime.
+    clocks: Option<&'n Clocks>,
     clock: RunClock,
     rng: StdRng,
     /// `(start, end)` of every fault, seconds on the run clock.
@@ -59,9 +77,15 @@ pub struct Faults<'n> {
 
 impl<'n> Faults<'n> {
     /// Faults on `net`, dated by `clock`; `random` draws from `seed`.
-    pub fn new(net: &'n Network, clock: RunClock, seed: u64) -> Faults<'n> {
+    pub fn new(
+        net: &'n Network,
+        clock: RunClock,
+        seed: u64,
+        clocks: Option<&'n Clocks>,
+    ) -> Faults<'n> {
         Faults {
             net,
+            clocks,
             clock,
             rng: StdRng::seed_from_u64(seed ^ 0xfa17),
             windows: Vec::new(),
@@ -87,6 +111,7 @@ impl<'n> Faults<'n> {
             Scenario::KillOne => Fault::Kill(1 << leader),
             Scenario::KillAll => Fault::Kill(0b111),
             Scenario::PauseLeader => Fault::Pause(leader),
+            Scenario::LossSkew => Fault::LossSkew,
             Scenario::Random => return self.random(c, window).await,
         };
         if scenario == Scenario::Rekey {
@@ -178,6 +203,14 @@ impl<'n> Faults<'n> {
                 c.nodes[i].pause();
                 Ok(())
             }
+            Fault::LossSkew => {
+                let clocks = self
+                    .clocks
+                    .ok_or("loss-skew needs the nodes' clock files")?;
+                clocks.set(1, SKEW_S)?;
+                clocks.set(2, -SKEW_S)?;
+                self.net.lossy(LOSS)
+            }
         }
     }
 
@@ -191,6 +224,13 @@ impl<'n> Faults<'n> {
             Fault::Pause(i) => {
                 c.nodes[i].resume();
                 Ok(())
+            }
+            Fault::LossSkew => {
+                let clocks = self
+                    .clocks
+                    .ok_or("loss-skew needs the nodes' clock files")?;
+                (1..=2).try_for_each(|i| clocks.set(i, 0))?;
+                self.net.heal()
             }
         }
     }

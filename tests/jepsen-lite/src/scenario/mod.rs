@@ -2,6 +2,7 @@
 //! of [`workload`], injects its fault for a window, heals, and then checks the history and the
 //! healed cluster ([`verify`]). The result is one [`report::ScenarioReport`].
 
+mod clock;
 mod fault;
 pub mod html;
 pub mod report;
@@ -35,6 +36,9 @@ pub enum Scenario {
     KillAll,
     /// The leader stopped (SIGSTOP) past the election timeout, then continued.
     PauseLeader,
+    /// 30 % of the packets every node receives dropped, and the wall clocks of two nodes
+    /// stepped apart.
+    LossSkew,
     /// `seal rekey` through the leader while a follower is cut off.
     Rekey,
     /// Three faults in a row, each drawn by the seed from the ones above (on any node).
@@ -43,13 +47,14 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario this harness runs, in report order.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::IsolateLeader,
         Scenario::IsolateFollower,
         Scenario::Bridge,
         Scenario::KillOne,
         Scenario::KillAll,
         Scenario::PauseLeader,
+        Scenario::LossSkew,
         Scenario::Rekey,
         Scenario::Random,
     ];
@@ -63,6 +68,7 @@ impl Scenario {
             Scenario::KillOne => "kill-one",
             Scenario::KillAll => "kill-all",
             Scenario::PauseLeader => "pause-leader",
+            Scenario::LossSkew => "loss-skew",
             Scenario::Rekey => "rekey",
             Scenario::Random => "random",
         }
@@ -90,7 +96,23 @@ pub async fn run(
     node_env: &[(String, String)],
 ) -> ScenarioReport {
     let mut report = ScenarioReport::new(scenario.name(), "netns");
-    let mut c = match Cluster::start_on(net, 3, node_env).await {
+    // Every node can have its wall clock stepped in loss-skew; the others run without it.
+    let clocks = match scenario {
+        Scenario::LossSkew => match clock::Clocks::new(3) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                report.error = Some(e);
+                return report;
+            }
+        },
+        _ => None,
+    };
+    let env = |i: usize| {
+        let mut env = node_env.to_vec();
+        env.extend(clocks.iter().flat_map(|c| c.env(i)));
+        env
+    };
+    let mut c = match Cluster::start_on(net, 3, env).await {
         Ok(c) => c,
         Err(e) => {
             report.error = Some(format!("the cluster did not start: {e}"));
@@ -123,7 +145,7 @@ pub async fn run(
         })
         .collect();
     tokio::time::sleep(timing.before).await;
-    let mut faults = fault::Faults::new(net, clock, seed);
+    let mut faults = fault::Faults::new(net, clock, seed, clocks.as_ref());
     if let Err(e) = faults.run(&mut c, scenario, timing.fault).await {
         report.error = Some(e);
     }
