@@ -204,7 +204,10 @@ pub(super) async fn remove(node: Arc<Node>, req: Req) -> Answer {
             return Ok(json(&serde_json::json!({ "removed": node_id })));
         }
         match c.admin(crate::cluster::AdminOp::Remove { node_id }).await {
-            Ok(_) => return Ok(json(&serde_json::json!({ "removed": node_id }))),
+            Ok(_) => {
+                tracing::info!("removed node {node_id} from the membership");
+                return Ok(json(&serde_json::json!({ "removed": node_id })));
+            }
             Err(e) if e.contains("is not a member") => {
                 return Ok(json(&serde_json::json!({ "removed": node_id })));
             }

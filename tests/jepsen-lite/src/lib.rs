@@ -323,6 +323,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     /// The nodes, index 0 = node1.
     pub nodes: Vec<NodeProc>,
+    /// Nodes made with the cluster but not started with it, to join it later.
+    pub spares: Vec<NodeProc>,
     /// HTTPS port of node1.
     pub base: u16,
 }
@@ -376,6 +378,7 @@ impl Cluster {
                     child: None,
                 })
                 .collect(),
+            spares: Vec::new(),
             dir,
             base,
         };

@@ -12,17 +12,19 @@ const CONFIG_DIR: &str = "/JEPSEN-LITE-NODE-DIR";
 
 impl Cluster {
     /// Scaffolds and starts an `n`-node cluster on the first `n` hosts of `net`, node `i` with
-    /// the extra environment `env(i)`, and waits until every node is ready.
+    /// the extra environment `env(i)`, and waits until every node is ready. The next `spares`
+    /// hosts get a node too, made and configured to join, but not started ([`Cluster::spares`]).
     pub async fn start_on(
         net: &Network,
         n: usize,
+        spares: usize,
         env: impl Fn(usize) -> Vec<(String, String)>,
     ) -> Result<Cluster, String> {
         let dir = tempfile::Builder::new()
             .prefix("jepsen-lite-")
             .tempdir()
             .map_err(|e| format!("temp dir: {e}"))?;
-        let ips: Vec<String> = (0..n).map(|i| net.ip(i)).collect();
+        let ips: Vec<String> = (0..n + spares).map(|i| net.ip(i)).collect();
         let mut scaffold = Command::new(bin("kes-cluster"));
         scaffold.args(["scaffold", "--dir"]).arg(dir.path()).args([
             "--host",
@@ -58,9 +60,11 @@ impl Cluster {
                 child: None,
             });
         }
+        let spares = nodes.split_off(n);
         let mut c = Cluster {
             dir,
             nodes,
+            spares,
             base: 7373,
         };
         // node1 founds the cluster before the others ask it to admit them.

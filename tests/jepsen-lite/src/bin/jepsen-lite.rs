@@ -182,7 +182,8 @@ async fn main() {
         eprintln!("{e}");
         std::process::exit(2);
     }
-    let net = match Network::create(3) {
+    // A fourth host for the node that joins in `membership`.
+    let net = match Network::create(4) {
         Ok(n) => n,
         Err(e) => {
             eprintln!(

@@ -106,7 +106,9 @@ impl<'n> Faults<'n> {
         let followers: Vec<usize> = (0..c.nodes.len()).filter(|&i| i != leader).collect();
         let fault = match scenario {
             Scenario::IsolateLeader => Fault::Isolate(leader),
-            Scenario::IsolateFollower | Scenario::Rekey => Fault::Isolate(followers[0]),
+            Scenario::IsolateFollower | Scenario::Rekey | Scenario::Membership => {
+                Fault::Isolate(followers[0])
+            }
             Scenario::Bridge => Fault::Cut(followers[0], followers[1]),
             Scenario::KillOne => Fault::Kill(1 << leader),
             Scenario::KillAll => Fault::Kill(0b111),
@@ -114,8 +116,10 @@ impl<'n> Faults<'n> {
             Scenario::LossSkew => Fault::LossSkew,
             Scenario::Random => return self.random(c, window).await,
         };
-        if scenario == Scenario::Rekey {
-            return self.rekey_during(c, fault, leader, window).await;
+        match scenario {
+            Scenario::Rekey => return self.rekey_during(c, fault, leader, window).await,
+            Scenario::Membership => return self.membership_during(c, fault, leader, window).await,
+            _ => {}
         }
         self.one(c, fault, window).await
     }
@@ -191,6 +195,29 @@ impl<'n> Faults<'n> {
         }
     }
 
+    /// A spare node joins, becomes a voter and is removed again, through the leader, while
+    /// `fault` holds. The change goes on after the heal if it has to; the scenario fails
+    /// unless it finishes.
+    async fn membership_during(
+        &mut self,
+        c: &mut Cluster,
+        fault: Fault,
+        leader: usize,
+        window: Duration,
+    ) -> Result<(), String> {
+        let spare = c.spares.pop().ok_or("membership needs a spare node")?;
+        let admin = c.admin(leader).with_timeout(Duration::from_secs(30));
+        let joining = format!("; meanwhile {} joins and is removed", spare.url);
+        let change = tokio::spawn(join_then_remove(spare, admin));
+        self.one(c, fault, window).await?;
+        if let Some(name) = self.names.last_mut() {
+            name.push_str(&joining);
+        }
+        change
+            .await
+            .map_err(|e| format!("the membership change: {e}"))?
+    }
+
     fn inject(&self, c: &mut Cluster, fault: Fault) -> Result<(), String> {
         match fault {
             Fault::Isolate(i) => self.net.isolate(i),
@@ -243,4 +270,63 @@ fn in_set(c: &mut Cluster, set: u32) -> impl Iterator<Item = &mut crate::NodePro
         .enumerate()
         .filter(move |(i, _)| set & (1 << i) != 0)
         .map(|(_, node)| node)
+}
+
+/// Starts `spare`, waits until the cluster lists it as a voter, removes it through `admin`,
+/// and waits until it is gone from the membership; the spare is killed at the end.
+async fn join_then_remove(
+    mut spare: crate::NodeProc,
+    admin: kes_cluster::Client,
+) -> Result<(), String> {
+    spare.start();
+    let within = Duration::from_secs(60);
+    let voter = |nodes: &[serde_json::Value]| {
+        nodes
+            .iter()
+            .find(|n| n["address"] == spare.url.as_str() && n["role"] != "learner")
+            .and_then(|n| n["id"].as_u64())
+    };
+    let id = until(&admin, within, |nodes| voter(nodes)).await;
+    let id = id.ok_or_else(|| format!("{} never became a voter", spare.url))?;
+    let path = format!("/v1/cluster/remove/{id}");
+    match admin
+        .request(Method::DELETE, &path, &[], String::new())
+        .await
+    {
+        Ok(r) if r.status == 200 => {}
+        Ok(r) => return Err(format!("remove answered {} {}", r.status, r.text())),
+        Err(e) => return Err(format!("remove: {e}")),
+    }
+    let gone = until(&admin, within, |nodes| {
+        (!nodes.iter().any(|n| n["id"].as_u64() == Some(id))).then_some(())
+    })
+    .await;
+    spare.kill9();
+    gone.ok_or_else(|| format!("{} is still a member after its removal", spare.url))
+}
+
+/// Polls the cluster status through `admin` until `done` finds what it looks for in the
+/// member list, at most `within`.
+async fn until<T>(
+    admin: &kes_cluster::Client,
+    within: Duration,
+    mut done: impl FnMut(&[serde_json::Value]) -> Option<T>,
+) -> Option<T> {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < within {
+        let status = admin
+            .request(Method::GET, "/v1/cluster/status", &[], String::new())
+            .await;
+        let json: Option<serde_json::Value> = status.ok().and_then(|r| r.json().ok());
+        let nodes = json
+            .as_ref()
+            .and_then(|j| j["nodes"].as_array())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if let Some(found) = done(nodes) {
+            return Some(found);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
 }

@@ -39,6 +39,8 @@ pub enum Scenario {
     /// 30 % of the packets every node receives dropped, and the wall clocks of two nodes
     /// stepped apart.
     LossSkew,
+    /// A fourth node joins, and is then removed, while a follower is cut off.
+    Membership,
     /// `seal rekey` through the leader while a follower is cut off.
     Rekey,
     /// Three faults in a row, each drawn by the seed from the ones above (on any node).
@@ -47,7 +49,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario this harness runs, in report order.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::IsolateLeader,
         Scenario::IsolateFollower,
         Scenario::Bridge,
@@ -55,6 +57,7 @@ impl Scenario {
         Scenario::KillAll,
         Scenario::PauseLeader,
         Scenario::LossSkew,
+        Scenario::Membership,
         Scenario::Rekey,
         Scenario::Random,
     ];
@@ -69,6 +72,7 @@ impl Scenario {
             Scenario::KillAll => "kill-all",
             Scenario::PauseLeader => "pause-leader",
             Scenario::LossSkew => "loss-skew",
+            Scenario::Membership => "membership",
             Scenario::Rekey => "rekey",
             Scenario::Random => "random",
         }
@@ -112,7 +116,8 @@ pub async fn run(
         env.extend(clocks.iter().flat_map(|c| c.env(i)));
         env
     };
-    let mut c = match Cluster::start_on(net, 3, env).await {
+    let spares = usize::from(scenario == Scenario::Membership);
+    let mut c = match Cluster::start_on(net, 3, spares, env).await {
         Ok(c) => c,
         Err(e) => {
             report.error = Some(format!("the cluster did not start: {e}"));
