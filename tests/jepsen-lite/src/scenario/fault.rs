@@ -116,12 +116,34 @@ impl<'n> Faults<'n> {
             Scenario::LossSkew => Fault::LossSkew,
             Scenario::Random => return self.random(c, window).await,
         };
-        match scenario {
-            Scenario::Rekey => return self.rekey_during(c, fault, leader, window).await,
-            Scenario::Membership => return self.membership_during(c, fault, leader, window).await,
-            _ => {}
+        // What the scenario does through the leader while the fault holds; it may go on after
+        // the heal, and the scenario fails unless it succeeds.
+        let admin = c.admin(leader).with_timeout(Duration::from_secs(120));
+        let (action, also) = match scenario {
+            Scenario::Rekey => (Some(tokio::spawn(rekey(admin))), None),
+            Scenario::Membership => {
+                let spare = c.spares.pop().ok_or("membership needs a spare node")?;
+                let also = format!("; meanwhile {} joins and is removed", spare.url);
+                (
+                    Some(tokio::spawn(join_then_remove(spare, admin))),
+                    Some(also),
+                )
+            }
+            _ => (None, None),
+        };
+        self.one(c, fault, window).await?;
+        if let (Some(name), Some(also)) = (self.names.last_mut(), also) {
+            name.push_str(&also);
         }
-        self.one(c, fault, window).await
+        if let Some(action) = action {
+            action
+                .await
+                .map_err(|e| format!("{}: {e}", scenario.name()))??;
+        }
+        if scenario == Scenario::Rekey {
+            Self::wait_new_storage_version(c).await?;
+        }
+        Ok(())
     }
 
     /// Injects `fault`, waits `window`, heals.
@@ -153,28 +175,8 @@ impl<'n> Faults<'n> {
         Ok(())
     }
 
-    /// `seal rekey` through the leader while `fault` holds; then every node must hold the new
-    /// storage version, unsealed.
-    async fn rekey_during(
-        &mut self,
-        c: &mut Cluster,
-        fault: Fault,
-        leader: usize,
-        window: Duration,
-    ) -> Result<(), String> {
-        let admin = c.admin(leader).with_timeout(Duration::from_secs(120));
-        let rekey = tokio::spawn(async move {
-            admin
-                .request(Method::POST, "/v1/cluster/seal/rekey", &[], String::new())
-                .await
-        });
-        self.one(c, fault, window).await?;
-        match rekey.await {
-            Ok(Ok(r)) if r.status == 200 => {}
-            Ok(Ok(r)) => return Err(format!("rekey answered {} {}", r.status, r.text())),
-            Ok(Err(e)) => return Err(format!("rekey: {e}")),
-            Err(e) => return Err(format!("rekey: {e}")),
-        }
+    /// After a rekey: every node must come to hold the new storage version, unsealed.
+    async fn wait_new_storage_version(c: &Cluster) -> Result<(), String> {
         let t0 = std::time::Instant::now();
         loop {
             let mut versions = Vec::new();
@@ -193,29 +195,6 @@ impl<'n> Faults<'n> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    /// A spare node joins, becomes a voter and is removed again, through the leader, while
-    /// `fault` holds. The change goes on after the heal if it has to; the scenario fails
-    /// unless it finishes.
-    async fn membership_during(
-        &mut self,
-        c: &mut Cluster,
-        fault: Fault,
-        leader: usize,
-        window: Duration,
-    ) -> Result<(), String> {
-        let spare = c.spares.pop().ok_or("membership needs a spare node")?;
-        let admin = c.admin(leader).with_timeout(Duration::from_secs(30));
-        let joining = format!("; meanwhile {} joins and is removed", spare.url);
-        let change = tokio::spawn(join_then_remove(spare, admin));
-        self.one(c, fault, window).await?;
-        if let Some(name) = self.names.last_mut() {
-            name.push_str(&joining);
-        }
-        change
-            .await
-            .map_err(|e| format!("the membership change: {e}"))?
     }
 
     fn inject(&self, c: &mut Cluster, fault: Fault) -> Result<(), String> {
@@ -270,6 +249,18 @@ fn in_set(c: &mut Cluster, set: u32) -> impl Iterator<Item = &mut crate::NodePro
         .enumerate()
         .filter(move |(i, _)| set & (1 << i) != 0)
         .map(|(_, node)| node)
+}
+
+/// `seal rekey` through `admin`.
+async fn rekey(admin: kes_cluster::Client) -> Result<(), String> {
+    match admin
+        .request(Method::POST, "/v1/cluster/seal/rekey", &[], String::new())
+        .await
+    {
+        Ok(r) if r.status == 200 => Ok(()),
+        Ok(r) => Err(format!("rekey answered {} {}", r.status, r.text())),
+        Err(e) => Err(format!("rekey: {e}")),
+    }
 }
 
 /// Starts `spare`, waits until the cluster lists it as a voter, removes it through `admin`,
