@@ -1,6 +1,6 @@
 //! The inter-node gRPC messages (`proto/cluster.proto`), decoded with `prost::Message::decode`
 //! as tonic does, then what the service (or the client, for replies) decodes from them: the
-//! Raft payloads, a forwarded `Command`, the wrapped key copies of a join challenge, an admin
+//! Raft payloads, a pre-vote, a forwarded `Command`, the wrapped key copies of a join challenge, an admin
 //! op and its result, an outcome, a peer's status JSON. The first byte picks the message.
 //!
 //! Invariants: no panic and no stack overflow on a tokio worker's stack; every message
@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
-    on_worker_stack(|| match selector % 14 {
+    on_worker_stack(|| match selector % 16 {
         0 => {
             if let Some(m) = decode::<RaftRequest>(body) {
                 decode_fixed_point::<AppendEntriesRequest<TypeConfig>>(&m.payload);
@@ -88,10 +88,16 @@ fuzz_target!(|data: &[u8]| {
         12 => {
             decode::<StatusRequest>(body);
         }
-        _ => {
+        13 => {
             if let Some(m) = decode::<StatusReply>(body) {
                 let _ = serde_json::from_slice::<serde_json::Value>(&m.json);
             }
+        }
+        14 => {
+            decode::<PreVoteRequest>(body);
+        }
+        _ => {
+            decode::<PreVoteReply>(body);
         }
     });
 });

@@ -14,16 +14,14 @@
 //! - `KES_TEST_LATE_APPLY_REPORT_MS`: this node's state machine tells openraft that many
 //!   milliseconds late that it has applied a batch (its store already holds the batch).
 
-use crate::raft::Raft;
-
-/// Applies `KES_TEST_NEVER_CAMPAIGN`.
-#[cfg_attr(not(debug_assertions), allow(unused_variables))]
-pub(crate) fn never_campaign(raft: &Raft) {
+/// Applies `KES_TEST_NEVER_CAMPAIGN`: whether this node must never start an election.
+pub(crate) fn never_campaign() -> bool {
     #[cfg(debug_assertions)]
     if std::env::var_os("KES_TEST_NEVER_CAMPAIGN").is_some() {
         tracing::warn!("test failpoint: this node never starts an election");
-        raft.runtime_config().elect(false);
+        return true;
     }
+    false
 }
 
 /// Applies `KES_TEST_CRASH_AFTER_INITIALIZE`.

@@ -16,6 +16,7 @@ mod join;
 mod lease;
 mod membership;
 mod node_id;
+mod pre_vote;
 mod read_barrier;
 mod rotate;
 mod service;
@@ -57,6 +58,8 @@ pub struct Settings {
     pub read_index_wait: Duration,
     /// Bound for a write, forwarding included.
     pub write_wait: Duration,
+    /// How long a follower waits without word from a leader before it asks for votes.
+    pub election_timeout: crate::config::ElectionTimeout,
 }
 
 /// A running Raft node and what it needs to serve the cluster.

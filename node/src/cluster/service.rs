@@ -163,6 +163,19 @@ impl ClusterRpc for ClusterService {
         Self::reply(&self.cluster.raft.vote(rpc).await)
     }
 
+    async fn pre_vote(
+        &self,
+        req: Request<PreVoteRequest>,
+    ) -> Result<Response<PreVoteReply>, Status> {
+        // The same callers as Vote: a pre-vote decides whether a Vote follows.
+        let callers = Callers::RaftPeers;
+        self.check_peer("PreVote", &req, &req.get_ref().cluster_id, callers)
+            .await?;
+        Ok(Response::new(
+            self.cluster.answer_pre_vote(req.get_ref()).await,
+        ))
+    }
+
     async fn install_snapshot(
         &self,
         req: Request<RaftRequest>,

@@ -374,6 +374,18 @@ fn all_seeds(dir: &Path) -> Vec<Seed> {
             },
         ),
         grpc(
+            14,
+            "pre-vote",
+            pb::PreVoteRequest {
+                cluster_id: "c1".into(),
+                term: 4,
+                has_log: true,
+                last_log_term: 3,
+                last_log_node: 1,
+                last_log_index: 9,
+            },
+        ),
+        grpc(
             6,
             "join",
             pb::JoinRequest {

@@ -72,6 +72,19 @@ impl LogStore {
         })
     }
 
+    /// The log's purge mark and last entry, read now.
+    pub fn log_state_now(&self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let last_purged: Option<LogId> = self.get_meta(PURGED)?;
+        let last = match self.log.last().map_err(read_err)? {
+            Some((_, v)) => Some(decode::<Entry<TypeConfig>>(&v).map_err(read_err)?.log_id),
+            None => last_purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
     /// One batch removing `keys`.
     fn removal_batch(&self, keys: Vec<sled::IVec>) -> Result<sled::Batch, StorageError<NodeId>> {
         let mut batch = sled::Batch::default();
@@ -137,15 +150,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        let last_purged: Option<LogId> = self.get_meta(PURGED)?;
-        let last = match self.log.last().map_err(read_err)? {
-            Some((_, v)) => Some(decode::<Entry<TypeConfig>>(&v).map_err(read_err)?.log_id),
-            None => last_purged,
-        };
-        Ok(LogState {
-            last_purged_log_id: last_purged,
-            last_log_id: last,
-        })
+        self.log_state_now()
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {

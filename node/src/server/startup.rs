@@ -104,6 +104,8 @@ fn raft_config(cfg: &crate::config::ClusterConfig) -> Result<openraft::Config, S
         snapshot_max_chunk_size: SNAPSHOT_CHUNK,
         max_in_snapshot_log_to_keep: 1000,
         install_snapshot_timeout: 10_000,
+        // Elections start from this node's own timer, after a pre-vote (cluster::pre_vote).
+        enable_elect: false,
         ..Default::default()
     };
     c.validate()
@@ -202,7 +204,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     let raft = Raft::new(node_id, Arc::new(raft_config(ccfg)?), network, log, sm)
         .await
         .map_err(|e| StartError::Cluster(format!("cannot start Raft: {e}")))?;
-    crate::test_hooks::never_campaign(&raft);
+    let campaigns = !crate::test_hooks::never_campaign();
     let seal = Arc::new(SealState::new());
     let cluster = Arc::new(Cluster {
         raft,
@@ -213,6 +215,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
             lease: ccfg.lease,
             read_index_wait: ccfg.read_index_wait,
             write_wait: ccfg.write_wait,
+            election_timeout: ccfg.election_timeout,
         },
         channels,
         tls: tls.clone(),
@@ -268,6 +271,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         });
     }
     tokio::spawn(cluster.clone().keep_lease());
+    tokio::spawn(cluster.clone().campaign(campaigns));
     tokio::spawn(cluster.clone().keep_node_certificate());
     tokio::spawn(crate::cluster::watch_metrics(
         cluster.clone(),

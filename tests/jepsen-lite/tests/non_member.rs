@@ -61,6 +61,9 @@ impl ClusterRpc for Trap {
     ) -> Result<Response<RaftReply>, Status> {
         Err(Status::unimplemented("trap"))
     }
+    async fn pre_vote(&self, _: Request<PreVoteRequest>) -> Result<Response<PreVoteReply>, Status> {
+        Err(Status::unimplemented("trap"))
+    }
     async fn forward(&self, _: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
         Err(Status::unimplemented("trap"))
     }
@@ -276,6 +279,19 @@ async fn try_every_peer_rpc(
                 client
                     .read_index(ReadIndexRequest {
                         cluster_id: cid.clone(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "PreVote",
+            code(
+                client
+                    .pre_vote(PreVoteRequest {
+                        cluster_id: cid.clone(),
+                        term: 1 << 40,
+                        ..Default::default()
                     })
                     .await
                     .map(drop),
