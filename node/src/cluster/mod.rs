@@ -2,7 +2,7 @@
 //! inter-node gRPC service, membership changes, and status.
 //!
 //! ```text
-//!  handler ─Command─▶ Cluster::write ─leader?─▶ raft.client_write ─majority─▶ apply everywhere
+//!  handler ─Command─▶ Cluster::write ─leader?─▶ group commit ─▶ raft.client_write ─majority─▶ apply everywhere
 //!                                    └follower─▶ gRPC Forward to the leader, then wait to apply
 //!  reads ─▶ Cluster::read_barrier (leader lease, or one shared ReadIndex round) ─▶ local state
 //! ```
@@ -12,6 +12,7 @@
 mod backup;
 pub mod boot_clock;
 mod evict;
+mod group_commit;
 mod join;
 mod lease;
 mod membership;
@@ -29,6 +30,7 @@ mod write;
 
 pub use backup::Backup;
 pub use evict::evict_tombstoned;
+pub use group_commit::GroupCommit;
 pub use join::{join_through, node_client};
 pub use lease::Lease;
 pub use node_id::load_or_create_node_id;
@@ -82,6 +84,8 @@ pub struct Cluster {
     pub lease: Lease,
     /// Reads waiting for a shared read-index round.
     pub reads: ReadRounds,
+    /// Writes waiting to go into the log together (on the leader).
+    pub proposals: GroupCommit,
     /// The applied state.
     pub state: State,
     /// Sealed or unsealed (the leader needs the join key to check a joiner).

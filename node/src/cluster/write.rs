@@ -5,7 +5,6 @@ use crate::raft::{MAX_ENTRY_BYTES, NodeInfo, decode, encode};
 use crate::state::{Command, Outcome};
 use kes_cluster_proto::ForwardRequest;
 use kes_cluster_proto::cluster_client::ClusterClient;
-use openraft::error::{ClientWriteError, RaftError};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
@@ -32,14 +31,21 @@ pub enum WriteError {
     TooLarge(usize),
 }
 
-#[derive(Debug)]
-enum Attempt {
+#[derive(Debug, Clone)]
+pub(super) enum Attempt {
     Done(Committed),
     /// Not delivered to a leader: safe to retry, nothing was applied.
     Retry(String),
     /// Possibly appended: retrying is still safe (request ids deduplicate), but if time runs
     /// out the answer is "unknown".
     Maybe(String),
+}
+
+impl Attempt {
+    /// A write committed at `index`, with what `apply` decided.
+    pub(super) fn committed(index: u64, outcome: Outcome) -> Attempt {
+        Attempt::Done(Committed { index, outcome })
+    }
 }
 
 impl Cluster {
@@ -111,17 +117,9 @@ impl Cluster {
                 outcome: crate::state::Outcome::Done,
             });
         }
-        match tokio::time::timeout(within, self.raft.client_write(cmd.clone())).await {
-            Ok(Ok(resp)) => Attempt::Done(Committed {
-                index: resp.log_id.index,
-                outcome: resp.data.outcome,
-            }),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Attempt::Retry(format!("leadership moved to {:?}", f.leader_id))
-            }
-            Ok(Err(e)) => Attempt::Maybe(e.to_string()),
-            Err(_) => Attempt::Maybe("no quorum acknowledged the write in time".into()),
-        }
+        self.proposals
+            .propose(&self.raft, cmd.clone(), within, self.settings.write_wait)
+            .await
     }
 
     async fn forward(&self, leader: &NodeInfo, cmd: &Command, within: Duration) -> Attempt {

@@ -168,6 +168,17 @@ fn ops() -> Vec<(&'static str, Op)> {
                 force: true,
             },
         ),
+        (
+            "batch",
+            Op::Batch {
+                commands: vec![
+                    command(Op::DeleteKey { name: "k".into() }),
+                    command(Op::DeleteIdentity {
+                        identity: "ab".repeat(32),
+                    }),
+                ],
+            },
+        ),
     ]
 }
 
@@ -268,6 +279,7 @@ fn all_seeds(dir: &Path) -> Vec<Seed> {
     let stored = StoredMembership::new(Some(log_id(9)), membership());
     let response = ApplyResponse {
         outcome: Outcome::ReadOnly("app".into()),
+        batch: vec![Outcome::Done, Outcome::KeyExists],
     };
     let admin = AdminOp::Remove { node_id: 3 };
     let dump = dump(dir);

@@ -62,8 +62,21 @@ impl std::fmt::Display for NodeInfo {
 /// What applying a log entry returns to the writer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyResponse {
-    /// The command's outcome (`Done` for blank and membership entries).
+    /// The command's outcome (`Done` for blank and membership entries, and for a batch).
     pub outcome: Outcome,
+    /// For a batch entry, the outcome of each of its commands, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch: Vec<Outcome>,
+}
+
+impl ApplyResponse {
+    /// The response to an entry that is not a client command.
+    pub fn done() -> Self {
+        ApplyResponse {
+            outcome: Outcome::Done,
+            batch: Vec::new(),
+        }
+    }
 }
 
 openraft::declare_raft_types!(

@@ -7,7 +7,7 @@
 
 use super::snapshot_file::SnapshotFile;
 use super::{ApplyResponse, LogId, NodeId, NodeInfo, TypeConfig, decode, encode, io_err};
-use crate::state::{Command, Outcome, State, StateError};
+use crate::state::{Command, Op, State, StateError};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     Entry, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
@@ -212,24 +212,41 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             let index = entry.log_id.index;
             let mut marks: Vec<(&[u8], Vec<u8>)> = vec![(APPLIED, encode(&Some(entry.log_id)))];
-            let outcome = match entry.payload {
+            let response = match entry.payload {
                 EntryPayload::Blank => {
                     self.state.record_applied(index, &marks).map_err(sm_write)?;
-                    Outcome::Done
+                    ApplyResponse::done()
+                }
+                EntryPayload::Normal(Command {
+                    op: Op::Batch { commands },
+                    ..
+                }) => {
+                    let batch = self
+                        .state
+                        .apply_batch(index, &commands, &marks)
+                        .map_err(sm_write)?;
+                    commands.iter().for_each(|cmd| (self.hook)(Some(cmd)));
+                    ApplyResponse {
+                        batch,
+                        ..ApplyResponse::done()
+                    }
                 }
                 EntryPayload::Normal(cmd) => {
                     let outcome = self.state.apply(index, &cmd, &marks).map_err(sm_write)?;
                     (self.hook)(Some(&cmd));
-                    outcome
+                    ApplyResponse {
+                        outcome,
+                        batch: Vec::new(),
+                    }
                 }
                 EntryPayload::Membership(m) => {
                     let stored = Membership::new(Some(entry.log_id), m);
                     marks.push((MEMBERSHIP, encode(&stored)));
                     self.state.record_applied(index, &marks).map_err(sm_write)?;
-                    Outcome::Done
+                    ApplyResponse::done()
                 }
             };
-            out.push(ApplyResponse { outcome });
+            out.push(response);
         }
         crate::test_hooks::late_apply_report().await;
         Ok(out)

@@ -222,6 +222,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         cluster_id,
         lease: Lease::resuming(restored.led_term, restored.last_index),
         reads: Default::default(),
+        proposals: Default::default(),
         state: state.clone(),
         seal: seal.clone(),
         seals: opts.seals.clone(),

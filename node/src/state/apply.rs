@@ -18,6 +18,7 @@ use index::INDEX_THROUGH;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+mod batch;
 mod current_key;
 mod dedup;
 mod index;
@@ -202,6 +203,9 @@ impl State {
         let by = cmd.identity.clone();
         Ok(match &cmd.op {
             Op::Init { .. } => unreachable!("handled above"),
+            // The state machine applies a batch command by command (`apply_batch`); one
+            // inside another is never proposed.
+            Op::Batch { .. } => Err(Outcome::ReadOnly("a batch cannot hold a batch".into())),
             Op::SetConfigPolicies { policies, sigs } => {
                 self.plan_config_policies(policies, sigs, cmd.time, &admin)?
             }

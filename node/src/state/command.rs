@@ -176,6 +176,14 @@ pub enum Op {
         /// Delete even when it still holds keys.
         force: bool,
     },
+    /// Several clients' commands that reached the leader together, proposed as one log entry
+    /// (`cluster::group_commit`) so they share one fsync on every node. Each is applied in
+    /// order, authorised and deduplicated on its own, with its own outcome; the wrapping
+    /// command's identity, path and request id play no part.
+    Batch {
+        /// The commands, in the order they are applied.
+        commands: Vec<Command>,
+    },
 }
 
 #[cfg(test)]

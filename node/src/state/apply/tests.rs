@@ -478,3 +478,81 @@ fn records_under_a_key_a_finished_rekey_dropped_are_refused() {
     assert_eq!(log.op("default", write_policy("fresh", 2)), Outcome::Done);
     assert_indexes_exact(&log.state);
 }
+
+/// The commands of one group-committed entry: two clients race to create `raced`, a third
+/// without a policy asks for a key, a fourth deletes a key that is not there, and a fifth
+/// deletes `old` and a sixth creates it again.
+fn racing_batch() -> Vec<Command> {
+    let mut stranger = command("default", create_key("theirs"));
+    stranger.identity = "stranger".into();
+    vec![
+        command("default", create_key("raced")),
+        command("default", create_key("raced")),
+        stranger,
+        command(
+            "default",
+            Op::DeleteKey {
+                name: "missing".into(),
+            },
+        ),
+        command("default", Op::DeleteKey { name: "old".into() }),
+        command("default", create_key("old")),
+    ]
+}
+
+const RACING_OUTCOMES: [Outcome; 6] = [
+    Outcome::Done,
+    Outcome::KeyExists,
+    Outcome::NotAuthorized,
+    Outcome::KeyNotFound,
+    Outcome::Done,
+    Outcome::Done,
+];
+
+#[test]
+fn a_batch_applies_each_command_in_order_with_its_own_outcome() {
+    let mut log = Log::new(DEDUP_WINDOW);
+    let old = command("default", create_key("old"));
+    assert_eq!(log.run(&old), Outcome::Done);
+    let batch = racing_batch();
+    log.index += 1;
+    let outcomes = log.state.apply_batch(log.index, &batch, &[]).unwrap();
+    assert_eq!(outcomes, RACING_OUTCOMES);
+    let key = |name| log.state.key("default", name).unwrap();
+    assert!(key("raced").is_some());
+    assert!(
+        key("theirs").is_none(),
+        "an unauthorised command in a batch wrote"
+    );
+    let recreated = key("old").expect("the re-created key");
+    let Op::CreateKey { creation_id, .. } = &batch[5].op else {
+        unreachable!()
+    };
+    assert_eq!(recreated.creation_id, *creation_id);
+    // A client retrying one of them in a later entry gets its first outcome.
+    assert_eq!(log.run(&batch[1]), Outcome::KeyExists);
+    assert_eq!(log.run(&batch[5]), Outcome::Done);
+}
+
+#[test]
+fn a_batch_cut_short_by_a_crash_applies_no_command_twice() {
+    for applied_before_crash in 1..=racing_batch().len() {
+        let mut log = Log::new(DEDUP_WINDOW);
+        assert_eq!(
+            log.run(&command("default", create_key("old"))),
+            Outcome::Done
+        );
+        let batch = racing_batch();
+        log.index += 1;
+        // The crash: the first commands committed their own transactions, the entry's mark
+        // (the last command's) was never written, so the whole entry is applied again.
+        for cmd in &batch[..applied_before_crash] {
+            log.state.apply(log.index, cmd, &[]).unwrap();
+        }
+        let outcomes = log.state.apply_batch(log.index, &batch, &[]).unwrap();
+        assert_eq!(
+            outcomes, RACING_OUTCOMES,
+            "after a crash with {applied_before_crash} commands applied"
+        );
+    }
+}
