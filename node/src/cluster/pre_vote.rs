@@ -9,9 +9,15 @@
 //! lets it campaign, through `raft.trigger().elect()`.
 //!
 //! A voter says yes exactly when the real vote could succeed: it has not heard from a leader
-//! for longer than openraft's leader lease (`election_timeout.max`, during which openraft
-//! refuses real votes anyway), the proposed term is above its own, and the candidate's log is
-//! at least as up to date as its own. Nothing is written; a pre-vote changes no state.
+//! for longer than openraft's leader lease (`ElectionTimeout::vote_refusal`, the lower bound
+//! of the election timeout, during which openraft refuses real votes anyway), the proposed
+//! term is above its own, and the candidate's log is at least as up to date as its own.
+//! Nothing is written; a pre-vote changes no state.
+//!
+//! A refused pre-vote is tried again after a shorter random wait than the election timeout:
+//! the voters may have heard from the leader a moment after this node did, and a pre-vote is
+//! cheap (no term changes). So after a leader dies, one of the followers campaigns between
+//! the lower and the upper bound after the last heartbeat.
 
 use super::Cluster;
 use crate::raft::{LogId, LogStore, NodeId};
@@ -38,6 +44,10 @@ impl Cluster {
                 timeout.max.as_millis() as u64,
             );
             Duration::from_millis(rand::rng().random_range(min..max.max(min + 1)))
+        };
+        let random_retry = || {
+            let quarter = (timeout.min / 4).as_millis() as u64;
+            Duration::from_millis(rand::rng().random_range(quarter..2 * quarter + 1))
         };
         let mut wait = random_wait();
         let mut last_try = Instant::now();
@@ -66,15 +76,18 @@ impl Cluster {
                 continue;
             }
             last_try = Instant::now();
-            wait = random_wait();
             match self.pre_vote().await {
                 Ok(()) => {
+                    wait = random_wait();
                     tracing::info!("pre-vote granted by a majority: starting an election");
                     if self.raft.trigger().elect().await.is_err() {
                         return;
                     }
                 }
-                Err(why) => tracing::debug!("pre-vote not granted: {why}"),
+                Err(why) => {
+                    wait = random_retry();
+                    tracing::debug!("pre-vote not granted: {why}");
+                }
             }
         }
     }
@@ -153,7 +166,7 @@ impl Cluster {
         if self.is_leader() {
             return refuse("this node is the leader");
         }
-        let lease = self.settings.election_timeout.max;
+        let lease = self.settings.election_timeout.vote_refusal();
         let Ok((term, leader_heard)) = self
             .raft
             .with_raft_state(move |st| {

@@ -27,7 +27,7 @@ pub struct ClusterConfig {
     pub join: Vec<String>,
     /// `cluster.heartbeat`: leader heartbeat interval. Default 250ms.
     pub heartbeat: Duration,
-    /// `cluster.election_timeout`: `[min, max]`. Default `[1s, 2s]`.
+    /// `cluster.election_timeout`: `[min, max]`. Default `[1s, 1500ms]`.
     pub election_timeout: ElectionTimeout,
     /// `cluster.lease`: how long a quorum ack (leader) or a confirmed commit index (follower)
     /// lets a node serve. Default 800ms; always below `election_timeout.min`.
@@ -68,8 +68,19 @@ pub struct ClusterTlsConfig {
 pub struct ElectionTimeout {
     /// Lower bound. Default 1s.
     pub min: Duration,
-    /// Upper bound. Default 2s.
+    /// Upper bound. Default 1500ms.
     pub max: Duration,
+}
+
+impl ElectionTimeout {
+    /// How long after hearing from a leader a node refuses to vote for anyone else: the lower
+    /// bound. openraft calls this its leader lease and takes it from its own
+    /// `election_timeout_max` (see `raft_config`); the pre-vote grants a vote only after it.
+    /// A leader's serving lease is shorter, so no new leader can be elected while an old
+    /// leader still serves reads from its lease.
+    pub fn vote_refusal(&self) -> Duration {
+        self.min + Duration::from_millis(1)
+    }
 }
 
 impl Default for ClusterConfig {
@@ -85,7 +96,7 @@ impl Default for ClusterConfig {
             heartbeat: Duration::from_millis(250),
             election_timeout: ElectionTimeout {
                 min: Duration::from_secs(1),
-                max: Duration::from_secs(2),
+                max: Duration::from_millis(1500),
             },
             lease: Duration::from_millis(800),
             read_index_wait: Duration::from_secs(5),
@@ -232,7 +243,7 @@ impl ClusterConfig {
             "election_timeout",
             self.heartbeat < et.min && et.min < et.max,
             format!(
-                "[{}, {}] must satisfy heartbeat ({}) < lower bound < upper bound; the default is [1s, 2s]",
+                "[{}, {}] must satisfy heartbeat ({}) < lower bound < upper bound; the default is [1s, 1500ms]",
                 show(et.min),
                 show(et.max),
                 show(self.heartbeat)

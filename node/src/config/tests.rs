@@ -103,7 +103,7 @@ fn defaults_are_a_dev_baseline() {
     assert_eq!(k.heartbeat, Duration::from_millis(250));
     assert_eq!(
         (k.election_timeout.min, k.election_timeout.max),
-        (Duration::from_secs(1), Duration::from_secs(2))
+        (Duration::from_secs(1), Duration::from_millis(1500))
     );
     assert_eq!(k.lease, Duration::from_millis(800));
     assert_eq!(k.read_index_wait, Duration::from_secs(5));

@@ -97,8 +97,12 @@ fn raft_config(cfg: &crate::config::ClusterConfig) -> Result<openraft::Config, S
     let c = openraft::Config {
         cluster_name: "kes-cluster".into(),
         heartbeat_interval: cfg.heartbeat.as_millis() as u64,
+        // openraft's own election timer is off (below); its `election_timeout_max` is then
+        // only the leader lease during which it refuses votes, which must match what the
+        // pre-vote waits for. Were it `election_timeout.max`, a follower whose timer fired
+        // earlier would find its pre-vote refused and try again later: failover took 2 to 4 s.
         election_timeout_min: cfg.election_timeout.min.as_millis() as u64,
-        election_timeout_max: cfg.election_timeout.max.as_millis() as u64,
+        election_timeout_max: cfg.election_timeout.vote_refusal().as_millis() as u64,
         max_payload_entries: MAX_PAYLOAD_ENTRIES,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_every.max(1)),
         snapshot_max_chunk_size: SNAPSHOT_CHUNK,
