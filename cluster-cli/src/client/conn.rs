@@ -58,6 +58,16 @@ struct Failure {
 }
 
 impl Connector {
+    /// A connector to the same server with the same TLS settings, and a pool of its own.
+    pub(crate) fn fresh(&self) -> Self {
+        Connector {
+            endpoint: self.endpoint.clone(),
+            tls: self.tls.clone(),
+            has_client_cert: self.has_client_cert,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
     pub(crate) fn new(
         endpoint: Endpoint,
         tls: rustls::ClientConfig,

@@ -133,6 +133,15 @@ impl Client {
         }
     }
 
+    /// The same client with connections of its own: requests through it never take one of
+    /// this client's (a load generator's worker keeps its own connection).
+    pub fn fresh(&self) -> Client {
+        Client {
+            connector: Arc::new(self.connector.fresh()),
+            ..self.clone()
+        }
+    }
+
     /// Closes the idle connections; the next request opens a new one.
     pub fn close_idle_connections(&self) {
         self.connector.close_idle();

@@ -10,7 +10,7 @@ use kes_cluster::{Client, ClientConfig, Error, Result};
 const DEFAULT_SERVER: &str = "https://127.0.0.1:7373";
 
 /// Connection flags, accepted before or after the subcommand.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Connection")]
 pub(crate) struct ConnectArgs {
     /// KES server, https://HOST:PORT [env: KES_SERVER]
@@ -46,6 +46,15 @@ impl ConnectArgs {
             Some(enclave) => client.with_enclave(&enclave),
             None => Ok(client),
         }
+    }
+
+    /// The client these flags describe, but for `server`.
+    pub(crate) fn client_for(&self, server: &str) -> Result<Client> {
+        ConnectArgs {
+            server: Some(server.to_owned()),
+            ..self.clone()
+        }
+        .client()
     }
 
     /// The client configuration, reading the environment through `env`.

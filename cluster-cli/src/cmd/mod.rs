@@ -5,6 +5,7 @@
 //! leader, exit status 2). `dev` is the exception: it runs in the foreground
 //! and prints as it goes.
 
+mod bench;
 mod connect;
 mod dev;
 mod enclave;
@@ -81,6 +82,8 @@ enum Command {
     Health(health::HealthArgs),
     /// Write the certificates, keys and node.yaml files of a cluster on named hosts.
     Scaffold(scaffold::ScaffoldArgs),
+    /// Measure a server or cluster under load: ops/s, latency percentiles, errors by status.
+    Bench(bench::BenchArgs),
 }
 
 /// What a command leaves for `main`: text for stdout and, optionally, a
@@ -119,6 +122,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Outcome> {
         Command::Metric => status::metric(&connect.client()?).await,
         Command::Health(args) => health::run(args, &connect.client()?).await,
         Command::Scaffold(args) => scaffold::run(args).await,
+        Command::Bench(args) => return bench::run(args, &connect).await,
     };
     text.map(Outcome::from)
 }
