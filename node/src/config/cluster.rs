@@ -3,7 +3,7 @@
 //! The timing defaults are generous on purpose: a 2-core machine runs three nodes and their
 //! tests, and openraft's 150–300 ms defaults cause spurious elections there (STACK.md).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -49,6 +49,9 @@ pub struct GrpcConfig {
     pub listen: SocketAddr,
     /// `advertise`: `host:port` peers dial; `None` leaves it to the cluster module.
     pub advertise: Option<String>,
+    /// `source`: the local IP address this node's connections to peers leave from, on a
+    /// host with several; `None` lets the operating system choose.
+    pub source: Option<IpAddr>,
 }
 
 /// `cluster.tls`. All three are set together, or none (then `--dev` and `kes-cluster dev`
@@ -89,6 +92,7 @@ impl Default for ClusterConfig {
             grpc: GrpcConfig {
                 listen: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 7473),
                 advertise: None,
+                source: None,
             },
             tls: ClusterTlsConfig::default(),
             bootstrap: false,
@@ -160,6 +164,7 @@ fn parse_grpc(field: &Field<'_>) -> Result<GrpcConfig, ConfigError> {
     let mut sec = field.section()?;
     let listen = sec.take("listen");
     let advertise = sec.take("advertise");
+    let source = sec.take("source");
     sec.finish()?;
     let mut grpc = ClusterConfig::default().grpc;
     if let Some(f) = listen
@@ -172,6 +177,14 @@ fn parse_grpc(field: &Field<'_>) -> Result<GrpcConfig, ConfigError> {
     {
         check_advertise(&text).map_err(|r| ConfigError::invalid(f.path(), r))?;
         grpc.advertise = Some(text);
+    }
+    if let Some(f) = source
+        && let Some(text) = f.optional_string()?
+    {
+        let ip = text.parse::<IpAddr>().map_err(|_| {
+            ConfigError::invalid(f.path(), format!("'{text}' is not an IP address"))
+        })?;
+        grpc.source = Some(ip);
     }
     Ok(grpc)
 }

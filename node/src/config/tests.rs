@@ -218,6 +218,14 @@ fn bad_durations_are_refused() {
 }
 
 #[test]
+fn a_source_address_that_is_not_an_ip_is_refused() {
+    let err = refused("cluster: {grpc: {source: node1}}");
+    let text = err.to_string();
+    assert!(text.contains("`cluster.grpc.source`"), "{text}");
+    assert!(text.contains("'node1' is not an IP address"), "{text}");
+}
+
+#[test]
 fn duration_forms() {
     let c = load(
         "cache: {expiry: {any: 1h30m, unused: 5m0s, offline: 0}}\ncluster: {heartbeat: 100ms, election_timeout: [1.5s, 3s], lease: 1s}\n",
@@ -450,7 +458,7 @@ fn log_levels_mean_on() {
 fn cluster_and_seal_sections() {
     let yaml = r#"
 cluster:
-  grpc: {listen: 0.0.0.0:7473, advertise: node2:7473}
+  grpc: {listen: 0.0.0.0:7473, advertise: node2:7473, source: 10.0.0.2}
   tls: {cert: node.crt, key: node.key, ca: node-ca.crt}
   join: [https://node1:7373, "${EXTRA_MEMBER}"]
   snapshot_every: 500
@@ -463,6 +471,7 @@ seal:
     let loaded = load(yaml).expect("valid");
     let c = loaded.config;
     assert_eq!(c.cluster.grpc.advertise.as_deref(), Some("node2:7473"));
+    assert_eq!(c.cluster.grpc.source, Some("10.0.0.2".parse().unwrap()));
     assert_eq!(c.cluster.join, ["https://node1:7373"]);
     assert_eq!(
         loaded.warnings.len(),

@@ -99,8 +99,13 @@ impl PeerNetwork {
             Rpc::Vote => client.vote(request).await,
             Rpc::Snapshot => client.install_snapshot(request).await,
         };
+        // Only a peer that cannot be reached is Unreachable: openraft then backs off for
+        // 500 ms before it tries that peer again. An RPC that merely ran past its deadline
+        // (openraft gives an AppendEntries one heartbeat interval, however busy the machine)
+        // is retried at the next heartbeat instead; backing off there let the leader's lease
+        // run out under load, and a busy cluster answered 503.
         let reply = reply.map_err(|status| match status.code() {
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            tonic::Code::Unavailable => {
                 RPCError::Unreachable(Unreachable::new(&Msg(status.message().to_owned())))
             }
             _ => RPCError::Network(NetworkError::new(&Msg(format!(

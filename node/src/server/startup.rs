@@ -180,7 +180,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     let hook: crate::raft::AppliedHook =
         Arc::new(move |applied| hook_cache.forget_applied(applied));
     let cluster_id = Arc::new(RwLock::new(String::new()));
-    let channels = PeerChannels::new(tls.clone());
+    let channels = PeerChannels::new(tls.clone()).from_source(opts.config.cluster.grpc.source);
     let mut log =
         LogStore::open(&state).map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
     let restored = log

@@ -12,6 +12,7 @@ use crate::raft::GRPC_MESSAGE_LIMIT;
 use crate::raft::NodeInfo;
 use kes_cluster_proto::cluster_client::ClusterClient;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -22,6 +23,8 @@ pub struct PeerChannels {
     tls: Option<NodeTls>,
     channels: Arc<Mutex<HashMap<(String, String), Channel>>>,
     keep_alive: KeepAlive,
+    /// The local address connections leave from (`cluster.grpc.source`).
+    source: Option<IpAddr>,
 }
 
 /// HTTP/2 pings on every peer connection: a peer that stops answering them (paused,
@@ -51,7 +54,13 @@ impl PeerChannels {
             tls,
             channels: Arc::default(),
             keep_alive: KEEP_ALIVE,
+            source: None,
         }
+    }
+
+    /// These channels, with connections leaving from `source` (`None`: the system's choice).
+    pub fn from_source(self, source: Option<IpAddr>) -> Self {
+        PeerChannels { source, ..self }
     }
 
     /// Channels that ping every `interval` and give up on a peer after `timeout`, so a test
@@ -135,18 +144,52 @@ impl PeerChannels {
             .http2_keep_alive_interval(self.keep_alive.interval)
             .keep_alive_timeout(self.keep_alive.timeout);
         let pinned = pins.to_vec();
+        let source = self.source;
         let connector = tower::service_fn(move |uri: Uri| {
             let client = tls.client.clone();
             let pinned = pinned.clone();
             async move {
                 let host = uri.host().unwrap_or("localhost").to_owned();
                 let port = uri.port_u16().unwrap_or(7473);
-                let stream = connect_pinned(client, &host, port, &pinned).await?;
+                let stream = connect_pinned(client, source, &host, port, &pinned).await?;
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
             }
         });
         Ok(endpoint.connect_with_connector_lazy(connector))
     }
+}
+
+/// A TCP connection to `host:port`, from `source` when given: the first address of `host`
+/// of the same family that accepts it.
+async fn connect_from(
+    source: Option<IpAddr>,
+    host: &str,
+    port: u16,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(source) = source else {
+        return tokio::net::TcpStream::connect((host, port)).await;
+    };
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        if addr.is_ipv4() != source.is_ipv4() {
+            continue;
+        }
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        match socket.connect(addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{host} has no address of the family of cluster.grpc.source {source}"),
+        )
+    }))
 }
 
 /// The message limits apply to every client, before anything is decoded.
@@ -156,15 +199,17 @@ fn limited(channel: Channel) -> ClusterClient<Channel> {
         .max_encoding_message_size(GRPC_MESSAGE_LIMIT)
 }
 
-/// Opens a TLS connection to `host:port` and keeps it only if the peer's certificate (the
-/// first of its chain, whose key signed the handshake) has one of the SPKIs `pinned`.
+/// Opens a TLS connection to `host:port` (from the local address `source`, if given) and
+/// keeps it only if the peer's certificate (the first of its chain, whose key signed the
+/// handshake) has one of the SPKIs `pinned`.
 pub(crate) async fn connect_pinned(
     client: Arc<rustls::ClientConfig>,
+    source: Option<IpAddr>,
     host: &str,
     port: u16,
     pinned: &[String],
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+    let tcp = connect_from(source, host, port).await?;
     tcp.set_nodelay(true)?;
     let name = rustls_pki_types::ServerName::try_from(host.to_owned())
         .map_err(|e| std::io::Error::other(e.to_string()))?;

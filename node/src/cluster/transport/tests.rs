@@ -26,7 +26,7 @@ async fn accept_one(tls: &NodeTls) -> (u16, tokio::task::JoinHandle<Option<PeerS
 async fn identity_seen_by(server: &NodeTls, client: &NodeTls) -> PeerSpki {
     let (port, seen) = accept_one(server).await;
     let pin = [server.cert.spki()];
-    let mut stream = connect_pinned(client.client.clone(), "127.0.0.1", port, &pin)
+    let mut stream = connect_pinned(client.client.clone(), None, "127.0.0.1", port, &pin)
         .await
         .expect("the client reaches the server");
     let mut buf = [0u8; 1];
@@ -87,6 +87,7 @@ async fn a_peer_is_reached_only_with_the_pinned_certificate() {
     let (port, _) = accept_one(&impostor).await;
     let refused = connect_pinned(
         caller.client.clone(),
+        None,
         "127.0.0.1",
         port,
         std::slice::from_ref(&member.spki),
@@ -100,6 +101,7 @@ async fn a_peer_is_reached_only_with_the_pinned_certificate() {
     let (port, _) = accept_one(&member).await;
     connect_pinned(
         caller.client.clone(),
+        None,
         "127.0.0.1",
         port,
         std::slice::from_ref(&member.spki),
@@ -108,7 +110,7 @@ async fn a_peer_is_reached_only_with_the_pinned_certificate() {
     .expect("the member itself");
 
     let (port, _) = accept_one(&member).await;
-    let empty = connect_pinned(caller.client.clone(), "127.0.0.1", port, &[]).await;
+    let empty = connect_pinned(caller.client.clone(), None, "127.0.0.1", port, &[]).await;
     assert!(
         empty.is_err(),
         "an unknown SPKI pins nothing and reaches nobody"
@@ -157,6 +159,7 @@ async fn a_node_certificate_that_fails_to_load_keeps_the_current_one() {
         let (port, _) = accept_one(&rotating).await;
         connect_pinned(
             peer.client.clone(),
+            None,
             "127.0.0.1",
             port,
             std::slice::from_ref(&old),
@@ -187,6 +190,7 @@ async fn a_node_certificate_that_fails_to_load_keeps_the_current_one() {
     let (port, _) = accept_one(&rotating).await;
     let refused = connect_pinned(
         peer.client.clone(),
+        None,
         "127.0.0.1",
         port,
         std::slice::from_ref(&old),
@@ -195,4 +199,28 @@ async fn a_node_certificate_that_fails_to_load_keeps_the_current_one() {
     assert!(refused.is_err(), "the server side presents the new one");
     let seen = identity_seen_by(&peer, &rotating).await;
     assert_eq!(seen, PeerSpki(new), "the client side too");
+}
+
+/// `cluster.grpc.source`: a node on a host with several addresses connects to its peers from
+/// the one it is told to (here 127.0.0.2, which loopback answers for), not the system's choice.
+#[tokio::test]
+async fn connections_to_peers_leave_from_the_configured_source_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = CertificateAuthority::new("node CA").unwrap();
+    let server = fresh_node_tls(dir.path(), &ca, "node1");
+    let client = fresh_node_tls(dir.path(), &ca, "node2");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(server.server.clone());
+    let seen = tokio::spawn(async move {
+        let (tcp, from) = listener.accept().await.ok()?;
+        acceptor.accept(tcp).await.ok()?;
+        Some(from.ip())
+    });
+    let source = "127.0.0.2".parse().unwrap();
+    let pin = [server.cert.spki()];
+    connect_pinned(client.client.clone(), Some(source), "127.0.0.1", port, &pin)
+        .await
+        .expect("the client reaches the server");
+    assert_eq!(seen.await.unwrap(), Some(source));
 }
