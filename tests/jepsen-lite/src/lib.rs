@@ -17,6 +17,7 @@ pub mod history;
 pub mod model;
 pub mod net;
 pub mod net_cluster;
+pub mod proxy;
 pub mod scenario;
 
 use kes_cluster::{Client, ClientConfig, Method};

@@ -11,14 +11,33 @@
 //! `S` is taken from the process id, so two runs on one machine do not share a subnet, and
 //! everything is removed on drop (and any leftover of the same name before it is made).
 //! Making namespaces needs root (CAP_NET_ADMIN); [`Network::create`] says so when it cannot.
+//!
+//! Without them, [`Network::loopback`] is the fallback: every node on loopback addresses of its
+//! own (127.77.S.n, which need no setup), and a userspace proxy ([`crate::proxy`]) at
+//! 127.78.S.n in front of each node's gRPC port, through which its peers reach it. Faults
+//! then apply to node-to-node traffic only: clients always reach every node.
 
+use crate::proxy::Proxy;
+use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
+use std::time::Duration;
 
-/// The namespaces, veth pairs and bridge of one run.
+/// The hosts of one run.
 pub struct Network {
     subnet: u8,
     nodes: usize,
+    hosts: Hosts,
 }
+
+enum Hosts {
+    /// Namespaces, veth pairs and a bridge; faults are iptables rules.
+    Namespaces,
+    /// Loopback addresses; faults are the proxy's rules.
+    Loopback(Proxy),
+}
+
+/// The gRPC port, on every host.
+const GRPC_PORT: u16 = 7473;
 
 /// Runs `ip`/`iptables` with `args`; the error names the command and what it printed.
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
@@ -40,8 +59,11 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
 impl Network {
     /// Makes the bridge and one namespace per node. Fails (with the reason) without root.
     pub fn create(nodes: usize) -> Result<Network, String> {
-        let subnet = (std::process::id() % 200) as u8 + 20;
-        let net = Network { subnet, nodes };
+        let net = Network {
+            subnet: subnet(),
+            nodes,
+            hosts: Hosts::Namespaces,
+        };
         net.remove();
         let br = net.bridge();
         let gateway = format!("{}/24", net.gateway());
@@ -55,7 +77,7 @@ impl Network {
             &["-I", "FORWARD", "-i", &br, "-o", &br, "-j", "ACCEPT"],
         )?;
         for i in 0..nodes {
-            let ns = net.namespace(i);
+            let ns = net.ns_name(i);
             let veth = format!("{br}v{}", i + 1);
             let addr = format!("{}/24", net.ip(i));
             run("ip", &["netns", "add", &ns])?;
@@ -73,6 +95,44 @@ impl Network {
         Ok(net)
     }
 
+    /// The loopback fallback: no root needed. Must run inside a tokio runtime (the proxy).
+    pub fn loopback(nodes: usize) -> Result<Network, String> {
+        let subnet = subnet();
+        let host = |net: u8, i: usize| -> IpAddr { [127, net, subnet, i as u8 + 1].into() };
+        let at = |net: u8| -> Vec<SocketAddr> {
+            (0..nodes)
+                .map(|i| SocketAddr::new(host(net, i), GRPC_PORT))
+                .collect()
+        };
+        let sources: Vec<IpAddr> = (0..nodes).map(|i| host(77, i)).collect();
+        let proxy = Proxy::start(&at(78), &at(77), &sources)?;
+        Ok(Network {
+            subnet,
+            nodes,
+            hosts: Hosts::Loopback(proxy),
+        })
+    }
+
+    /// How the nodes are hosted, for the report: `netns` or `loopback-proxy`.
+    pub fn kind(&self) -> &'static str {
+        match self.hosts {
+            Hosts::Namespaces => "netns",
+            Hosts::Loopback(_) => "loopback-proxy",
+        }
+    }
+
+    /// Whether the nodes' traffic passes the proxy (which can add latency).
+    pub fn proxied(&self) -> bool {
+        self.proxy().is_some()
+    }
+
+    fn proxy(&self) -> Option<&Proxy> {
+        match &self.hosts {
+            Hosts::Namespaces => None,
+            Hosts::Loopback(proxy) => Some(proxy),
+        }
+    }
+
     fn bridge(&self) -> String {
         format!("jl{}", self.subnet)
     }
@@ -82,18 +142,35 @@ impl Network {
         format!("10.77.{}.254", self.subnet)
     }
 
-    /// The namespace of node `i` (0-based).
-    pub fn namespace(&self, i: usize) -> String {
+    fn ns_name(&self, i: usize) -> String {
         format!("jl{}n{}", self.subnet, i + 1)
     }
 
-    /// The address of node `i` (0-based).
+    /// The namespace node `i` (0-based) runs in, if it runs in one.
+    pub fn namespace(&self, i: usize) -> Option<String> {
+        match self.hosts {
+            Hosts::Namespaces => Some(self.ns_name(i)),
+            Hosts::Loopback(_) => None,
+        }
+    }
+
+    /// The address of node `i` (0-based): its KES API and its own gRPC port listen on it.
     pub fn ip(&self, i: usize) -> String {
-        format!("10.77.{}.{}", self.subnet, i + 1)
+        match self.hosts {
+            Hosts::Namespaces => format!("10.77.{}.{}", self.subnet, i + 1),
+            Hosts::Loopback(_) => format!("127.77.{}.{}", self.subnet, i + 1),
+        }
+    }
+
+    /// Where node `i`'s peers reach its gRPC port, when that is not its own address: the
+    /// proxy in front of it.
+    pub fn grpc_front(&self, i: usize) -> Option<String> {
+        self.proxy()
+            .map(|_| format!("127.78.{}.{}:{GRPC_PORT}", self.subnet, i + 1))
     }
 
     fn in_ns(&self, i: usize, program: &str, args: &[&str]) -> Result<(), String> {
-        let ns = self.namespace(i);
+        let ns = self.ns_name(i);
         let mut all = vec!["netns", "exec", ns.as_str(), program];
         all.extend_from_slice(args);
         run("ip", &all)
@@ -102,6 +179,13 @@ impl Network {
     /// Drops all traffic between nodes `a` and `b`, both ways (each side drops what it sends
     /// to and receives from the other).
     pub fn cut(&self, a: usize, b: usize) -> Result<(), String> {
+        if let Some(proxy) = self.proxy() {
+            proxy.set(|r| {
+                r.cut.insert((a, b));
+                r.cut.insert((b, a));
+            });
+            return Ok(());
+        }
         for (me, other) in [(a, b), (b, a)] {
             let peer = self.ip(other);
             self.in_ns(me, "iptables", &["-A", "INPUT", "-s", &peer, "-j", "DROP"])?;
@@ -119,8 +203,13 @@ impl Network {
     }
 
     /// Every node drops each packet it receives with `probability` (iptables' `statistic`
-    /// match: no netem needed), from peers and clients alike.
+    /// match: no netem needed), from peers and clients alike. On loopback the proxy holds back
+    /// that share of the chunks between nodes, as long as a retransmission takes.
     pub fn lossy(&self, probability: f64) -> Result<(), String> {
+        if let Some(proxy) = self.proxy() {
+            proxy.set(|r| r.loss = probability);
+            return Ok(());
+        }
         let p = format!("{probability}");
         for i in 0..self.nodes {
             let rule = ["-A", "INPUT", "-m", "statistic", "--mode", "random"];
@@ -130,8 +219,22 @@ impl Network {
         Ok(())
     }
 
+    /// Adds `delay` to everything nodes send each other; only the loopback proxy can (this
+    /// kernel has no netem).
+    pub fn delay(&self, delay: Duration) -> Result<(), String> {
+        let proxy = self
+            .proxy()
+            .ok_or("latency needs the loopback proxy: this kernel has no netem")?;
+        proxy.set(|r| r.delay = delay);
+        Ok(())
+    }
+
     /// Removes every rule: the network is whole again.
     pub fn heal(&self) -> Result<(), String> {
+        if let Some(proxy) = self.proxy() {
+            proxy.set(|r| *r = Default::default());
+            return Ok(());
+        }
         for i in 0..self.nodes {
             self.in_ns(i, "iptables", &["-F"])?;
         }
@@ -141,8 +244,11 @@ impl Network {
     /// Removes the namespaces and the bridge (their veth pairs go with them); quiet about
     /// what is not there.
     fn remove(&self) {
+        if self.proxy().is_some() {
+            return;
+        }
         for i in 0..self.nodes {
-            let _ = run("ip", &["netns", "del", &self.namespace(i)]);
+            let _ = run("ip", &["netns", "del", &self.ns_name(i)]);
         }
         let br = self.bridge();
         while run(
@@ -153,6 +259,11 @@ impl Network {
         {}
         let _ = run("ip", &["link", "del", &br]);
     }
+}
+
+/// A subnet number of this process's own, so two runs on one machine do not share one.
+fn subnet() -> u8 {
+    (std::process::id() % 200) as u8 + 20
 }
 
 impl Drop for Network {

@@ -32,8 +32,11 @@ impl Cluster {
             "--config-dir",
             CONFIG_DIR,
         ]);
-        for ip in &ips {
-            scaffold.args(["--san", ip]);
+        // On loopback, peers reach each node's gRPC port through the proxy's address.
+        let fronts: Vec<Option<String>> = (0..n + spares).map(|i| net.grpc_front(i)).collect();
+        let front_hosts = fronts.iter().flatten().filter_map(|f| f.split(':').next());
+        for san in ips.iter().map(String::as_str).chain(front_hosts) {
+            scaffold.args(["--san", san]);
         }
         let out = scaffold
             .output()
@@ -49,14 +52,17 @@ impl Cluster {
             let node_dir = dir.path().join(ip);
             let yaml = node_dir.join("node.yaml");
             let text = std::fs::read_to_string(&yaml).map_err(|e| format!("{ip}: {e}"))?;
-            let text = text.replace(CONFIG_DIR, &node_dir.display().to_string());
+            let mut text = text.replace(CONFIG_DIR, &node_dir.display().to_string());
+            if let Some(front) = &fronts[i] {
+                text = on_loopback(&text, ip, front)?;
+            }
             std::fs::write(&yaml, text).map_err(|e| format!("{ip}: {e}"))?;
             nodes.push(NodeProc {
                 index: i + 1,
                 url: format!("https://{ip}:7373"),
                 dir: node_dir,
                 env: env(i),
-                netns: Some(net.namespace(i)),
+                netns: net.namespace(i),
                 child: None,
             });
         }
@@ -82,4 +88,32 @@ impl Cluster {
         }
         Ok(c)
     }
+}
+
+/// A scaffolded node.yaml for the loopback fallback: the node listens on its own address
+/// `ip` (not on every address: its neighbours use the same ports), tells its peers to reach
+/// its gRPC port at the proxy `front`, and connects to them from `ip`, by which the proxy
+/// knows it.
+fn on_loopback(yaml: &str, ip: &str, front: &str) -> Result<String, String> {
+    let edits = [
+        (
+            "address: 0.0.0.0:7373".to_owned(),
+            format!("address: {ip}:7373"),
+        ),
+        (
+            "listen: 0.0.0.0:7473".to_owned(),
+            format!("listen: {ip}:7473"),
+        ),
+        (
+            format!("advertise: \"{ip}:7473\""),
+            format!("advertise: \"{front}\"\n    source: {ip}"),
+        ),
+    ];
+    edits.iter().try_fold(yaml.to_owned(), |text, (from, to)| {
+        if text.contains(from.as_str()) {
+            Ok(text.replace(from.as_str(), to))
+        } else {
+            Err(format!("the scaffolded node.yaml of {ip} has no '{from}'"))
+        }
+    })
 }

@@ -30,10 +30,14 @@ const LOSS: f64 = 0.3;
 /// How far loss-skew steps the wall clocks of nodes 2 and 3, ahead and behind. Within the
 /// minute that certificates are backdated: a clock further behind sees them as not yet valid.
 const SKEW_S: i64 = 30;
+/// Latency that loss-skew adds between nodes where the loopback proxy carries their traffic
+/// (iptables cannot delay, and this kernel has no netem).
+const LATENCY: Duration = Duration::from_millis(20);
 
 impl Fault {
-    /// The fault in words, naming each node's role when `leader` was known at the start.
-    fn describe(self, leader: Option<usize>) -> String {
+    /// The fault in words, naming each node's role when `leader` was known at the start;
+    /// `proxied`: the nodes' traffic passes the loopback proxy.
+    fn describe(self, leader: Option<usize>, proxied: bool) -> String {
         let node = |i: usize| {
             let role = match leader {
                 Some(l) if l == i => " (leader)",
@@ -52,8 +56,12 @@ impl Fault {
             }
             Fault::Pause(i) => format!("pause {}", node(i)),
             Fault::LossSkew => format!(
-                "{:.0} % packet loss on every node; wall clock of {} {SKEW_S:+} s, of {} {:+} s",
+                "{:.0} % packet loss on every node{}; wall clock of {} {SKEW_S:+} s, of {} {:+} s",
                 LOSS * 100.0,
+                match proxied {
+                    true => format!(", {} ms latency between nodes", LATENCY.as_millis()),
+                    false => String::new(),
+                },
                 node(1),
                 node(2),
                 -SKEW_S
@@ -149,7 +157,7 @@ impl<'n> Faults<'n> {
     /// Injects `fault`, waits `window`, heals.
     async fn one(&mut self, c: &mut Cluster, fault: Fault, window: Duration) -> Result<(), String> {
         let leader = c.leader_among(&[0, 1, 2], Duration::from_millis(500)).await;
-        self.names.push(fault.describe(leader));
+        self.names.push(fault.describe(leader, self.net.proxied()));
         let start = self.clock.now_ns() as f64 / 1e9;
         let injected = self.inject(c, fault);
         tokio::time::sleep(window).await;
@@ -215,6 +223,9 @@ impl<'n> Faults<'n> {
                     .ok_or("loss-skew needs the nodes' clock files")?;
                 clocks.set(1, SKEW_S)?;
                 clocks.set(2, -SKEW_S)?;
+                if self.net.proxied() {
+                    self.net.delay(LATENCY)?;
+                }
                 self.net.lossy(LOSS)
             }
         }

@@ -99,7 +99,7 @@ pub async fn run(
     seed: u64,
     node_env: &[(String, String)],
 ) -> ScenarioReport {
-    let mut report = ScenarioReport::new(scenario.name(), "netns");
+    let mut report = ScenarioReport::new(scenario.name(), net.kind());
     // Every node can have its wall clock stepped in loss-skew; the others run without it.
     let clocks = match scenario {
         Scenario::LossSkew => match clock::Clocks::new(3) {

@@ -12,7 +12,8 @@ use std::path::Path;
 pub struct ScenarioReport {
     /// The scenario's name.
     pub name: String,
-    /// `netns` (every node on its own network host).
+    /// `netns` (every node on its own network host) or `loopback-proxy` (the fallback
+    /// without root: faults between nodes only, through the proxy).
     pub network: String,
     /// Operations recorded, and how they ended.
     pub ops: usize,
