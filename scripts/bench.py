@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Runs every benchmark of kes-cluster side by side with its baseline, on this machine, in one
+go, and writes BENCHMARKS.md (tables, the exact commands, and SVG charts under docs/bench/).
+
+Run it through scripts/bench.sh, which installs what it needs. Figures are measured, never
+asserted: CI runs only the bench smoke (tests/jepsen-lite/tests/bench.rs).
+
+  decrypt on one node          vs nginx answering a static 200 over mTLS      (oha, 32 conns)
+  decrypt through a follower   vs through the leader                         (cluster-bench reads)
+  replicated create            vs etcd puts, 3 nodes each, 1/16/64 conns     (oha)
+  failover                     kill -9 of the leader to the first write, 10x (cluster-bench)
+  a mixed run through every node                                             (kes-cluster bench)
+"""
+import base64
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import ssl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+DUR = os.environ.get("BENCH_DURATION", "8s")
+PROCS = []
+COMMANDS = []
+
+
+def log(msg):
+    print(f"[bench] {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(args, out):
+    p = subprocess.Popen(args, stdout=open(out, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    PROCS.append(p)
+    return p
+
+
+def stop_all():
+    for p in PROCS:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for p in PROCS:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+    PROCS.clear()
+
+
+def run(args, **kw):
+    COMMANDS.append(" ".join(args))
+    return subprocess.run(args, capture_output=True, text=True, check=True, **kw)
+
+
+def oha(url, conns, cert, key, method="GET", body=None, extra=()):
+    args = ["oha", "-z", DUR, "-c", str(conns), "--no-tui", "--output-format", "json", "--insecure",
+            "--cert", cert, "--key", key, "-m", method] + list(extra)
+    if body is not None:
+        args += ["-d", body]
+    out = json.loads(run(args + [url]).stdout)
+    codes = out.get("statusCodeDistribution", {})
+    return {"rate": out["summary"]["requestsPerSec"], "p50": out["latencyPercentiles"]["p50"] * 1000,
+            "p99": out["latencyPercentiles"]["p99"] * 1000, "errors": sum(v for k, v in codes.items() if k != "200")}
+
+
+def https(url, cert, key, method="GET", body=None):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.load_cert_chain(cert, key)
+    req = urllib.request.Request(url, method=method, data=body.encode() if body is not None else None)
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def dev_cluster(n, work):
+    base = free_port() + 100
+    d = os.path.join(work, f"dev{n}")
+    spawn([os.path.join(BIN, "kes-cluster"), "dev", "--nodes", str(n), "--dir", d, "--base-port", str(base)],
+          os.path.join(work, f"dev{n}.log"))
+    cert, key = os.path.join(d, "admin.crt"), os.path.join(d, "admin.key")
+    urls = [f"https://127.0.0.1:{base + i}" for i in range(n)]
+    for _ in range(180):
+        try:
+            if all(https(u + "/v1/status", cert, key)["cluster"]["leader"] for u in urls):
+                break
+        except Exception:
+            pass
+        time.sleep(0.5)
+    else:
+        sys.exit(f"the {n}-node dev cluster did not come up: see {work}/dev{n}.log")
+    leader = next(u for u in urls if https(u + "/v1/status", cert, key)["cluster"]["role"] == "leader")
+    return urls, leader, cert, key
+
+
+def certs(work):
+    def ssl_(*a):
+        subprocess.run(["openssl"] + list(a), check=True, capture_output=True)
+    ssl_("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+         f"{work}/ca.key", "-out", f"{work}/ca.crt", "-days", "2", "-subj", "/CN=bench-ca")
+    for n in ("server", "client"):
+        ssl_("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{work}/{n}.key",
+             "-out", f"{work}/{n}.csr", "-subj", f"/CN={n}")
+        with open(f"{work}/{n}.ext", "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+        ssl_("x509", "-req", "-in", f"{work}/{n}.csr", "-CA", f"{work}/ca.crt", "-CAkey", f"{work}/ca.key",
+             "-CAcreateserial", "-out", f"{work}/{n}.crt", "-days", "2", "-extfile", f"{work}/{n}.ext")
+
+
+def nginx(work):
+    port = free_port()
+    with open(f"{work}/nginx.conf", "w") as f:
+        f.write(f"""worker_processes 2; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
+events {{ worker_connections 1024; }}
+http {{ access_log off;
+  server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {work}/server.crt; ssl_certificate_key {work}/server.key;
+    ssl_client_certificate {work}/ca.crt; ssl_verify_client on; keepalive_requests 1000000;
+    location / {{ return 200 '{{"plaintext":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}'; }} }} }}
+""")
+    spawn(["nginx", "-c", f"{work}/nginx.conf"], f"{work}/nginx.out")
+    time.sleep(1)
+    return f"https://127.0.0.1:{port}/v1/key/decrypt/k"
+
+
+def etcd(work):
+    base = free_port() + 200
+    peers = ",".join(f"e{i}=http://127.0.0.1:{base + 100 + i}" for i in range(3))
+    for i in range(3):
+        spawn(["etcd", "--name", f"e{i}", "--data-dir", f"{work}/e{i}",
+               "--listen-client-urls", f"https://127.0.0.1:{base + i}",
+               "--advertise-client-urls", f"https://127.0.0.1:{base + i}",
+               "--listen-peer-urls", f"http://127.0.0.1:{base + 100 + i}",
+               "--initial-advertise-peer-urls", f"http://127.0.0.1:{base + 100 + i}",
+               "--initial-cluster", peers, "--initial-cluster-state", "new",
+               "--cert-file", f"{work}/server.crt", "--key-file", f"{work}/server.key",
+               "--client-cert-auth", "--trusted-ca-file", f"{work}/ca.crt"], f"{work}/e{i}.log")
+    eps = [f"https://127.0.0.1:{base + i}" for i in range(3)]
+    env = {**os.environ, "ETCDCTL_API": "3"}
+    tls = ["--cacert", f"{work}/ca.crt", "--cert", f"{work}/client.crt", "--key", f"{work}/client.key"]
+    for _ in range(120):
+        r = subprocess.run(["etcdctl", "--endpoints", ",".join(eps)] + tls + ["endpoint", "status", "-w", "json"],
+                           capture_output=True, text=True, env=env)
+        if r.returncode == 0:
+            st = json.loads(r.stdout)
+            lead = st[0]["Status"]["leader"]
+            if lead:
+                return next(s["Endpoint"] for s in st if s["Status"]["header"]["member_id"] == lead)
+        time.sleep(0.5)
+    sys.exit(f"etcd did not come up: see {work}/e0.log")
+
+
+def summary_line(text, prefix):
+    return next(line for line in text.splitlines() if line.startswith(prefix))
+
+
+def bars(title, rows, unit, path):
+    """A horizontal bar chart as SVG: rows of (label, value, note)."""
+    top = max(v for _, v, _ in rows) or 1
+    h = 40 + 30 * len(rows)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="720" height="{h}" font-family="sans-serif" font-size="13">',
+           f'<text x="10" y="22" font-weight="bold">{title}</text>']
+    for i, (label, v, note) in enumerate(rows):
+        y = 40 + 30 * i
+        w = 380 * v / top
+        colour = "#3b7dd8" if label.startswith("kes-cluster") else "#999"
+        out.append(f'<text x="10" y="{y + 15}">{label}</text>')
+        out.append(f'<rect x="230" y="{y}" width="{w:.1f}" height="20" fill="{colour}"/>')
+        out.append(f'<text x="{236 + w:.1f}" y="{y + 15}">{v:,.0f} {unit} {note}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="kes-bench-")
+    charts = os.path.join(ROOT, "docs", "bench")
+    os.makedirs(charts, exist_ok=True)
+    certs(work)
+    results = {}
+    try:
+        log("decrypt on one node vs nginx")
+        urls, leader, cert, key = dev_cluster(1, work)
+        https(leader + "/v1/key/create/bench", cert, key, "PUT")
+        ct = https(leader + "/v1/key/generate/bench", cert, key, "PUT", "{}")["ciphertext"]
+        body = json.dumps({"ciphertext": ct})
+        ours = oha(leader + "/v1/key/decrypt/bench", 32, cert, key, "PUT", body)
+        base = oha(nginx(work), 32, f"{work}/client.crt", f"{work}/client.key", "PUT", body)
+        results["decrypt"] = {"ours": ours, "nginx": base}
+        stop_all()
+
+        log("replicated create vs etcd puts")
+        urls, leader, cert, key = dev_cluster(3, work)
+        eurl = etcd(work)
+        put = json.dumps({"key": base64.b64encode(b"bench").decode(), "value": base64.b64encode(b"x" * 64).decode()})
+        results["create"] = {}
+        for conns in (1, 16, 64):
+            ours = oha(leader.replace("127.0.0.1", "localhost") + "/v1/key/create/c" + str(conns) + "[a-z0-9]{20}",
+                       conns, cert, key, "PUT", extra=["--rand-regex-url"])
+            theirs = oha(eurl + "/v3/kv/put", conns, f"{work}/client.crt", f"{work}/client.key", "POST", put)
+            results["create"][conns] = {"ours": ours, "etcd": theirs}
+        log("a mixed run through every node (kes-cluster bench)")
+        mixed = run([os.path.join(BIN, "kes-cluster"), "bench", "--cert", cert, "--key", key, "-k",
+                     "--nodes", ",".join(urls), "--conns", "32", "--duration", DUR, "--json"])
+        results["mixed"] = json.loads(mixed.stdout)
+        stop_all()
+
+        log("decrypt through the leader vs through a follower (cluster-bench reads)")
+        reads = run([os.path.join(BIN, "cluster-bench"), "reads"], timeout=600).stdout
+        results["reads"] = [summary_line(reads, "decrypt via leader"), summary_line(reads, "decrypt via follower"),
+                            summary_line(reads, "decrypt follower/leader")]
+        log("failover (cluster-bench failover, 10 kills)")
+        fo = run([os.path.join(BIN, "cluster-bench"), "failover", "--runs", "10"], timeout=900).stdout
+        results["failover"] = summary_line(fo, "failover: runs=")
+    finally:
+        stop_all()
+
+    d, n = results["decrypt"]["ours"], results["decrypt"]["nginx"]
+    bars("Decrypt on one node vs nginx's static mTLS 200 (32 conns)",
+         [("kes-cluster decrypt", d["rate"], f"p99 {d['p99']:.1f} ms"),
+          ("nginx static 200", n["rate"], f"p99 {n['p99']:.1f} ms")], "req/s", f"{charts}/decrypt.svg")
+    rows = []
+    for conns, r in results["create"].items():
+        rows.append((f"kes-cluster create, {conns} conns", r["ours"]["rate"], f"p99 {r['ours']['p99']:.1f} ms"))
+        rows.append((f"etcd put, {conns} conns", r["etcd"]["rate"], f"p99 {r['etcd']['p99']:.1f} ms"))
+    bars("Replicated writes, 3 nodes on this machine", rows, "req/s", f"{charts}/writes.svg")
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    mem = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))) // 1024 // 1024
+    md = [f"# Benchmarks\n",
+          f"Measured {datetime.date.today()} by `scripts/bench.sh` on {os.cpu_count()} cores ({cpu}), {mem} GiB, "
+          f"{platform.system()} {platform.release()}. Everything (the nodes, the baselines and the load generator) "
+          f"shares these cores, so compare the ratios, measured side by side in one run, more than the rates.\n",
+          "## Decrypt on one node vs nginx\n", "![decrypt](docs/bench/decrypt.svg)\n",
+          "| | req/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|",
+          f"| kes-cluster decrypt | {d['rate']:.0f} | {d['p50']:.2f} | {d['p99']:.2f} | {d['errors']} |",
+          f"| nginx static 200, mTLS | {n['rate']:.0f} | {n['p50']:.2f} | {n['p99']:.2f} | {n['errors']} |",
+          f"\nRatio **{d['rate'] / n['rate']:.2f}×** (goal 0.9×).\n",
+          "## Replicated create vs etcd puts\n", "![writes](docs/bench/writes.svg)\n",
+          "| conns | kes-cluster create/s | p99 ms | etcd put/s | p99 ms | ratio |", "|---|---|---|---|---|---|"]
+    for conns, r in results["create"].items():
+        o, e = r["ours"], r["etcd"]
+        md.append(f"| {conns} | {o['rate']:.0f} | {o['p99']:.1f} | {e['rate']:.0f} | {e['p99']:.1f} | "
+                  f"{o['rate'] / e['rate']:.2f}× |")
+    m = results["mixed"]
+    md += ["\n(goals: 1.0× at 16 conns, 1.5× at 64)\n",
+           "## Decrypt through a follower vs through the leader\n", "```"] + results["reads"] + ["```\n",
+           "## Failover\n", "```", results["failover"], "```\n",
+           "## A mixed run through every node (`kes-cluster bench`, 32 conns, generate=70,decrypt=25,create=5)\n",
+           f"{m['ops_per_sec']:.0f} ops/s, latency " +
+           ", ".join(f"{k[:-3]} {v:.2f} ms" for k, v in m["latency"].items()) + f", errors {m['errors'] or 'none'}\n",
+           "## Commands\n", "```"] + COMMANDS + ["```\n"]
+    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
+        f.write("\n".join(md))
+    log(f"wrote {ROOT}/BENCHMARKS.md and {charts}/*.svg")
+
+
+if __name__ == "__main__":
+    main()
