@@ -68,15 +68,16 @@ def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, check=True, **kw)
 
 
-def oha(url, conns, cert, key, method="GET", body=None, extra=()):
-    args = ["oha", "-z", DUR, "-c", str(conns), "--no-tui", "--output-format", "json", "--insecure",
+def oha(url, conns, cert, key, method="GET", body=None, extra=(), length=("-z", DUR)):
+    args = ["oha", *length, "-c", str(conns), "--no-tui", "--output-format", "json", "--insecure",
             "--cert", cert, "--key", key, "-m", method] + list(extra)
     if body is not None:
         args += ["-d", body]
     out = json.loads(run(args + [url]).stdout)
     codes = out.get("statusCodeDistribution", {})
     return {"rate": out["summary"]["requestsPerSec"], "p50": out["latencyPercentiles"]["p50"] * 1000,
-            "p99": out["latencyPercentiles"]["p99"] * 1000, "errors": sum(v for k, v in codes.items() if k != "200")}
+            "p99": out["latencyPercentiles"]["p99"] * 1000, "errors": sum(v for k, v in codes.items() if k != "200"),
+            "codes": codes}
 
 
 def https(url, cert, key, method="GET", body=None):
@@ -214,6 +215,9 @@ def main():
                        conns, cert, key, "PUT", extra=["--rand-regex-url"])
             theirs = oha(eurl + "/v3/kv/put", conns, f"{work}/client.crt", f"{work}/client.key", "POST", put)
             results["create"][conns] = {"ours": ours, "etcd": theirs}
+        log("sustained load: 100,000 creates at 64 conns through the leader")
+        results["sustained"] = oha(leader.replace("127.0.0.1", "localhost") + "/v1/key/create/s[a-z0-9]{20}", 64,
+                                   cert, key, "PUT", extra=["--rand-regex-url"], length=("-n", "100000"))
         log("a mixed run through every node (kes-cluster bench)")
         mixed = run([os.path.join(BIN, "kes-cluster"), "bench", "--cert", cert, "--key", key, "-k",
                      "--nodes", ",".join(urls), "--conns", "32", "--duration", DUR, "--json"])
@@ -258,13 +262,21 @@ def main():
         md.append(f"| {conns} | {o['rate']:.0f} | {o['p99']:.1f} | {e['rate']:.0f} | {e['p99']:.1f} | "
                   f"{o['rate'] / e['rate']:.2f}× |")
     m = results["mixed"]
+    s = results["sustained"]
     md += ["\n(goals: 1.0× at 16 conns, 1.5× at 64)\n",
+           "## Sustained load: 100,000 creates at 64 connections through the leader\n",
+           f"{s['rate']:.0f}/s, p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms; answers by status: "
+           f"{', '.join(f'{k}: {v}' for k, v in sorted(s['codes'].items()))} (goal: every one 200)\n",
            "## Decrypt through a follower vs through the leader\n", "```"] + results["reads"] + ["```\n",
            "## Failover\n", "```", results["failover"], "```\n",
            "## A mixed run through every node (`kes-cluster bench`, 32 conns, generate=70,decrypt=25,create=5)\n",
            f"{m['ops_per_sec']:.0f} ops/s, latency " +
-           ", ".join(f"{k[:-3]} {v:.2f} ms" for k, v in m["latency"].items()) + f", errors {m['errors'] or 'none'}\n",
-           "## Commands\n", "```"] + COMMANDS + ["```\n"]
+           ", ".join(f"{k} {m['latency'][k + '_ms']:.2f} ms" for k in ("p50", "p90", "p99", "p99.9", "max")) +
+           f", errors {m['errors'] or 'none'}\n"]
+    with open(os.path.join(ROOT, "docs", "bench", "analysis.md")) as f:
+        md.append(f.read())
+    md += ["## Commands\n", f"(`$WORK` is the run's temporary directory, `$BIN` is target/release)\n", "```"]
+    md += [c.replace(work, "$WORK").replace(BIN, "$BIN") for c in COMMANDS] + ["```\n"]
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write("\n".join(md))
     log(f"wrote {ROOT}/BENCHMARKS.md and {charts}/*.svg")
