@@ -188,6 +188,33 @@ def bars(title, rows, unit, path):
         f.write("\n".join(out) + "\n")
 
 
+def line_chart(title, points, path):
+    """p50 and p99 latency (ms) against achieved rate, as SVG: points of (rate, p50, p99)."""
+    w, h, left, bottom = 720, 320, 60, 40
+    xmax = max(p[0] for p in points) * 1.1 or 1
+    ymax = max(p[2] for p in points) * 1.2 or 1
+    x = lambda v: left + (w - left - 20) * v / xmax  # noqa: E731
+    y = lambda v: h - bottom - (h - bottom - 30) * v / ymax  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+           f'<text x="10" y="18" font-weight="bold">{title}</text>',
+           f'<line x1="{left}" y1="{h - bottom}" x2="{w - 10}" y2="{h - bottom}" stroke="#000"/>',
+           f'<line x1="{left}" y1="30" x2="{left}" y2="{h - bottom}" stroke="#000"/>',
+           f'<text x="{w // 2}" y="{h - 8}">requests/s answered</text>',
+           f'<text x="4" y="{h // 2}">ms</text>']
+    for i, colour in ((1, "#3b7dd8"), (2, "#d83b3b")):
+        pts = " ".join(f"{x(p[0]):.1f},{y(p[i]):.1f}" for p in points)
+        out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for p in points:
+            out.append(f'<circle cx="{x(p[0]):.1f}" cy="{y(p[i]):.1f}" r="3" fill="{colour}"/>')
+            out.append(f'<text x="{x(p[0]) + 5:.1f}" y="{y(p[i]) - 5:.1f}">{p[i]:.2f}</text>')
+    out.append(f'<text x="{w - 150}" y="40" fill="#3b7dd8">p50</text><text x="{w - 110}" y="40" fill="#d83b3b">p99</text>')
+    for p in points:
+        out.append(f'<text x="{x(p[0]) - 15:.1f}" y="{h - bottom + 15}">{p[0]:,.0f}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
 def main():
     work = tempfile.mkdtemp(prefix="kes-bench-")
     charts = os.path.join(ROOT, "docs", "bench")
@@ -203,6 +230,15 @@ def main():
         ours = oha(leader + "/v1/key/decrypt/bench", 32, cert, key, "PUT", body)
         base = oha(nginx(work), 32, f"{work}/client.crt", f"{work}/client.key", "PUT", body)
         results["decrypt"] = {"ours": ours, "nginx": base}
+        log("decrypt latency against offered load (kes-cluster bench --rate, open loop)")
+        results["sweep"] = []
+        for share in (0.25, 0.5, 0.75, 1.0):
+            rate = int(ours["rate"] * share)
+            out = run([os.path.join(BIN, "kes-cluster"), "bench", "-s", leader, "--cert", cert, "--key", key, "-k",
+                       "--conns", "32", "--duration", DUR, "--rate", str(rate), "--mix", "decrypt=1", "--json"])
+            r = json.loads(out.stdout)
+            results["sweep"].append({"share": share, "offered": rate, "done": r["ops_per_sec"],
+                                     "p50": r["latency"]["p50_ms"], "p99": r["latency"]["p99_ms"]})
         stop_all()
 
         log("replicated create vs etcd puts")
@@ -238,6 +274,8 @@ def main():
     bars("Decrypt on one node vs nginx's static mTLS 200 (32 conns)",
          [("kes-cluster decrypt", d["rate"], f"p99 {d['p99']:.1f} ms"),
           ("nginx static 200", n["rate"], f"p99 {n['p99']:.1f} ms")], "req/s", f"{charts}/decrypt.svg")
+    line_chart("Decrypt on one node: latency against load (open loop, 32 conns)",
+               [(p["done"], p["p50"], p["p99"]) for p in results["sweep"]], f"{charts}/decrypt-latency.svg")
     rows = []
     for conns, r in results["create"].items():
         rows.append((f"kes-cluster create, {conns} conns", r["ours"]["rate"], f"p99 {r['ours']['p99']:.1f} ms"))
@@ -255,6 +293,13 @@ def main():
           f"| kes-cluster decrypt | {d['rate']:.0f} | {d['p50']:.2f} | {d['p99']:.2f} | {d['errors']} |",
           f"| nginx static 200, mTLS | {n['rate']:.0f} | {n['p50']:.2f} | {n['p99']:.2f} | {n['errors']} |",
           f"\nRatio **{d['rate'] / n['rate']:.2f}×** (goal 0.9×).\n",
+          "Latency against offered load (`kes-cluster bench --rate`, open loop, latency counted from when "
+          "each request was due), as shares of the closed-loop peak above:\n",
+          "![decrypt latency](docs/bench/decrypt-latency.svg)\n",
+          "| offered | answered/s | p50 ms | p99 ms |", "|---|---|---|---|"] + [
+          f"| {p['share']:.0%} ({p['offered']}/s) | {p['done']:.0f} | {p['p50']:.2f} | {p['p99']:.2f} |"
+          for p in results["sweep"]] + [
+          "\n(goal: p99 < 5 ms at half of the peak rate)\n",
           "## Replicated create vs etcd puts\n", "![writes](docs/bench/writes.svg)\n",
           "| conns | kes-cluster create/s | p99 ms | etcd put/s | p99 ms | ratio |", "|---|---|---|---|---|---|"]
     for conns, r in results["create"].items():

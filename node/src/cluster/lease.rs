@@ -147,7 +147,7 @@ impl Cluster {
     /// write acknowledged before now. `None` when a quorum round is needed first.
     pub(super) fn leader_lease_index(&self) -> Option<u64> {
         let c = self.valid_confirmation().ok()?;
-        c.as_leader.then_some(c.index)
+        c.as_leader.then(|| c.index.max(self.sent_commit.get()))
     }
 
     /// The index of the latest confirmation (the leader's read index), 0 before any.
@@ -201,7 +201,9 @@ impl Cluster {
     /// this leader acknowledged, it had applied first; and every read it answered saw its
     /// store, which it writes before openraft counts an entry applied. So the index of the
     /// last entry in its store covers both; openraft's applied index may lag it, and a
-    /// follower that waited only for that could answer older than a read here just did.
+    /// follower that waited only for that could answer older than a read here just did. And
+    /// every read another follower answered saw at most the commit index this leader sent it
+    /// ([`crate::raft::SentCommit`]), which this leader may not have applied yet.
     pub(super) fn leader_read_index(&self) -> Result<(u64, Duration), String> {
         if !self.is_leader() {
             return Err("not the leader".into());
@@ -212,7 +214,11 @@ impl Cluster {
         }
         let left = c.until.saturating_duration_since(BootInstant::now());
         let stored = self.state.applied_index();
-        Ok((c.index.max(self.applied_index()).max(stored), left))
+        let sent = self.sent_commit.get();
+        Ok((
+            c.index.max(self.applied_index()).max(stored).max(sent),
+            left,
+        ))
     }
 
     /// A follower's confirmation round with the leader.

@@ -84,6 +84,8 @@ pub struct Cluster {
     pub lease: Lease,
     /// Reads waiting for a shared read-index round.
     pub reads: ReadRounds,
+    /// The highest commit index this node has sent as leader: every read index covers it.
+    pub sent_commit: crate::raft::SentCommit,
     /// Writes waiting to go into the log together (on the leader).
     pub proposals: GroupCommit,
     /// The applied state.

@@ -11,11 +11,13 @@
 
 mod log_store;
 mod network;
+mod sent_commit;
 mod snapshot_file;
 mod state_machine;
 
 pub use log_store::{LogStore, Restored};
 pub use network::{NetworkFactory, PeerNetwork};
+pub use sent_commit::SentCommit;
 pub use state_machine::{AppliedHook, RecoverError, StateMachine, recover_snapshot_install};
 
 use crate::state::{Command, Outcome};

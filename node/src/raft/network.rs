@@ -1,6 +1,6 @@
 //! The client side of the Raft network: openraft RPCs as gRPC calls to the peer.
 
-use super::{NodeId, NodeInfo, TypeConfig, decode, encode};
+use super::{NodeId, NodeInfo, SentCommit, TypeConfig, decode, encode};
 use crate::cluster::transport::PeerChannels;
 use kes_cluster_proto::RaftRequest;
 use openraft::error::{
@@ -18,14 +18,21 @@ use std::sync::{Arc, RwLock};
 pub struct NetworkFactory {
     channels: PeerChannels,
     cluster_id: Arc<RwLock<String>>,
+    sent_commit: SentCommit,
 }
 
 impl NetworkFactory {
-    /// A factory over `channels`; every RPC carries the current `cluster_id`.
-    pub fn new(channels: PeerChannels, cluster_id: Arc<RwLock<String>>) -> Self {
+    /// A factory over `channels`; every RPC carries the current `cluster_id`, and every
+    /// commit index sent is recorded in `sent_commit` first.
+    pub fn new(
+        channels: PeerChannels,
+        cluster_id: Arc<RwLock<String>>,
+        sent_commit: SentCommit,
+    ) -> Self {
         NetworkFactory {
             channels,
             cluster_id,
+            sent_commit,
         }
     }
 }
@@ -39,6 +46,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             node: node.clone(),
             channels: self.channels.clone(),
             cluster_id: self.cluster_id.clone(),
+            sent_commit: self.sent_commit.clone(),
         }
     }
 }
@@ -51,6 +59,7 @@ pub struct PeerNetwork {
     node: NodeInfo,
     channels: PeerChannels,
     cluster_id: Arc<RwLock<String>>,
+    sent_commit: SentCommit,
 }
 
 #[derive(Debug)]
@@ -126,6 +135,8 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        self.sent_commit
+            .record(rpc.leader_commit.map_or(0, |l| l.index));
         self.call(Rpc::Append, &rpc, &option).await
     }
 

@@ -204,7 +204,8 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         hook,
         metrics.cluster_snapshot_seconds.clone(),
     );
-    let network = NetworkFactory::new(channels.clone(), cluster_id.clone());
+    let sent_commit = crate::raft::SentCommit::default();
+    let network = NetworkFactory::new(channels.clone(), cluster_id.clone(), sent_commit.clone());
     let raft = Raft::new(node_id, Arc::new(raft_config(ccfg)?), network, log, sm)
         .await
         .map_err(|e| StartError::Cluster(format!("cannot start Raft: {e}")))?;
@@ -226,6 +227,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         cluster_id,
         lease: Lease::resuming(restored.led_term, restored.last_index),
         reads: Default::default(),
+        sent_commit,
         proposals: Default::default(),
         state: state.clone(),
         seal: seal.clone(),
