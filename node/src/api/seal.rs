@@ -161,18 +161,25 @@ pub(super) async fn resign_metadata(
                 .push((key.into(), raw.into(), new.into()));
         }
     }
+    // The membership goes through `Remac` too, not `SignMembership`: a restore signs it with
+    // the adopted key before that key is this cluster's, and apply refuses a `SignMembership`
+    // under a key the cluster does not hold (it guards the leader's own signing against a
+    // finished rekey), while a compare-and-swap re-sign is safe under any key.
     if let Some(m) = node.state.signed_membership()? {
         let needed = match which {
             Resign::OlderThan(target) => m.sig.version < target,
             Resign::Unverified => !verify(keys, "meta", crate::state::META_MEMBERSHIP, &m),
         };
-        if needed {
+        let raw = node.state.tree("meta")?.get(crate::state::META_MEMBERSHIP);
+        let raw = raw.map_err(crate::state::StateError::from)?;
+        if let (true, Some(raw)) = (needed, raw) {
             let mut m = m;
             m.set_signature(sign(keys, "meta", crate::state::META_MEMBERSHIP, &m));
-            let op = Op::SignMembership {
-                record: encode_record(&m),
-            };
-            commit_op(node, req, op).await?;
+            by_tree.entry("meta").or_default().push((
+                crate::state::META_MEMBERSHIP.to_vec().into(),
+                raw.to_vec().into(),
+                encode_record(&m).into(),
+            ));
         }
     }
     for (tree, items) in by_tree {

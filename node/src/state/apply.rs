@@ -338,6 +338,9 @@ impl State {
                     "policies" => (TreeId::Policies, &self.policies),
                     "identities" => (TreeId::Identities, &self.identities),
                     "enclaves" => (TreeId::Enclaves, &self.enclaves),
+                    "meta" if items.iter().all(|(k, _, _)| k.as_slice() == super::store::META_MEMBERSHIP) => {
+                        (TreeId::Meta, &self.meta)
+                    }
                     _ => return Ok(Err(Outcome::ReadOnly(format!("cannot re-sign tree '{tree}'")))),
                 };
                 let mut writes = Vec::new();

@@ -131,10 +131,11 @@ pub enum Op {
         /// changed meanwhile (deleted, re-created) is left alone.
         items: Vec<(String, String, u128, serde_bytes::ByteBuf)>,
     },
-    /// Re-signs metadata records with the new MAC key during a rekey: each record is replaced
-    /// only if it still holds the expected bytes (a concurrent write wins).
+    /// Re-signs metadata records with the new MAC key during a rekey, or with the adopted one
+    /// during a restore: each record is replaced only if it still holds the expected bytes (a
+    /// concurrent write wins).
     Remac {
-        /// `policies`, `identities` or `enclaves`.
+        /// `policies`, `identities`, `enclaves`, or `meta` for the signed membership alone.
         tree: String,
         /// (record key, expected current value, new value).
         items: Vec<(

@@ -13,6 +13,7 @@ mod access;
 mod apply;
 mod command;
 pub(crate) mod failpoint;
+mod migrate;
 mod model;
 mod query;
 mod snapshot;

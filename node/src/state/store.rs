@@ -58,10 +58,11 @@ pub struct State {
 /// allocates its write buffer and grows `db` one 16 MiB segment at a time (an empty store's
 /// `db` is 16 MiB, sparse where unwritten).
 ///
-/// sled refuses to open a store with another segment size than it was made with, so a store
-/// made by an older version (512 KiB, sled's default) keeps its size; `make_durable` syncs its
+/// sled refuses to open a store with another segment size than it was made with, so `open`
+/// copies a store made by an older version (512 KiB, sled's default) into a new one
+/// (`migrate.rs`). Should that copy fail, the node keeps the old store: `make_durable` syncs its
 /// blob files, and `open` warns.
-const SEGMENT_SIZE: usize = 16 << 20;
+pub(super) const SEGMENT_SIZE: usize = 16 << 20;
 
 /// The largest value any tree holds: a Raft log entry (a command of at most
 /// `MAX_ENTRY_BYTES`, plus its log id and framing), or a record made from one command.
@@ -86,7 +87,7 @@ const _: () = assert!(LARGEST_PAGE + 32 <= SEGMENT_SIZE / 4 - 20);
 const _: () = assert!(257 * (LARGEST_KEY + 64) + 32 <= SEGMENT_SIZE / 4 - 20);
 
 /// The segment size a store in `dir` was made with (from sled's `conf`), if it exists.
-fn stored_segment_size(dir: &Path) -> Result<Option<usize>, StateError> {
+pub(super) fn stored_segment_size(dir: &Path) -> Result<Option<usize>, StateError> {
     let conf = match std::fs::read(dir.join("conf")) {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -176,13 +177,14 @@ pub const META_MEMBERSHIP: &[u8] = b"membership_sig";
 impl State {
     /// Opens (or creates) the store in `dir`, and makes every file sled made there durable.
     pub fn open(dir: &Path) -> Result<State, StateError> {
+        super::migrate::migrate_to_current_segments(dir)?;
         let config = Self::sled_config(dir)?;
         if config.segment_size != SEGMENT_SIZE {
             tracing::warn!(
-                "the state store in {} was created with {} KiB sled segments, which move large \
-                 pages to files under blobs/; they are synced before each acknowledgement, \
-                 but only a store made with {} MiB segments has none. To move to them, follow \
-                 the runbook for a damaged data dir on one node at a time",
+                "the state store in {} still has {} KiB sled segments, as its copy to {} MiB \
+                 segments failed (see above): sled moves large pages to files under blobs/, \
+                 which are synced before each acknowledgement, but sled can also make them \
+                 on its own between our sync and an acknowledgement",
                 dir.display(),
                 config.segment_size / 1024,
                 SEGMENT_SIZE >> 20
@@ -249,6 +251,12 @@ impl State {
         let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
         synced.blobs.sync(&self.dir.join("blobs"), true)?;
         synced.dir.sync(&self.dir, false)
+    }
+
+    /// The blob files synced so far, with the length synced.
+    #[cfg(test)]
+    pub(super) fn synced_blobs(&self) -> HashMap<std::ffi::OsString, u64> {
+        self.synced.lock().unwrap().blobs.0.clone()
     }
 
     /// The index of the last applied command (0 before the first).
@@ -393,25 +401,5 @@ mod tests {
         let state = State::open(dir.path()).unwrap();
         write_largest_pages(&state).await;
         assert_eq!(blob_files(dir.path()), vec![], "sled made blob files");
-    }
-
-    #[tokio::test]
-    async fn a_store_made_with_older_segments_opens_and_its_blobs_are_synced() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(
-            sled::Config::new()
-                .path(dir.path())
-                .segment_size(512 * 1024)
-                .open()
-                .unwrap(),
-        );
-        let state = State::open(dir.path()).unwrap();
-        write_largest_pages(&state).await;
-        let blobs = blob_files(dir.path());
-        assert!(!blobs.is_empty(), "512 KiB segments make blob files");
-        let synced = state.synced.lock().unwrap();
-        for (name, len) in blobs {
-            assert_eq!(synced.blobs.0.get(&name), Some(&len), "{name:?} not synced");
-        }
     }
 }

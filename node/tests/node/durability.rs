@@ -19,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const STRACE: &str = "/usr/bin/strace";
 
 /// Enough keys that a rekey's re-sealed batches and a restore's chunks fill whole sled pages
-/// with large log entries (with 512 KiB sled segments, that puts pages in `blobs/`).
+/// with large log entries (with 512 KiB sled segments, that puts pages in `blobs/`, which
+/// node a's store has before it is moved to 16 MiB segments).
 const KEYS: usize = 5000;
 
 /// A `kes-node --dev` under `strace -f`, and the acknowledgements it sent.
@@ -200,6 +201,36 @@ fn files_in(dir: &Path) -> Vec<String> {
     }
 }
 
+/// Rewrites the store in `dir` as versions before the 16 MiB segments made it: with sled's
+/// default 512 KiB segments.
+fn to_older_segments(dir: &Path) {
+    let older = dir.with_file_name("state-older");
+    let current = sled::Config::new()
+        .path(dir)
+        .segment_size(16 << 20)
+        .open()
+        .expect("the store");
+    let old = sled::Config::new()
+        .path(&older)
+        .segment_size(512 * 1024)
+        .open()
+        .expect("a store with older segments");
+    for name in current.tree_names() {
+        let (from, to) = (
+            current.open_tree(&name).unwrap(),
+            old.open_tree(&name).unwrap(),
+        );
+        for item in from.iter() {
+            let (k, v) = item.expect("item");
+            to.insert(k, v).expect("insert");
+        }
+    }
+    old.flush().expect("flush");
+    drop((current, old));
+    std::fs::remove_dir_all(dir).expect("remove the store");
+    std::fs::rename(&older, dir).expect("rename");
+}
+
 /// Creates `n` keys, 16 requests at a time.
 async fn load_keys(node: &TestNode, n: usize) {
     let workers: Vec<_> = (0..16)
@@ -227,32 +258,46 @@ async fn no_acknowledgement_rests_on_an_unsynced_file() {
         "{STRACE} is missing: scripts/test.sh installs it (apt-get install strace)"
     );
     let t0 = Instant::now();
-    // Node a's store is made as older versions made it (sled's default 512 KiB segments), so
-    // large pages still go to blob files there: they must be synced before each ack.
+    // Node a's store is made as older versions made it (sled's default 512 KiB segments, which
+    // put large pages in blob files that sled never syncs). Its traced restart copies it into
+    // a store with 16 MiB segments, and that copy must be durable before the first ack too.
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(data.join("state"))
-        .expect("state dir");
-    drop(
-        sled::Config::new()
-            .path(data.join("state"))
-            .segment_size(512 * 1024)
-            .open()
-            .expect("legacy store"),
-    );
     let port = free_port();
     let args = dev_args(&data, port);
     let mut seed = TestNode::with_args(dir, data, port, args);
     seed.start().await;
     load_keys(&seed, KEYS).await;
+    // A rekey fills the log with entries of up to 64 KiB, whose pages 512 KiB segments put in
+    // blob files.
+    let r = seed
+        .admin()
+        .request(Method::POST, "/v1/cluster/seal/rekey", &[], "")
+        .await;
+    assert_eq!(r.expect("rekey").status, 200);
     seed.stop();
-    eprintln!("{KEYS} keys loaded after {:?}", t0.elapsed());
+    to_older_segments(&seed.data.join("state"));
+    let legacy_blobs = files_in(&seed.data.join("state/blobs"));
+    eprintln!(
+        "{KEYS} keys loaded after {:?}; the old-layout store holds {} blob files",
+        t0.elapsed(),
+        legacy_blobs.len()
+    );
+    assert!(
+        !legacy_blobs.is_empty(),
+        "the old-layout store made no blob file: the test no longer covers moving such a store"
+    );
 
-    // Node a, traced from its restart: creates, a snapshot file, a rekey of every key.
+    // Node a, traced from its restart: the move to 16 MiB segments, creates, a snapshot file,
+    // a rekey of every key.
     let mut a = TracedNode::start(seed).await;
+    let path = format!("/v1/key/describe/bulk-{}", KEYS - 1);
+    a.call(&path, false, Method::GET, &path, Vec::new()).await;
+    let conf = std::fs::read(a.node.data.join("state/conf")).expect("sled conf");
+    assert!(
+        String::from_utf8_lossy(&conf).contains(&format!("segment_size: {}", 16 << 20)),
+        "node a's store was not moved to 16 MiB segments at its restart"
+    );
     for i in 0..20 {
         let path = format!("/v1/key/create/key-{i}");
         a.call(&path, true, Method::PUT, &path, Vec::new()).await;
@@ -265,6 +310,10 @@ async fn no_acknowledgement_rests_on_an_unsynced_file() {
     a.call(path, true, Method::PUT, path, Vec::new()).await;
     let root_key = std::fs::read(a.node.file("root.key")).expect("root key");
     let blobs_a = files_in(&a.node.data.join("state/blobs"));
+    let left_over: Vec<String> = files_in(&a.node.data)
+        .into_iter()
+        .filter(|f| f.starts_with("state."))
+        .collect();
     eprintln!("node a: rekey done after {:?}", t0.elapsed());
 
     // Node b, traced from its first start, with a store made by this version: a restore (it
@@ -310,8 +359,8 @@ async fn no_acknowledgement_rests_on_an_unsynced_file() {
         b.blobs_written
     );
     assert!(
-        a.blobs_written > 0,
-        "the old-layout store made no blob file: the test no longer covers syncing them"
+        left_over.is_empty(),
+        "the move to 16 MiB segments left {left_over:?} in node a's data dir"
     );
     let failures: Vec<String> = [
         a.failures("a (creates, snapshot, rekey)"),
@@ -322,8 +371,8 @@ async fn no_acknowledgement_rests_on_an_unsynced_file() {
     .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(
-        b.blobs_written == 0 && blobs_b.is_empty(),
-        "sled moved pages of a new store to blob files during a restore and a rekey: {blobs_b:?}"
+        a.blobs_written == 0 && blobs_a.is_empty() && b.blobs_written == 0 && blobs_b.is_empty(),
+        "sled moved pages to blob files during creates, a snapshot, a restore and a rekey: \
+         {blobs_a:?} {blobs_b:?}"
     );
-    eprintln!("the old-layout store of node a holds blob files {blobs_a:?}, all synced");
 }

@@ -6,7 +6,7 @@ use kes_cluster::Method;
 use std::time::Duration;
 
 #[tokio::test]
-async fn snapshot_save_then_restore_into_a_fresh_cluster() {
+async fn snapshot_save_after_a_rekey_then_restore_into_a_fresh_cluster() {
     let _g = serial().await;
     let a = Cluster::start(3, "").await;
     let mut deks = Vec::new();
@@ -40,6 +40,14 @@ async fn snapshot_save_then_restore_into_a_fresh_cluster() {
         .await
         .unwrap();
     assert_eq!(r.status, 200);
+    // After a rekey the snapshot's records are sealed under a second cluster key version,
+    // which the new cluster has never had: the restore used to fail on re-signing its
+    // membership with it (503 "the cluster key was rekeyed while this request was in flight").
+    let r = a
+        .call(0, Method::POST, "/v1/cluster/seal/rekey", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
     let snap = a
         .call(2, Method::GET, "/v1/cluster/snapshot", "")
         .await

@@ -3,7 +3,9 @@
 
 use super::dedup::DEDUP_WINDOW;
 use super::index;
-use crate::state::{Command, Op, Outcome, Signature, State, encode_record, scoped_key};
+use crate::state::{
+    Command, META_MEMBERSHIP, Op, Outcome, Signature, State, encode_record, scoped_key,
+};
 
 const ADMIN: &str = "admin";
 
@@ -477,6 +479,57 @@ fn records_under_a_key_a_finished_rekey_dropped_are_refused() {
     assert_eq!(log.op("default", key("fresh", 2)), Outcome::Done);
     assert_eq!(log.op("default", write_policy("fresh", 2)), Outcome::Done);
     assert_indexes_exact(&log.state);
+}
+
+/// A restore re-signs the membership with the key it adopts, which the cluster does not hold
+/// yet: a compare-and-swap `Remac` may write it, a `SignMembership` may not, and a `Remac` of
+/// `meta` touches nothing but the membership.
+#[test]
+fn a_remac_re_signs_the_membership_under_a_key_not_yet_held() {
+    let mut log = Log::new(DEDUP_WINDOW);
+    let membership = |version| crate::state::SignedMembership {
+        nodes: Default::default(),
+        next: Default::default(),
+        sig: Signature {
+            version,
+            mac: vec![version as u8; 32],
+        },
+    };
+    let sign = |version| Op::SignMembership {
+        record: encode_record(&membership(version)),
+    };
+    assert_eq!(log.op("default", sign(1)), Outcome::Done);
+    assert_eq!(log.op("default", sign(5)), Outcome::StaleClusterKey);
+    let remac = |key: &[u8], expected: u32, new: u32| Op::Remac {
+        tree: "meta".into(),
+        items: vec![(
+            key.to_vec().into(),
+            encode_record(&membership(expected)).into(),
+            encode_record(&membership(new)).into(),
+        )],
+    };
+    // Another record of `meta` (the cluster record holds the cluster key) is never re-signed.
+    assert!(matches!(
+        log.op("default", remac(b"cluster", 1, 5)),
+        Outcome::ReadOnly(_)
+    ));
+    // A membership that changed meanwhile is not overwritten.
+    assert_eq!(
+        log.op("default", remac(META_MEMBERSHIP, 2, 5)),
+        Outcome::Done
+    );
+    assert_eq!(
+        log.state.signed_membership().unwrap().unwrap().sig.version,
+        1
+    );
+    assert_eq!(
+        log.op("default", remac(META_MEMBERSHIP, 1, 5)),
+        Outcome::Done
+    );
+    assert_eq!(
+        log.state.signed_membership().unwrap().unwrap().sig.version,
+        5
+    );
 }
 
 /// The commands of one group-committed entry: two clients race to create `raced`, a third
