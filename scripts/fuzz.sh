@@ -27,7 +27,8 @@ RUSTC_BOOTSTRAP=1 cargo fuzz build --fuzz-dir fuzz "${build_flags[@]}"
 triple=$(rustc -vV | sed -n 's/^host: //p')
 profile=release
 [[ " ${build_flags[*]} " =~ " "(--dev|-D)" " ]] && profile=debug
-bin_dir=fuzz/target/$triple/$profile
+# cargo fuzz builds into CARGO_TARGET_DIR when it is set (a shared target dir), else fuzz/target.
+bin_dir=${CARGO_TARGET_DIR:-fuzz/target}/$triple/$profile
 targets=${FUZZ_TARGETS:-$(cargo fuzz list --fuzz-dir fuzz)}
 logs=fuzz/target/logs
 mkdir -p "$logs"
