@@ -12,16 +12,27 @@
 //! acknowledged writes after that answer, which the new leader has not applied yet.
 //!
 //! The lease proves a *leader's* reads (a new leader needs the votes of followers that refuse
-//! to vote while they hear from a leader, for longer than the lease). A follower's lease only
-//! says that it is in touch: its reads go through [`Cluster::read_barrier`].
+//! to vote while they hear from a leader, for longer than the lease). A follower's lease says
+//! that it is in touch; when the leader also granted it a read lease (`raft/read_leases.rs`),
+//! it reads without asking. Either way its reads go through [`Cluster::read_barrier`].
 
 use super::Cluster;
 use super::boot_clock::BootInstant;
+use crate::raft::NodeId;
 use kes_cluster_proto::ReadIndexRequest;
 use openraft::ServerState;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// In which role a confirmation was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Leader,
+    Follower,
+    /// A follower the leader granted a read lease.
+    LeaseHolder,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Confirmation {
@@ -31,6 +42,9 @@ struct Confirmation {
     term: u64,
     /// Whether it asked as the leader (a quorum round) or as a follower (the leader's answer).
     as_leader: bool,
+    /// A follower's: whether the leader granted it a read lease until `until`
+    /// (`raft/read_leases.rs`), so it may read without asking.
+    read_lease: bool,
 }
 
 /// The latest confirmation, and when the last one was obtained (for status).
@@ -150,6 +164,15 @@ impl Cluster {
         c.as_leader.then(|| c.index.max(self.sent_commit.get()))
     }
 
+    /// On a follower inside a read lease: the index a read must have applied to see every
+    /// write exposed anywhere before now. The leader exposes nothing that is not in this
+    /// node's log, so its whole log as it is now covers every such write; the read index of
+    /// the confirmation covers those exposed before the lease began. `None` without a lease.
+    pub(super) fn follower_lease_index(&self) -> Option<u64> {
+        let c = self.valid_confirmation().ok()?;
+        (!c.as_leader && c.read_lease).then(|| c.index.max(self.last_appended.get()))
+    }
+
     /// The index of the latest confirmation (the leader's read index), 0 before any.
     pub fn lease_index(&self) -> u64 {
         self.lease.current().map(|c| c.index).unwrap_or(0)
@@ -167,13 +190,14 @@ impl Cluster {
         valid_for: Duration,
         index: u64,
         term: u64,
-        as_leader: bool,
+        role: Role,
     ) {
         let c = Confirmation {
             until: asked + valid_for,
             index,
             term,
-            as_leader,
+            as_leader: role == Role::Leader,
+            read_lease: role == Role::LeaseHolder,
         };
         self.lease.record(c, asked, self.started);
     }
@@ -183,13 +207,16 @@ impl Cluster {
         let asked = BootInstant::now();
         let term = self.with_metrics(|m| m.current_term);
         let within = self.settings.lease;
-        match tokio::time::timeout(within, self.raft.ensure_linearizable()).await {
-            Ok(Ok(read)) => {
+        // Not `ensure_linearizable`, which also waits for the apply: the apply may be held
+        // back for a read-lease holder that stopped answering, and the lease must not lapse
+        // meanwhile. A read waits for the apply itself (`read_barrier`).
+        match tokio::time::timeout(within, self.raft.get_read_log_id()).await {
+            Ok(Ok((read, _applied))) => {
                 let index = read
                     .map(|l| l.index)
                     .unwrap_or(0)
                     .max(self.lease.floor(term));
-                self.record_confirmation(asked, self.settings.lease, index, term, true);
+                self.record_confirmation(asked, self.settings.lease, index, term, Role::Leader);
                 Ok(index)
             }
             Ok(Err(e)) => Err(e.to_string()),
@@ -204,7 +231,14 @@ impl Cluster {
     /// follower that waited only for that could answer older than a read here just did. And
     /// every read another follower answered saw at most the commit index this leader sent it
     /// ([`crate::raft::SentCommit`]), which this leader may not have applied yet.
-    pub(super) fn leader_read_index(&self) -> Result<(u64, Duration), String> {
+    ///
+    /// `caller`, a follower, gets a read lease for the rest of this leader's own when it keeps
+    /// up. The lease is granted *before* the index is read: a write exposed after the index
+    /// was read is then held back until the follower has it.
+    pub(super) fn leader_read_index(
+        &self,
+        caller: Option<NodeId>,
+    ) -> Result<(u64, Duration, bool), String> {
         if !self.is_leader() {
             return Err("not the leader".into());
         }
@@ -213,12 +247,14 @@ impl Cluster {
             return Err("leader lease not confirmed yet".into());
         }
         let left = c.until.saturating_duration_since(BootInstant::now());
-        let stored = self.state.applied_index();
-        let sent = self.sent_commit.get();
-        Ok((
-            c.index.max(self.applied_index()).max(stored).max(sent),
-            left,
-        ))
+        let exposed = || {
+            let stored = self.state.applied_index();
+            let sent = self.sent_commit.get();
+            c.index.max(self.applied_index()).max(stored).max(sent)
+        };
+        let granted =
+            caller.is_some_and(|node| self.read_leases.grant(node, c.term, left, exposed()));
+        Ok((exposed(), left, granted))
     }
 
     /// A follower's confirmation round with the leader.
@@ -240,7 +276,13 @@ impl Cluster {
             return Err(r.not_leader);
         }
         let valid = Duration::from_millis(r.lease_remaining_ms).min(self.settings.lease);
-        self.record_confirmation(asked, valid, r.commit_index, term, false);
+        // The leader's record of a read lease runs from its answer, this one from the question:
+        // a margin for clocks that run at slightly different rates keeps this one shorter.
+        let (valid, role) = match r.read_lease {
+            true => (valid - valid / 32, Role::LeaseHolder),
+            false => (valid, Role::Follower),
+        };
+        self.record_confirmation(asked, valid, r.commit_index, term, role);
         Ok(r.commit_index)
     }
 
@@ -251,6 +293,17 @@ impl Cluster {
             self.confirm_as_leader().await
         } else {
             self.confirm_as_follower().await
+        }
+    }
+
+    /// Sends a commit index that was held back for a read-lease holder as soon as every holder
+    /// has the entries: a heartbeat carries it, instead of the next write or heartbeat.
+    pub async fn send_held_back_commits(self: std::sync::Arc<Self>) {
+        loop {
+            self.read_leases.held_back_released().await;
+            if self.raft.trigger().heartbeat().await.is_err() {
+                return; // Raft has shut down
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 //! ```text
 //!  handler ─Command─▶ Cluster::write ─leader?─▶ group commit ─▶ raft.client_write ─majority─▶ apply everywhere
 //!                                    └follower─▶ gRPC Forward to the leader, then wait to apply
-//!  reads ─▶ Cluster::read_barrier (leader lease, or one shared ReadIndex round) ─▶ local state
+//!  reads ─▶ Cluster::read_barrier (leader lease, follower read lease, or one shared ReadIndex round) ─▶ local state
 //! ```
 //!
 //! A node without `cluster:` settings is a one-node cluster: the same code, no peers.
@@ -86,6 +86,10 @@ pub struct Cluster {
     pub reads: ReadRounds,
     /// The highest commit index this node has sent as leader: every read index covers it.
     pub sent_commit: crate::raft::SentCommit,
+    /// As leader, the followers' read leases (`raft/read_leases.rs`).
+    pub read_leases: crate::raft::ReadLeases,
+    /// The index of the last entry in this node's log, for reads under a read lease.
+    pub last_appended: crate::raft::LastAppended,
     /// Writes waiting to go into the log together (on the leader).
     pub proposals: GroupCommit,
     /// The applied state.
@@ -152,6 +156,20 @@ impl Cluster {
     /// Whether this node is the leader.
     pub fn is_leader(&self) -> bool {
         self.with_metrics(|m| m.current_leader == Some(self.node_id))
+    }
+
+    /// The id of the member whose gRPC certificate has `spki`, if any.
+    pub fn member_id(&self, spki: &str) -> Option<NodeId> {
+        if spki.is_empty() {
+            return None;
+        }
+        self.with_metrics(|m| {
+            m.membership_config
+                .membership()
+                .nodes()
+                .find(|(_, n)| n.accepts(spki))
+                .map(|(id, _)| *id)
+        })
     }
 
     /// Whether `spki` is a current member's node certificate. A member with a tombstoned SPKI

@@ -4,13 +4,16 @@
 //!
 //! - the leader, inside its lease, already has: it applies a write before acknowledging it,
 //!   and no other leader can exist while its lease holds;
-//! - a follower asks the leader for its read index, then waits until it has applied it.
+//! - a follower inside a read lease (`raft/read_leases.rs`) already holds every exposed write
+//!   in its log: it waits until it has applied its log as it is now;
+//! - any other follower asks the leader for its read index, then waits until it has applied it.
 //!
 //! Every read waiting at a given moment shares one round trip. A read that arrives while a
 //! round is in flight waits for the *next* round, because the one in flight may have been
 //! answered before the read arrived and so may miss a write acknowledged just before it.
 
 use super::Cluster;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -21,6 +24,15 @@ type RoundResult = Result<u64, String>;
 #[derive(Debug, Default)]
 pub struct ReadRounds {
     pending: Mutex<Pending>,
+    /// Rounds run so far (status shows it: a follower holding a read lease runs none).
+    rounds: AtomicU64,
+}
+
+impl ReadRounds {
+    /// How many read-index rounds this node has run.
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +46,18 @@ struct Pending {
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 impl Cluster {
+    /// How this node's reads learn what they must have applied, for status: `leader lease`,
+    /// `read lease` (a follower that need not ask), or `read index` (one round per batch).
+    pub fn read_mode(&self) -> &'static str {
+        if self.leader_lease_index().is_some() {
+            "leader lease"
+        } else if self.follower_lease_index().is_some() {
+            "read lease"
+        } else {
+            "read index"
+        }
+    }
+
     /// Waits until this node's state reflects every write acknowledged anywhere before the
     /// call, at most `read_index_wait`. A node a few entries behind waits for them; it never
     /// answers "not serving" just for being a moment behind.
@@ -44,6 +68,9 @@ impl Cluster {
         let deadline = Instant::now() + self.settings.read_index_wait;
         let index = loop {
             if let Some(index) = self.leader_lease_index() {
+                break index;
+            }
+            if let Some(index) = self.follower_lease_index() {
                 break index;
             }
             match self.shared_round().await {
@@ -96,6 +123,7 @@ impl Cluster {
                 }
                 std::mem::take(&mut p.waiters)
             };
+            self.reads.rounds.fetch_add(1, Ordering::Relaxed);
             let result = self.confirm_round().await;
             for waiter in batch {
                 let _ = waiter.send(result.clone());

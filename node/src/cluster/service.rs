@@ -232,10 +232,12 @@ impl ClusterRpc for ClusterService {
         )
         .await?;
         let mut reply = ReadIndexReply::default();
-        match self.cluster.leader_read_index() {
-            Ok((index, left)) => {
+        let caller = self.cluster.member_id(&Self::peer(&req));
+        match self.cluster.leader_read_index(caller) {
+            Ok((index, left, read_lease)) => {
                 reply.commit_index = index;
                 reply.lease_remaining_ms = left.as_millis() as u64;
+                reply.read_lease = read_lease;
             }
             Err(e) => {
                 reply.not_leader = e;

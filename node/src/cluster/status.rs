@@ -95,6 +95,8 @@ pub fn node_status(c: &Cluster) -> serde_json::Value {
         "sealed": c.seal.is_sealed(),
         "serving": c.serving().is_ok(),
         "last_contact_ms": if m.state == ServerState::Leader { Some(0) } else { c.millis_since_contact() },
+        "reads": c.read_mode(),
+        "read_rounds": c.reads.rounds(),
         "peers": peers,
     })
 }

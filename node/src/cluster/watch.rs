@@ -15,6 +15,11 @@ pub async fn watch_metrics(cluster: Arc<Cluster>, metrics: Metrics) {
     let mut snapshot = None;
     loop {
         let m = rx.borrow_and_update().clone();
+        if m.state == ServerState::Leader {
+            cluster.read_leases.lead(m.current_term);
+        } else if led_term.is_some() {
+            cluster.read_leases.step_down();
+        }
         if m.state == ServerState::Leader && led_term != Some(m.current_term) {
             led_term = Some(m.current_term);
             tracing::info!(

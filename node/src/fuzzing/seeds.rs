@@ -383,6 +383,7 @@ fn all_seeds(dir: &Path) -> Vec<Seed> {
                 not_leader: String::new(),
                 leader_id: 1,
                 lease_remaining_ms: 500,
+                read_lease: true,
             },
         ),
         grpc(

@@ -19,6 +19,8 @@ pub struct LogStore {
     state: State,
     log: sled::Tree,
     meta: sled::Tree,
+    /// Where the log's end is published for read leases, before an append is acknowledged.
+    last_appended: super::LastAppended,
     /// Test failpoint: truncate and purge fail after staging this many removals, as a crash
     /// in the middle would stop them.
     #[cfg(test)]
@@ -53,9 +55,22 @@ impl LogStore {
             state: state.clone(),
             log: state.tree("raft_log")?,
             meta: state.tree("raft_meta")?,
+            last_appended: Default::default(),
             #[cfg(test)]
             fail_after_removals: None,
         })
+    }
+
+    /// Publishes the index of the log's last entry in `last_appended`, from now on: a follower
+    /// holding a read lease waits to have applied it (`read_leases.rs`).
+    pub async fn publishing_last_appended(
+        mut self,
+        last_appended: super::LastAppended,
+    ) -> Result<Self, StorageError<NodeId>> {
+        let last = self.get_log_state().await?.last_log_id;
+        last_appended.set(last.map_or(0, |l| l.index));
+        self.last_appended = last_appended;
+        Ok(self)
     }
 
     /// What this log held when the node started: read before openraft opens it.
@@ -193,12 +208,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut batch = sled::Batch::default();
+        let mut last = None;
         for e in entries {
             batch.insert(&e.log_id.index.to_be_bytes(), encode(&e));
+            last = Some(e.log_id.index);
         }
         self.log.apply_batch(batch).map_err(write_err)?;
         // Acknowledge only once the entries are on disk.
         let synced = self.state.make_durable().await.map_err(io_err);
+        if let (Some(last), Ok(())) = (last, &synced) {
+            self.last_appended.set(last);
+        }
         callback.log_io_completed(synced);
         Ok(())
     }
@@ -213,6 +233,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // One batch: a crash in the middle must not leave a hole with entries after it.
         let batch = self.removal_batch(keys)?;
         self.log.apply_batch(batch).map_err(write_err)?;
+        self.last_appended
+            .set(log_id.index.saturating_sub(1).min(self.last_appended.get()));
         self.sync().await
     }
 

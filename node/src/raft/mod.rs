@@ -11,13 +11,17 @@
 
 mod log_store;
 mod network;
+mod read_leases;
 mod sent_commit;
+mod shared_index;
 mod snapshot_file;
 mod state_machine;
 
 pub use log_store::{LogStore, Restored};
 pub use network::{NetworkFactory, PeerNetwork};
+pub use read_leases::{LastAppended, ReadLeases};
 pub use sent_commit::SentCommit;
+pub use shared_index::SharedIndex;
 pub use state_machine::{AppliedHook, RecoverError, StateMachine, recover_snapshot_install};
 
 use crate::state::{Command, Outcome};

@@ -1,6 +1,6 @@
 //! The client side of the Raft network: openraft RPCs as gRPC calls to the peer.
 
-use super::{NodeId, NodeInfo, SentCommit, TypeConfig, decode, encode};
+use super::{NodeId, NodeInfo, ReadLeases, SentCommit, TypeConfig, decode, encode};
 use crate::cluster::transport::PeerChannels;
 use kes_cluster_proto::RaftRequest;
 use openraft::error::{
@@ -19,20 +19,24 @@ pub struct NetworkFactory {
     channels: PeerChannels,
     cluster_id: Arc<RwLock<String>>,
     sent_commit: SentCommit,
+    read_leases: ReadLeases,
 }
 
 impl NetworkFactory {
-    /// A factory over `channels`; every RPC carries the current `cluster_id`, and every
-    /// commit index sent is recorded in `sent_commit` first.
+    /// A factory over `channels`; every RPC carries the current `cluster_id`. Every commit
+    /// index sent is held back for `read_leases`, and recorded in `sent_commit` first; every
+    /// append a follower acknowledges is recorded in `read_leases`.
     pub fn new(
         channels: PeerChannels,
         cluster_id: Arc<RwLock<String>>,
         sent_commit: SentCommit,
+        read_leases: ReadLeases,
     ) -> Self {
         NetworkFactory {
             channels,
             cluster_id,
             sent_commit,
+            read_leases,
         }
     }
 }
@@ -47,6 +51,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             channels: self.channels.clone(),
             cluster_id: self.cluster_id.clone(),
             sent_commit: self.sent_commit.clone(),
+            read_leases: self.read_leases.clone(),
         }
     }
 }
@@ -60,6 +65,7 @@ pub struct PeerNetwork {
     channels: PeerChannels,
     cluster_id: Arc<RwLock<String>>,
     sent_commit: SentCommit,
+    read_leases: ReadLeases,
 }
 
 #[derive(Debug)]
@@ -135,9 +141,24 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        let mut rpc = rpc;
+        if let Some(commit) = rpc.leader_commit {
+            rpc.leader_commit = self.read_leases.commit_for(self.target, commit);
+        }
         self.sent_commit
             .record(rpc.leader_commit.map_or(0, |l| l.index));
-        self.call(Rpc::Append, &rpc, &option).await
+        let term = rpc.vote.leader_id().get_term();
+        let last = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
+        let response = self.call(Rpc::Append, &rpc, &option).await?;
+        let appended = match &response {
+            AppendEntriesResponse::Success => last,
+            AppendEntriesResponse::PartialSuccess(upto) => *upto,
+            _ => None,
+        };
+        if let Some(last) = appended {
+            self.read_leases.appended(self.target, term, last);
+        }
+        Ok(response)
     }
 
     async fn install_snapshot(
@@ -148,7 +169,13 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(Rpc::Snapshot, &rpc, &option).await
+        let term = rpc.vote.leader_id().get_term();
+        let (done, last) = (rpc.done, rpc.meta.last_log_id);
+        let response = self.call(Rpc::Snapshot, &rpc, &option).await?;
+        if let (true, Some(last)) = (done, last) {
+            self.read_leases.appended(self.target, term, last);
+        }
+        Ok(response)
     }
 
     async fn vote(

@@ -7,21 +7,6 @@
 //! own applied index may both be older. It is recorded before the AppendEntries leaves, so no
 //! follower can know of a commit index above it.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Shared by the Raft network (which records) and the read path (which reads).
-#[derive(Debug, Clone, Default)]
-pub struct SentCommit(Arc<AtomicU64>);
-
-impl SentCommit {
-    /// Notes that a commit index of `index` is about to be sent.
-    pub fn record(&self, index: u64) {
-        self.0.fetch_max(index, Ordering::SeqCst);
-    }
-
-    /// The highest commit index sent so far (0 before any).
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+/// Shared by the Raft network (which records, before each AppendEntries leaves) and the read
+/// path (which reads).
+pub type SentCommit = super::SharedIndex;

@@ -34,6 +34,8 @@ pub struct StateMachine {
     snapshot_file: Arc<SnapshotFile>,
     hook: AppliedHook,
     build_seconds: prometheus::Histogram,
+    /// On the leader, an entry is applied only once every read-lease holder has appended it.
+    read_leases: super::ReadLeases,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -123,7 +125,15 @@ impl StateMachine {
             snapshot_file: Arc::new(SnapshotFile::new(snapshot_file)),
             hook,
             build_seconds,
+            read_leases: Default::default(),
         }
+    }
+
+    /// Applies an entry only once every holder of a read lease from this node has appended it
+    /// (`read_leases.rs`).
+    pub fn holding_back_for(mut self, read_leases: super::ReadLeases) -> Self {
+        self.read_leases = read_leases;
+        self
     }
 
     fn applied(&self) -> Result<(Option<LogId>, Membership), StorageError<NodeId>> {
@@ -208,6 +218,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: Send,
     {
         crate::test_hooks::slow_apply().await;
+        let entries: Vec<_> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            self.read_leases.exposable(last.log_id.index).await;
+        }
         let mut out = Vec::new();
         for entry in entries {
             let index = entry.log_id.index;

@@ -197,15 +197,27 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
                 .unwrap_or_default()
         );
     }
+    let last_appended = crate::raft::LastAppended::default();
+    let log = log
+        .publishing_last_appended(last_appended.clone())
+        .await
+        .map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
+    let read_leases = crate::raft::ReadLeases::default();
     let metrics = Metrics::new();
     let sm = StateMachine::new(
         state.clone(),
         opts.data_dir.join("snapshot.bin"),
         hook,
         metrics.cluster_snapshot_seconds.clone(),
-    );
+    )
+    .holding_back_for(read_leases.clone());
     let sent_commit = crate::raft::SentCommit::default();
-    let network = NetworkFactory::new(channels.clone(), cluster_id.clone(), sent_commit.clone());
+    let network = NetworkFactory::new(
+        channels.clone(),
+        cluster_id.clone(),
+        sent_commit.clone(),
+        read_leases.clone(),
+    );
     let raft = Raft::new(node_id, Arc::new(raft_config(ccfg)?), network, log, sm)
         .await
         .map_err(|e| StartError::Cluster(format!("cannot start Raft: {e}")))?;
@@ -228,6 +240,8 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         lease: Lease::resuming(restored.led_term, restored.last_index),
         reads: Default::default(),
         sent_commit,
+        read_leases,
+        last_appended,
         proposals: Default::default(),
         state: state.clone(),
         seal: seal.clone(),
@@ -278,6 +292,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         });
     }
     tokio::spawn(cluster.clone().keep_lease());
+    tokio::spawn(cluster.clone().send_held_back_commits());
     tokio::spawn(cluster.clone().campaign(campaigns));
     tokio::spawn(cluster.clone().keep_node_certificate());
     tokio::spawn(crate::cluster::watch_metrics(

@@ -330,3 +330,70 @@ async fn no_node_answers_older_than_a_read_a_follower_already_answered() {
     }
     seen.assert_all_right();
 }
+
+/// Node `i`'s read mode and read-index rounds so far, from its status.
+async fn reads(c: &Cluster, i: usize) -> (String, u64) {
+    let s = c.status(i).await.expect("status");
+    let mode = s["reads"].as_str().unwrap_or("").to_owned();
+    (mode, s["read_rounds"].as_u64().expect("read_rounds"))
+}
+
+/// A follower holding a read lease (`node/src/raft/read_leases.rs`) answers from its own log
+/// with no read-index round, yet a stopped holder can never answer stale: the leader holds a
+/// delete back until the holder has appended it or its lease has run out (at most
+/// `cluster.lease`, 800 ms), and the holder's lease runs out while it is stopped.
+#[tokio::test]
+async fn a_read_lease_skips_the_round_and_a_stopped_holder_holds_a_delete_back_for_one_lease() {
+    let _serial = serial().await;
+    let s = three_nodes().await;
+    let (held, other) = (s.follower_ids[0], s.follower_ids[1]);
+    let t0 = std::time::Instant::now();
+    while reads(&s.c, held).await.0 != "read lease" {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "no read lease after 10 s: {:?}\n{}",
+            reads(&s.c, held).await,
+            s.c.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    write(&s.lead, Method::PUT, "/v1/key/create/leased", "").await;
+    let (_, before) = reads(&s.c, held).await;
+    for _ in 0..100 {
+        let (status, text) =
+            send(&s.followers[0], Method::GET, "/v1/key/describe/leased", "").await;
+        assert_eq!(status, 200, "{text}");
+    }
+    let (mode, after) = reads(&s.c, held).await;
+    // A follower without the lease runs one round per read here (100); a lease renewal that
+    // lands late under load may cost a few.
+    assert!(
+        after - before <= 10,
+        "100 reads under a read lease ran {} read-index rounds (now: {mode})",
+        after - before
+    );
+
+    s.c.nodes[held].pause();
+    let deleted = std::time::Instant::now();
+    write(&s.lead, Method::DELETE, "/v1/key/delete/leased", "").await;
+    let waited = deleted.elapsed();
+    // At once: were the delete not held back, the holder would still be inside its lease.
+    s.c.nodes[held].resume();
+    let (on_held, on_other) = tokio::join!(
+        send(&s.followers[0], Method::GET, "/v1/key/describe/leased", ""),
+        send(&s.followers[1], Method::GET, "/v1/key/describe/leased", "")
+    );
+    let mut seen = Seen::default();
+    seen.tally("describe after the delete", 404, [on_other, on_held]);
+    seen.assert_all_right();
+    assert!(
+        waited < std::time::Duration::from_secs(4),
+        "the delete waited {waited:?} for a stopped lease holder (node{})",
+        held + 1
+    );
+    eprintln!(
+        "the delete waited {waited:?} for the stopped holder node{}; node{} answered at once",
+        held + 1,
+        other + 1
+    );
+}
