@@ -23,8 +23,9 @@ pub struct ConnInfo {
     /// The client address.
     pub remote: SocketAddr,
     /// The presented certificate chain, for the join route (a joining node presents its node
-    /// certificate, which must verify against the node CA).
-    pub chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// certificate, which must verify against the node CA). Shared, not copied, into every
+    /// request on the connection.
+    pub chain: Arc<[rustls_pki_types::CertificateDer<'static>]>,
 }
 
 /// Answers one request.

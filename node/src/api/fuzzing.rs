@@ -126,6 +126,6 @@ fn request_with_body(body: &[u8]) -> Req {
         headers: Default::default(),
         body: bytes::Bytes::copy_from_slice(body),
         body_too_large: false,
-        chain: Vec::new(),
+        chain: Default::default(),
     }
 }

@@ -304,7 +304,7 @@ pub async fn create_key_as(node: Arc<Node>, name: &str, identity: &str) -> Resul
         headers: Default::default(),
         body: Default::default(),
         body_too_large: false,
-        chain: Vec::new(),
+        chain: Default::default(),
     };
     create(node, req).await.map(|_| ())
 }

@@ -30,7 +30,7 @@ pub struct Req {
     /// The body was longer than the route's limit.
     pub body_too_large: bool,
     /// The client's certificate chain (the join route checks it against the node CA).
-    pub chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub chain: std::sync::Arc<[rustls_pki_types::CertificateDer<'static>]>,
 }
 
 impl std::fmt::Debug for Req {
@@ -181,7 +181,7 @@ mod tests {
             headers,
             body: Bytes::from_static(br#"{"key":"c2VjcmV0LWtleS1tYXRlcmlhbA=="}"#),
             body_too_large: false,
-            chain: Vec::new(),
+            chain: Default::default(),
         };
         let shown = format!("{req:?}");
         assert!(!shown.contains("c2VjcmV0"), "{shown}");

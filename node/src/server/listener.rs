@@ -93,7 +93,7 @@ async fn serve_connection(
         .get_ref()
         .1
         .peer_certificates()
-        .map(|c| c.to_vec())
+        .map(Arc::from)
         .unwrap_or_default();
     let identity = leaf_identity(&chain);
     let conn = Arc::new(ConnInfo {

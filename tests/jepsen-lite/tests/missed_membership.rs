@@ -69,7 +69,8 @@ async fn a_member_cut_off_while_nodes_joined_catches_up_with_one_of_them_as_lead
             c.logs()
         );
     }
-    if let Some(l) = leader.filter(|l| *l < 2) {
+    let old_leader = leader.filter(|l| *l < 2);
+    if let Some(l) = old_leader {
         c.nodes[l].stop();
         let new = c.leader_among(&[four, five], Duration::from_secs(60)).await;
         assert!(new.is_some(), "node 4 or 5 takes over:\n{}", c.logs());
@@ -95,6 +96,35 @@ async fn a_member_cut_off_while_nodes_joined_catches_up_with_one_of_them_as_lead
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
 
+    // Nodes 1 and 2 must follow the new leader before node 3 comes back, and the old leader
+    // must have no Raft task left from its old term. A node that led a term when it stopped
+    // resumes leading it when it restarts, until it hears of the new term, and a replication
+    // task it started then can still send a moment later: node 1 once sent node 3 its old log,
+    // membership change included, so node 3 caught up without ever having to take a leader it
+    // did not know, and the test passed with the fix disabled. Restarting the old leader once
+    // more, after it has stored the new term, leaves it no term of its own to resume.
+    let term = c
+        .status(leader)
+        .await
+        .and_then(|s| s["term"].as_u64())
+        .unwrap_or(0);
+    let follow_the_new_leader = async |c: &Cluster, i: usize| {
+        let what = format!("node {} never followed the leader of term {term}", i + 1);
+        wait_for(&what, c, Duration::from_secs(30), async || {
+            c.status(i)
+                .await
+                .is_some_and(|s| s["role"] == "follower" && s["term"].as_u64() == Some(term))
+        })
+        .await;
+    };
+    for i in [0, 1] {
+        follow_the_new_leader(&c, i).await;
+    }
+    if let Some(l) = old_leader {
+        c.nodes[l].stop();
+        c.nodes[l].start();
+        follow_the_new_leader(&c, l).await;
+    }
     c.nodes[2].start();
     wait_for(
         "node 3 never caught up with a leader it had never heard of",
