@@ -16,8 +16,11 @@
 //!   and throughput.
 //! * `catchup`: on a fresh 3-node cluster with the default `snapshot_every` (10,000), one
 //!   follower is stopped, `--keys` (default 10,000) keys are created through the leader by 8
-//!   concurrent clients, and the follower is restarted. The time to `/v1/ready` and to listing
-//!   every key, and whether it caught up by installing the leader's snapshot.
+//!   concurrent clients (one more per 20,000 keys, up to 64), and the follower is restarted.
+//!   The time to `/v1/ready` and to listing every key, and whether it caught up by installing
+//!   the leader's snapshot. Then the figures at scale (`--keys 1000000` for issue 10): each
+//!   node's RSS and data dir, the snapshot's size and build time, a full `key list` through
+//!   the leader, and the follower's restart to ready.
 //!
 //! * `reads`: on a fresh 3-node cluster, decrypt of one ciphertext by 32 concurrent clients
 //!   (one kept-alive connection each) for 10 s through the leader, then 10 s through a
@@ -641,14 +644,15 @@ async fn bench_catchup(keys: usize, cluster_yaml: &str) -> BenchResult<Catchup> 
         .and_then(|s| s["last_log_index"].as_u64())
         .ok_or_else(|| format!("node{} gave no status before it was stopped", f + 1))?;
     c.nodes[f].stop();
+    let loaders = (CATCHUP_LOADERS + keys / 20_000).min(64);
     println!(
         "catchup: node{} stopped at log index {behind_from}; creating {keys} keys through leader \
-         node{} with {CATCHUP_LOADERS} clients ...",
+         node{} with {loaders} clients ...",
         f + 1,
         l + 1
     );
     let t0 = Instant::now();
-    let load_errors = load(&c, l, CATCHUP_LOADERS, keys, "catchup-").await?;
+    let load_errors = load(&c, l, loaders, keys, "catchup-").await?;
     let load_time = t0.elapsed();
     println!(
         "catchup load: {keys} creates in {} ({:.0}/s, {load_errors} retried) with node{} down",
@@ -731,7 +735,94 @@ async fn bench_catchup(keys: usize, cluster_yaml: &str) -> BenchResult<Catchup> 
         leader_builds,
     };
     println!("catchup: {}", r.summary());
+    scale_facts(&mut c, l, f, keys).await?;
     Ok(r)
+}
+
+/// The resident set of process `pid`, in bytes, from `/proc`.
+fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    kib.trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|k| k * 1024)
+}
+
+/// The disk space the files under `dir` take (allocated blocks: sled's file is sparse).
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+/// The figures issue 10 asks for at scale, once every node holds `keys` keys: memory and disk
+/// per node, the snapshot's size and build time, a full `key list`, and a restart to ready.
+async fn scale_facts(c: &mut Cluster, l: usize, f: usize, keys: usize) -> BenchResult<()> {
+    for (i, node) in c.nodes.iter().enumerate() {
+        let rss = node.pid().and_then(rss_bytes).unwrap_or(0);
+        let data = disk_bytes(&node.dir.join("data"));
+        let snapshot = std::fs::metadata(node.dir.join("data/snapshot.bin")).map_or(0, |m| m.len());
+        println!(
+            "scale: node{}{}: RSS {}, data dir {} ({:.0} bytes per key), snapshot.bin {}",
+            i + 1,
+            if i == l { " (leader)" } else { "" },
+            mib(rss),
+            mib(data),
+            data as f64 / keys.max(1) as f64,
+            mib(snapshot)
+        );
+    }
+    let lead = c.admin(l);
+    let builds = metric(&lead, "kes_cluster_snapshot_seconds_count").await;
+    let total = {
+        let r = lead.request(Method::GET, "/v1/metrics", &[], "").await;
+        r.ok().and_then(|r| {
+            r.text().lines().find_map(|line| {
+                let v = line.strip_prefix("kes_cluster_snapshot_seconds_sum ")?;
+                v.trim().parse::<f64>().ok()
+            })
+        })
+    };
+    if let (Some(n), Some(sum)) = (builds.filter(|n| *n > 0), total) {
+        println!(
+            "scale: leader snapshot builds: {n}, mean {:.2} s",
+            sum / n as f64
+        );
+    }
+    let t0 = Instant::now();
+    let listed = lead.list_keys("").await.map_err(|e| e.to_string())?.len();
+    println!(
+        "scale: key list of all {listed} keys through the leader in {}",
+        secs(t0.elapsed())
+    );
+    c.nodes[f].stop();
+    let t0 = Instant::now();
+    c.nodes[f].start();
+    if !c.wait_ready(f, Duration::from_secs(120)).await {
+        return Err(format!("node{} not ready 120 s after a restart", f + 1));
+    }
+    println!(
+        "scale: node{} (follower) restart to ready with {keys} keys: {}",
+        f + 1,
+        secs(t0.elapsed())
+    );
+    Ok(())
 }
 
 /// Concurrent decrypt clients per target, as the consistency issue measures.
