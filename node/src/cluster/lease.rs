@@ -40,11 +40,16 @@ struct Confirmation {
     index: u64,
     /// The term this node was in when it asked.
     term: u64,
-    /// Whether it asked as the leader (a quorum round) or as a follower (the leader's answer).
-    as_leader: bool,
-    /// A follower's: whether the leader granted it a read lease until `until`
+    /// Whether it asked as the leader (a quorum round) or as a follower (the leader's answer),
+    /// and, as a follower, whether the leader granted it a read lease until `until`
     /// (`raft/read_leases.rs`), so it may read without asking.
-    read_lease: bool,
+    role: Role,
+}
+
+impl Confirmation {
+    fn as_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
 }
 
 /// The latest confirmation, and when the last one was obtained (for status).
@@ -88,7 +93,7 @@ impl Lease {
         // A later answer from the same term and role extends the lease; one from a new term or
         // role replaces it, whatever its expiry.
         let replaces = c.is_none_or(|old| {
-            old.term != next.term || old.as_leader != next.as_leader || old.until < next.until
+            old.term != next.term || old.as_leader() != next.as_leader() || old.until < next.until
         });
         if replaces {
             *c = Some(next);
@@ -123,9 +128,9 @@ impl Cluster {
         let c = self
             .lease
             .current()
-            .filter(|c| c.term == term && c.as_leader == (state == ServerState::Leader))
+            .filter(|c| c.term == term && c.as_leader() == (state == ServerState::Leader))
             .ok_or("the serving lease is not confirmed in this term yet")?;
-        let planted = c.as_leader && crate::planted::active(crate::planted::Bug::ServePastLease);
+        let planted = c.as_leader() && crate::planted::active(crate::planted::Bug::ServePastLease);
         if BootInstant::now() >= c.until && !planted {
             return Err(
                 "the serving lease expired: this node cannot confirm it is up to date".into(),
@@ -161,7 +166,7 @@ impl Cluster {
     /// write acknowledged before now. `None` when a quorum round is needed first.
     pub(super) fn leader_lease_index(&self) -> Option<u64> {
         let c = self.valid_confirmation().ok()?;
-        c.as_leader.then(|| c.index.max(self.sent_commit.get()))
+        c.as_leader().then(|| c.index.max(self.sent_commit.get()))
     }
 
     /// On a follower inside a read lease: the index a read must have applied to see every
@@ -170,7 +175,7 @@ impl Cluster {
     /// the confirmation covers those exposed before the lease began. `None` without a lease.
     pub(super) fn follower_lease_index(&self) -> Option<u64> {
         let c = self.valid_confirmation().ok()?;
-        (!c.as_leader && c.read_lease).then(|| c.index.max(self.last_appended.get()))
+        (c.role == Role::LeaseHolder).then(|| c.index.max(self.last_appended.get()))
     }
 
     /// The index of the latest confirmation (the leader's read index), 0 before any.
@@ -196,8 +201,7 @@ impl Cluster {
             until: asked + valid_for,
             index,
             term,
-            as_leader: role == Role::Leader,
-            read_lease: role == Role::LeaseHolder,
+            role,
         };
         self.lease.record(c, asked, self.started);
     }
@@ -243,7 +247,7 @@ impl Cluster {
             return Err("not the leader".into());
         }
         let c = self.valid_confirmation()?;
-        if !c.as_leader {
+        if !c.as_leader() {
             return Err("leader lease not confirmed yet".into());
         }
         let left = c.until.saturating_duration_since(BootInstant::now());

@@ -125,7 +125,13 @@ impl ReadLeases {
     /// This node no longer leads: it holds nothing back. A follower's lease from it ends with
     /// this node's own lease, before another leader can be elected.
     pub fn step_down(&self) {
-        *self.table() = Table::default();
+        {
+            let mut t = self.table();
+            if t.term == 0 {
+                return; // cleared already: the metrics watch calls this on every change
+            }
+            *t = Table::default();
+        }
         self.0.changed.notify_waiters();
     }
 

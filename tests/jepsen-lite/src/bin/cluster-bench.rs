@@ -560,15 +560,20 @@ fn count_or_unknown(n: Option<u64>) -> String {
 }
 
 /// The value of the unlabelled series `name` in the node's `/v1/metrics`, if present.
-async fn metric(client: &Client, name: &str) -> Option<u64> {
+async fn metric_value(client: &Client, name: &str) -> Option<f64> {
     let r = client
         .request(Method::GET, "/v1/metrics", &[], "")
         .await
         .ok()?;
     r.text().lines().find_map(|line| {
         let value = line.strip_prefix(name)?.strip_prefix(' ')?;
-        value.trim().parse::<f64>().ok().map(|v| v as u64)
+        value.trim().parse::<f64>().ok()
     })
+}
+
+/// [`metric_value`] of a counter.
+async fn metric(client: &Client, name: &str) -> Option<u64> {
+    metric_value(client, name).await.map(|v| v as u64)
 }
 
 /// `line` without terminal colour escapes (`ESC [ ... m`), as the node logs them.
@@ -790,15 +795,7 @@ async fn scale_facts(c: &mut Cluster, l: usize, f: usize, keys: usize) -> BenchR
     }
     let lead = c.admin(l);
     let builds = metric(&lead, "kes_cluster_snapshot_seconds_count").await;
-    let total = {
-        let r = lead.request(Method::GET, "/v1/metrics", &[], "").await;
-        r.ok().and_then(|r| {
-            r.text().lines().find_map(|line| {
-                let v = line.strip_prefix("kes_cluster_snapshot_seconds_sum ")?;
-                v.trim().parse::<f64>().ok()
-            })
-        })
-    };
+    let total = metric_value(&lead, "kes_cluster_snapshot_seconds_sum").await;
     if let (Some(n), Some(sum)) = (builds.filter(|n| *n > 0), total) {
         println!(
             "scale: leader snapshot builds: {n}, mean {:.2} s",
