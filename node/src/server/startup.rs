@@ -141,6 +141,17 @@ fn advertised(opts: &StartOptions, tls: &Option<NodeTls>) -> NodeInfo {
     }
 }
 
+/// Removes the dedup records an older version left without a sweep (`state/apply/dedup.rs`),
+/// off the startup path: it reads every record once, and lookups ignore those records anyway.
+fn forget_expired_requests_in_background(state: &State) {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || match state.forget_expired_requests() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} expired request records"),
+        Err(e) => tracing::warn!("cannot remove expired request records: {e}"),
+    });
+}
+
 /// Opens the store and brings the node up. A node whose root key cannot unwrap the cluster key
 /// stays up sealed and keeps retrying, so an operator can fix the key file without a restart.
 pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
@@ -153,6 +164,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     crate::raft::recover_snapshot_install(&state, &opts.data_dir.join("snapshot.bin"))
         .await
         .map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
+    forget_expired_requests_in_background(&state);
     let node_id = load_or_create_node_id(&opts.data_dir)
         .map_err(|e| StartError::DataDir(opts.data_dir.clone(), e))?;
     if let Some(meta) = state

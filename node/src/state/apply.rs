@@ -22,6 +22,9 @@ mod batch;
 mod current_key;
 mod dedup;
 mod index;
+mod pending;
+
+use pending::Pending;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum TreeId {
@@ -51,34 +54,76 @@ impl State {
         cmd: &Command,
         marks: &[(&[u8], Vec<u8>)],
     ) -> Result<Outcome, StateError> {
-        self.apply_in_window(index, cmd, marks, DEDUP_WINDOW)
+        self.apply_in_window(index, 0, cmd, marks, DEDUP_WINDOW)
     }
 
-    /// [`State::apply`], remembering request ids for `window` log indexes (tests shrink it).
+    /// [`State::apply`] of the command at `position` in the entry at `index`, remembering
+    /// request ids for `window` log indexes (tests shrink it).
     pub(super) fn apply_in_window(
         &self,
         index: u64,
+        position: u32,
         cmd: &Command,
         marks: &[(&[u8], Vec<u8>)],
         window: u64,
     ) -> Result<Outcome, StateError> {
-        let rid = cmd.request_id.to_be_bytes();
-        if let Some(first) = self.first_outcome(&rid)? {
-            self.record_applied(index, marks)?;
-            return Ok(first);
-        }
+        let mut outcomes = self.apply_run(index, position, &[cmd], marks, window)?;
+        Ok(outcomes.pop().expect("one outcome per command"))
+    }
+
+    /// Applies `run`, the commands at `first_position..` of the entry at `index`, in order and
+    /// in one transaction, each with its own outcome and deduplication, as if each were applied
+    /// alone. Every command but the first must [`joins_a_run`]: those change nothing `plan`
+    /// reads but the `keys` records the run's [`Pending`] tracks.
+    fn apply_run(
+        &self,
+        index: u64,
+        first_position: u32,
+        run: &[&Command],
+        marks: &[(&[u8], Vec<u8>)],
+        window: u64,
+    ) -> Result<Vec<Outcome>, StateError> {
         if !self.indexes_current()? {
             self.rebuild_indexes()?;
         }
         // Read once: `plan` decides with it, and the key check holds the writes against it.
+        // No command of a run changes it.
         let meta = self.cluster_meta()?;
-        let (outcome, mut writes) = match self.plan(cmd, meta.as_ref())? {
-            Ok(writes) if self.writes_under_dropped_key(&cmd.op, &writes, meta.as_ref()) => {
-                (Outcome::StaleClusterKey, Vec::new())
+        let mut pending = Pending::default();
+        let mut writes = Vec::new();
+        let mut records = Vec::new();
+        let mut outcomes = Vec::with_capacity(run.len());
+        for (position, cmd) in (first_position..).zip(run) {
+            let rid = cmd.request_id.to_be_bytes();
+            if let Some(first) = pending.first_outcome(&rid) {
+                outcomes.push(first);
+                continue;
             }
-            Ok(writes) => (Outcome::Done, writes),
-            Err(refused) => (refused, Vec::new()),
-        };
+            if let Some(first) = self.first_outcome(&rid, index, window)? {
+                outcomes.push(first);
+                continue;
+            }
+            let (outcome, planned) = match self.plan(cmd, meta.as_ref(), &pending)? {
+                Ok(planned) if self.writes_under_dropped_key(&cmd.op, &planned, meta.as_ref()) => {
+                    (Outcome::StaleClusterKey, Vec::new())
+                }
+                Ok(planned) => (Outcome::Done, planned),
+                Err(refused) => (refused, Vec::new()),
+            };
+            pending.wrote(&planned, rid, &outcome);
+            writes.extend(planned);
+            records.push((
+                dedup::log_key(index, position),
+                rid,
+                encode(&(index, &outcome)),
+            ));
+            outcomes.push(outcome);
+        }
+        if records.is_empty() {
+            // Only retries: nothing changes but the applied index.
+            self.record_applied(index, marks)?;
+            return Ok(outcomes);
+        }
         writes.extend(self.index_writes(&writes)?);
         let expired = self.expired_requests(index, window)?;
         let trees = (
@@ -90,7 +135,6 @@ impl State {
             &self.requests,
             &self.request_log,
         );
-        let record = encode(&(index, &outcome));
         let result: Result<(), TransactionError<()>> = trees.transaction(
             |(keys, policies, identities, enclaves, meta, requests, log)| {
                 for w in &writes {
@@ -110,7 +154,7 @@ impl State {
                         }
                     }
                 }
-                dedup::remember(requests, log, index, &rid, &record, &expired)?;
+                dedup::remember(requests, log, &records, &expired)?;
                 meta.insert(META_APPLIED, &index.to_be_bytes())?;
                 meta.insert(INDEX_THROUGH, &index.to_be_bytes())?;
                 for (k, v) in marks {
@@ -120,7 +164,7 @@ impl State {
             },
         );
         match result {
-            Ok(()) => Ok(outcome),
+            Ok(()) => Ok(outcomes),
             Err(TransactionError::Storage(e)) => Err(e.into()),
             Err(TransactionError::Abort(())) => unreachable!("the closure never aborts"),
         }
@@ -144,10 +188,12 @@ impl State {
 
     /// Decides what `cmd` does: the writes to perform, or the outcome that refuses it.
     /// `meta` is the cluster record as it stands before `cmd`.
+    /// `pending` holds what the commands applied before `cmd` in the same transaction wrote.
     fn plan(
         &self,
         cmd: &Command,
         meta: Option<&ClusterMeta>,
+        pending: &Pending,
     ) -> Result<Result<Vec<Write>, Outcome>, StateError> {
         if let Op::Init {
             cluster_id,
@@ -214,7 +260,7 @@ impl State {
                 creation_id,
                 sealed,
             } => {
-                if self.keys.contains_key(scoped(e, name))? {
+                if self.key_exists(pending, &scoped(e, name))? {
                     Err(Outcome::KeyExists)
                 } else {
                     let entry = KeyEntry {
@@ -229,7 +275,7 @@ impl State {
                 }
             }
             Op::DeleteKey { name } => {
-                if self.keys.contains_key(scoped(e, name))? {
+                if self.key_exists(pending, &scoped(e, name))? {
                     Ok(vec![Write::Del(TreeId::Keys, scoped(e, name))])
                 } else {
                     Err(Outcome::KeyNotFound)

@@ -1,19 +1,23 @@
 //! Deduplication of retried writes: request id → the first outcome, for a window of log
 //! indexes.
 //!
-//! Two trees hold it: `requests` (request id → (index, outcome)) and `request_log` (index →
-//! request id, big-endian, so it sorts by index). Each command applied for the first time adds
-//! one record to each, and the same transaction sweeps every record at an index `<= i - window`
-//! (at most [`SWEEP_LIMIT`] of them), so:
+//! Two trees hold it: `requests` (request id → (index, outcome)) and `request_log` ((index,
+//! position in the entry) → request id, big-endian, so it sorts by index). Each command applied
+//! for the first time adds one record to each, and the same transaction sweeps every record at
+//! an index `<= i - window` (at most [`SWEEP_LIMIT`] of them), so:
 //!
 //! - **Bounded:** after a command lands at index `i`, the table holds ids of indexes in
-//!   `(i - window, i]`, at most one per index: `window` records. Entries without a request id
-//!   (blanks, membership changes, retries) add nothing, so nothing can outgrow a sweep.
+//!   `(i - window, i]`: one per command of those entries (a group-committed entry holds several).
+//!   Entries without a request id (blanks, membership changes, retries) add nothing, so nothing
+//!   can outgrow a sweep.
 //! - **Retries inside the window still dedup:** the record made at `i` goes only in a sweep at
 //!   some index `k >= i + window`, and every lookup at `k` runs before `k`'s own sweep, so a
 //!   retry at any index `<= i + window` finds the first outcome.
-//! - **Deterministic:** a sweep depends on nothing but the index and the trees, which every
-//!   replica (and every snapshot, which carries both trees) holds alike.
+//! - **Deterministic:** a lookup ignores a record older than the window even if it is still
+//!   there, so whether a record has been swept yet never changes an outcome. (Versions before
+//!   the position was part of the `request_log` key kept one record per index, so every other
+//!   command of a group-committed entry left a `requests` record that no sweep finds;
+//!   [`State::forget_expired_requests`] removes those.)
 //! - **O(removed):** the expired records are one contiguous range at the front of
 //!   `request_log`, read in order; nothing else is visited.
 //!
@@ -38,9 +42,51 @@ const SWEEP_LIMIT: usize = 256;
 pub(super) type Expired = Vec<(IVec, IVec)>;
 
 impl State {
-    /// The outcome a request id got when it was first applied, if it is still remembered.
-    pub(super) fn first_outcome(&self, request_id: &[u8]) -> Result<Option<Outcome>, StateError> {
-        Ok(get::<(u64, Outcome)>(&self.requests, "requests", request_id)?.map(|(_, o)| o))
+    /// The outcome a request id got when it was first applied, if that was inside the window
+    /// of a command applied at `index`.
+    pub(super) fn first_outcome(
+        &self,
+        request_id: &[u8],
+        index: u64,
+        window: u64,
+    ) -> Result<Option<Outcome>, StateError> {
+        Ok(
+            get::<(u64, Outcome)>(&self.requests, "requests", request_id)?
+                .filter(|(at, _)| at.saturating_add(window) >= index)
+                .map(|(_, o)| o),
+        )
+    }
+
+    /// Removes every `requests` record older than the window at the applied index, in batches
+    /// (O(records), once per start). Those are records no lookup uses any more, left by a
+    /// version that swept only one command per group-committed entry.
+    pub fn forget_expired_requests(&self) -> Result<usize, StateError> {
+        self.forget_expired_requests_in(DEDUP_WINDOW)
+    }
+
+    /// [`State::forget_expired_requests`] for a window of `window` indexes.
+    pub(super) fn forget_expired_requests_in(&self, window: u64) -> Result<usize, StateError> {
+        let Some(last) = self.applied_index().checked_sub(window) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for kv in self.requests.iter() {
+            let (id, record) = kv?;
+            let (at, _) = super::super::store::decode::<(u64, Outcome)>("requests", &record)?;
+            if at <= last {
+                batch.remove(id);
+                in_batch += 1;
+            }
+            if in_batch == SWEEP_LIMIT {
+                self.requests.apply_batch(std::mem::take(&mut batch))?;
+                removed += in_batch;
+                in_batch = 0;
+            }
+        }
+        self.requests.apply_batch(batch)?;
+        Ok(removed + in_batch)
     }
 
     /// The records a command applied at `index` sweeps: those at indexes `<= index - window`.
@@ -48,10 +94,15 @@ impl State {
         let Some(last) = index.checked_sub(window) else {
             return Ok(Vec::new());
         };
+        // Keys are (index, position) now, and were the index alone before: every key of
+        // either shape at an index `<= last` sorts before `last + 1`.
+        let Some(end) = last.checked_add(1) else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for kv in self
             .request_log
-            .range(..=last.to_be_bytes())
+            .range(..end.to_be_bytes())
             .take(SWEEP_LIMIT)
         {
             out.push(kv?);
@@ -60,21 +111,29 @@ impl State {
     }
 }
 
-/// Inside `apply`'s transaction: remembers `request_id`'s outcome `record` at `index` and
-/// forgets the `expired` records.
+/// The `request_log` key of the command at `position` in the entry at `index`.
+pub(super) fn log_key(index: u64, position: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&index.to_be_bytes());
+    k[8..].copy_from_slice(&position.to_be_bytes());
+    k
+}
+
+/// Inside `apply`'s transaction: remembers each `(log key, request id, outcome record)` of
+/// `records` and forgets the `expired` records.
 pub(super) fn remember(
     requests: &TransactionalTree,
     request_log: &TransactionalTree,
-    index: u64,
-    request_id: &[u8],
-    record: &[u8],
+    records: &[([u8; 12], [u8; 16], Vec<u8>)],
     expired: &Expired,
 ) -> Result<(), ConflictableTransactionError<()>> {
     for (at, old_id) in expired {
         requests.remove(old_id)?;
         request_log.remove(at)?;
     }
-    requests.insert(request_id, record)?;
-    request_log.insert(&index.to_be_bytes(), request_id)?;
+    for (at, request_id, record) in records {
+        requests.insert(request_id, record.as_slice())?;
+        request_log.insert(at, request_id)?;
+    }
     Ok(())
 }

@@ -34,7 +34,7 @@ impl Log {
     fn run(&mut self, cmd: &Command) -> Outcome {
         self.index += 1;
         self.state
-            .apply_in_window(self.index, cmd, &[], self.window)
+            .apply_in_window(self.index, 0, cmd, &[], self.window)
             .unwrap()
     }
 
@@ -100,6 +100,70 @@ fn the_dedup_table_stays_within_its_window() {
         log.index
     );
     assert_eq!(requests, by_index);
+}
+
+#[test]
+fn group_committed_entries_keep_the_dedup_table_within_its_window() {
+    const WINDOW: u64 = 50;
+    const PER_ENTRY: usize = 8;
+    let mut log = Log::new(WINDOW);
+    for i in 0..500 {
+        let batch: Vec<Command> = (0..PER_ENTRY)
+            .map(|j| command("default", create_key(&format!("k{i}-{j}"))))
+            .collect();
+        log.index += 1;
+        let outcomes = log
+            .state
+            .apply_batch_in_window(log.index, &batch, &[], WINDOW)
+            .unwrap();
+        assert_eq!(outcomes, vec![Outcome::Done; PER_ENTRY]);
+    }
+    let (requests, by_index) = log.remembered_requests();
+    let bound = WINDOW as usize * PER_ENTRY;
+    assert!(
+        requests <= bound && by_index <= bound,
+        "after 500 entries of {PER_ENTRY} commands the dedup table holds {requests} request \
+         ids and {by_index} index records; the window holds at most {bound}"
+    );
+    assert_eq!(requests, by_index);
+}
+
+/// A log whose first command's dedup record no `request_log` entry points to, as an older
+/// version left every command of a group-committed entry but one: no sweep removes it.
+fn log_with_an_unswept_record(window: u64) -> (Log, Command) {
+    let mut log = Log::new(window);
+    // Init's record aside, so that the first command's is the only one.
+    log.state.requests.clear().unwrap();
+    log.state.request_log.clear().unwrap();
+    let first = command("default", create_key("k"));
+    assert_eq!(log.run(&first), Outcome::Done);
+    log.state.request_log.clear().unwrap();
+    (log, first)
+}
+
+#[test]
+fn a_record_older_than_the_window_decides_nothing() {
+    const WINDOW: u64 = 10;
+    let (mut log, first) = log_with_an_unswept_record(WINDOW);
+    for _ in 0..WINDOW {
+        log.blank();
+    }
+    // Past the window the retry is a new request, on every replica alike, whether or not the
+    // record was swept there.
+    assert_eq!(log.run(&first), Outcome::KeyExists);
+}
+
+#[test]
+fn records_no_sweep_finds_are_forgotten_once_past_the_window() {
+    const WINDOW: u64 = 10;
+    let (mut log, _) = log_with_an_unswept_record(WINDOW);
+    for _ in 1..WINDOW {
+        log.blank();
+    }
+    assert_eq!(log.state.forget_expired_requests_in(WINDOW).unwrap(), 0);
+    log.blank();
+    assert_eq!(log.state.forget_expired_requests_in(WINDOW).unwrap(), 1);
+    assert_eq!(log.remembered_requests(), (0, 0));
 }
 
 #[test]
@@ -408,6 +472,7 @@ fn an_unreadable_record_holds_rekey_finish_back_without_failing_apply() {
     assert_eq!(log.op("default", damaged), Outcome::Done);
     let refused = log.state.apply_in_window(
         log.index + 1,
+        0,
         &command("default", Op::RekeyFinish),
         &[],
         DEDUP_WINDOW,
@@ -599,13 +664,76 @@ fn a_batch_cut_short_by_a_crash_applies_no_command_twice() {
         log.index += 1;
         // The crash: the first commands committed their own transactions, the entry's mark
         // (the last command's) was never written, so the whole entry is applied again.
-        for cmd in &batch[..applied_before_crash] {
-            log.state.apply(log.index, cmd, &[]).unwrap();
+        for (position, cmd) in (0..).zip(&batch[..applied_before_crash]) {
+            log.state
+                .apply_in_window(log.index, position, cmd, &[], DEDUP_WINDOW)
+                .unwrap();
         }
         let outcomes = log.state.apply_batch(log.index, &batch, &[]).unwrap();
         assert_eq!(
             outcomes, RACING_OUTCOMES,
             "after a crash with {applied_before_crash} commands applied"
         );
+    }
+}
+
+/// A random command of a small world: creates and deletes of three keys by the admin and by
+/// `app`, and the policy that lets `app` create keys written, assigned and deleted.
+fn random_command(rng: &mut impl rand::Rng, earlier: &[Command]) -> Command {
+    use rand::seq::IndexedRandom;
+    let name = ["a", "b", "c"].choose(rng).unwrap().to_string();
+    let app_may_create = Op::WritePolicy {
+        name: "creator".into(),
+        policy: crate::auth::Policy {
+            allow: vec!["/v1/key/create/*".into()],
+            deny: vec![],
+        },
+        sig: Signature::under_first_key(),
+    };
+    let mut cmd = match rng.random_range(0..10) {
+        0 if !earlier.is_empty() => return earlier.choose(rng).unwrap().clone(),
+        0..=3 => command("default", create_key(&name)),
+        4 | 5 => command("default", Op::DeleteKey { name }),
+        6 => command("default", app_may_create),
+        7 => command("default", assign("creator", "app")),
+        8 => command("default", delete_policy("creator")),
+        _ => command(
+            "default",
+            Op::DeleteIdentity {
+                identity: "app".into(),
+            },
+        ),
+    };
+    if rng.random_bool(0.4) {
+        cmd.identity = "app".into();
+    }
+    cmd
+}
+
+#[test]
+fn a_batch_applies_exactly_as_its_commands_one_entry_each() {
+    use rand::{Rng, SeedableRng};
+    for seed in 0..200u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut commands = Vec::new();
+        for _ in 0..rng.random_range(1..24) {
+            let cmd = random_command(&mut rng, &commands);
+            commands.push(cmd);
+        }
+        let mut batched = Log::new(DEDUP_WINDOW);
+        batched.index += 1;
+        let together = batched
+            .state
+            .apply_batch(batched.index, &commands, &[])
+            .unwrap();
+        let mut alone = Log::new(DEDUP_WINDOW);
+        let one_by_one: Vec<Outcome> = commands.iter().map(|c| alone.run(c)).collect();
+        assert_eq!(together, one_by_one, "seed {seed}: {commands:#?}");
+        let data = |log: &Log| {
+            let trees = [&log.state.keys, &log.state.policies, &log.state.identities];
+            trees.map(|t| t.iter().collect::<Result<Vec<_>, _>>().unwrap())
+        };
+        assert_eq!(data(&batched), data(&alone), "seed {seed}");
+        assert_indexes_exact(&batched.state);
     }
 }
