@@ -7,6 +7,7 @@
 
 use super::activity::TrackedBody;
 use super::body_deadline::DeadlineBody;
+use super::conn_threads::ConnThreads;
 use super::slots::{ConnectionSlots, Slot};
 use crate::api::{ConnInfo, dispatch};
 use crate::config::LimitsConfig;
@@ -35,6 +36,13 @@ pub async fn serve(
     let limits = node.limits;
     let slots = ConnectionSlots::new(limits.max_connections, limits.max_connections_per_ip);
     super::fd_limit::warn_if_above_fd_limit(limits.max_connections);
+    let threads = match ConnThreads::start() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("cannot start the connection threads: {e}");
+            return;
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -55,9 +63,14 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let node = node.clone();
-        tokio::spawn(async move {
-            serve_connection(node, acceptor, stream, remote, limits, &slot).await;
-        });
+        threads.hand_over(
+            stream,
+            Box::new(move |stream| {
+                Box::pin(async move {
+                    serve_connection(node, acceptor, stream, remote, limits, &slot).await;
+                })
+            }),
+        );
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod activity;
 mod body_deadline;
+mod conn_threads;
 mod data_dir;
 mod fd_limit;
 mod founding;

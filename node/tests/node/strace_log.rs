@@ -85,6 +85,9 @@ pub fn parse(text: &str) -> Vec<Event> {
     out
 }
 
+/// The size of a TLS 1.3 alert record as sent.
+const TLS13_ALERT_RECORD: &str = "24";
+
 /// `name(args) = ret <duration>` into an event, or `None` when it failed or does not matter.
 fn parse_call(start: f64, call: &str) -> Option<Event> {
     let (name, rest) = call.split_once('(')?;
@@ -101,6 +104,10 @@ fn parse_call(start: f64, call: &str) -> Option<Event> {
         | "sendto" | "sendmsg" => {
             let target = fd_path()?;
             match tcp_local_port(&target) {
+                // 24 bytes is a TLS 1.3 alert record (5 of header, 2 of alert, 1 of content
+                // type, 16 of tag): the close_notify of a connection that is ending, such as
+                // one of the readiness polls, never an answer.
+                Some(_) if ret == TLS13_ALERT_RECORD => return None,
                 Some(port) => Effect::Send(port),
                 // A regular file; devices carry a nested decoration (`/dev/null<char 1:3>`).
                 None if target.starts_with('/')
@@ -234,6 +241,20 @@ impl std::fmt::Display for Violation {
     }
 }
 
+/// Moves every entry of `map` whose key `moved` renames to the new key, its value passed
+/// through `fix`.
+fn rename_keys<V>(
+    map: &mut HashMap<String, V>,
+    moved: &dyn Fn(&String) -> Option<String>,
+    fix: impl Fn(V) -> V,
+) {
+    let keys: Vec<String> = map.keys().filter(|k| moved(k).is_some()).cloned().collect();
+    for k in keys {
+        let v = map.remove(&k).expect("listed above");
+        map.insert(moved(&k).expect("listed above"), fix(v));
+    }
+}
+
 fn parent(path: &str) -> &str {
     path.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
 }
@@ -275,16 +296,31 @@ pub fn violations(
                     .or_default()
                     .push((p.clone(), e.end)),
                 Effect::Rename(from, to) => {
-                    if let Some(w) = unsynced.remove(from) {
-                        unsynced.insert(to.clone(), w);
-                    }
+                    // A renamed directory takes what is unsynced under it along.
+                    let moved = |p: &String| {
+                        p.strip_prefix(from.as_str())
+                            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                            .map(|rest| format!("{to}{rest}"))
+                    };
+                    rename_keys(&mut unsynced, &moved, |w| w);
+                    rename_keys(&mut entries, &moved, |made| {
+                        made.into_iter()
+                            .map(|(q, t)| (moved(&q).unwrap_or(q), t))
+                            .collect()
+                    });
                     if ours(to) {
                         let dir = entries.entry(parent(to).to_owned()).or_default();
                         dir.push((to.clone(), e.end));
                     }
                 }
                 Effect::Remove(p) => {
-                    unsynced.remove(p);
+                    // A removed directory takes everything under it along.
+                    let under = |q: &String| {
+                        q.strip_prefix(p.as_str())
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                    };
+                    unsynced.retain(|q, _| !under(q));
+                    entries.retain(|dir, _| !under(dir));
                     if let Some(made) = entries.get_mut(parent(p)) {
                         made.retain(|(q, _)| q != p);
                     }
@@ -439,6 +475,45 @@ mod tests {
         let v = violations(&events, "/d", "/d/db", &[ack(1.55)]);
         assert_eq!(v.len(), 2, "both names still unsynced: {v:?}");
         assert!(violations(&events, "/d", "/d/db", &[ack(1.8)]).is_empty());
+    }
+
+    #[test]
+    fn unsynced_writes_follow_their_directory_renamed_and_go_with_it_removed() {
+        let events = [
+            ev(1.0, 1.1, Effect::Write("/d/s/blobs/1".into())),
+            ev(1.2, 1.3, Effect::Rename("/d/s".into(), "/d/s.old".into())),
+            ev(1.4, 1.5, Effect::Sync("/d".into())),
+            ev(1.6, 1.7, Effect::Create("/d/s.old/snap.tmp".into())),
+            ev(
+                1.6,
+                1.7,
+                Effect::Rename("/d/s.old/snap.tmp".into(), "/d/s.old/snap".into()),
+            ),
+            ev(1.8, 1.9, Effect::Remove("/d/s.old/blobs/1".into())),
+            ev(1.8, 1.9, Effect::Remove("/d/s.old/snap".into())),
+            ev(1.8, 1.9, Effect::Remove("/d/s.old".into())),
+            ev(2.0, 2.1, Effect::Sync("/d".into())),
+        ];
+        let v = violations(&events, "/d", "/d/db", &[ack(1.55)]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].path, "/d/s.old/blobs/1");
+        let v = violations(&events, "/d", "/d/db", &[ack(2.2)]);
+        assert!(
+            v.is_empty(),
+            "the directory is gone, with what was unsynced in it: {v:?}"
+        );
+    }
+
+    #[test]
+    fn a_tls_alert_is_not_an_answer() {
+        let close_notify =
+            "writev(5<TCP:[127.0.0.1:7373->127.0.0.1:4000]>, [...], 1) = 24 <0.000010>";
+        assert_eq!(parse_call(1000.0, close_notify), None);
+        let answer = "writev(5<TCP:[127.0.0.1:7373->127.0.0.1:4000]>, [...], 1) = 97 <0.000010>";
+        assert_eq!(
+            parse_call(1000.0, answer).map(|e| e.effect),
+            Some(Effect::Send(7373))
+        );
     }
 
     #[test]
