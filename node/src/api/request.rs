@@ -112,12 +112,17 @@ impl Req {
 /// Decodes standard padded base64 as Go does for `[]byte` fields, tolerating line breaks.
 /// The fields carry plaintexts and key material, so every buffer is wiped when dropped.
 pub(super) fn b64(s: &str) -> Option<Zeroizing<Vec<u8>>> {
-    let mut cleaned = Zeroizing::new(String::with_capacity(s.len()));
-    cleaned.extend(s.chars().filter(|c| *c != '\r' && *c != '\n'));
+    let line_break = |b: &u8| *b == b'\r' || *b == b'\n';
     let mut out = Zeroizing::new(Vec::with_capacity(s.len() / 4 * 3 + 3));
-    base64::engine::general_purpose::STANDARD
-        .decode_vec(cleaned.as_bytes(), &mut out)
-        .ok()?;
+    let engine = base64::engine::general_purpose::STANDARD;
+    if s.as_bytes().iter().any(line_break) {
+        // Both are ASCII, so dropping their bytes keeps the rest intact.
+        let cleaned: Zeroizing<Vec<u8>> =
+            Zeroizing::new(s.bytes().filter(|b| !line_break(b)).collect());
+        engine.decode_vec(cleaned.as_slice(), &mut out).ok()?;
+    } else {
+        engine.decode_vec(s.as_bytes(), &mut out).ok()?;
+    }
     Some(out)
 }
 

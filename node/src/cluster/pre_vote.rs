@@ -21,6 +21,7 @@
 
 use super::Cluster;
 use crate::raft::{LogId, LogStore, NodeId};
+use futures_util::StreamExt;
 use kes_cluster_proto::{PreVoteReply, PreVoteRequest};
 use openraft::{CommittedLeaderId, ServerState};
 use rand::Rng;
@@ -76,7 +77,20 @@ impl Cluster {
                 continue;
             }
             last_try = Instant::now();
+            let Ok(term) = self
+                .raft
+                .with_raft_state(|st| st.vote_ref().leader_id().term)
+                .await
+            else {
+                return;
+            };
             match self.pre_vote().await {
+                Ok(()) if self.voted_or_heard_since(last_try, term).await => {
+                    // Another node won an election while the pre-vote ran (this node voted for
+                    // it, or already hears from it): campaigning now would depose it.
+                    wait = random_wait();
+                    tracing::debug!("pre-vote granted, but a leader was elected meanwhile");
+                }
                 Ok(()) => {
                     wait = random_wait();
                     tracing::info!("pre-vote granted by a majority: starting an election");
@@ -90,6 +104,17 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Whether this node's term moved past `term`, or it heard from a leader, after `since`.
+    async fn voted_or_heard_since(&self, since: Instant, term: u64) -> bool {
+        self.raft
+            .with_raft_state(move |st| {
+                st.vote_ref().leader_id().term != term
+                    || st.vote_last_modified().is_some_and(|t| t > since)
+            })
+            .await
+            .unwrap_or(true)
     }
 
     /// The last entry of this node's log.
@@ -139,14 +164,30 @@ impl Cluster {
                     reply.granted.then_some(id)
                 }
             });
-        let mut granted: BTreeSet<NodeId> = futures_util::future::join_all(asks)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        granted.insert(self.node_id);
+        // Counted as the answers come: waiting for every voter would wait out the timeout of
+        // one that is down (the very case an election is for), and the longer a pre-vote
+        // takes, the likelier another node has won an election meanwhile.
+        let mut asks: futures_util::stream::FuturesUnordered<_> = asks.collect();
+        let mut granted = BTreeSet::from([self.node_id]);
+        let yes = |granted: &BTreeSet<NodeId>, config: &BTreeSet<NodeId>| {
+            config.iter().filter(|id| granted.contains(id)).count()
+        };
+        let majority = |granted: &BTreeSet<NodeId>| {
+            configs
+                .iter()
+                .all(|config| yes(granted, config) > config.len() / 2)
+        };
+        while !majority(&granted) {
+            match asks.next().await {
+                Some(Some(id)) => {
+                    granted.insert(id);
+                }
+                Some(None) => {}
+                None => break,
+            }
+        }
         for config in &configs {
-            let yes = config.iter().filter(|id| granted.contains(id)).count();
+            let yes = yes(&granted, config);
             if yes <= config.len() / 2 {
                 return Err(format!(
                     "{yes} of {} voters would vote for this node in term {term}",

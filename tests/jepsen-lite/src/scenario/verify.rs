@@ -3,7 +3,7 @@
 
 use super::workload::{Dek, Load};
 use crate::Cluster;
-use crate::history::{History, Outcome};
+use crate::history::{History, Op, Outcome};
 use crate::model::{KeyInput, KeyOutput};
 use kes_cluster::Method;
 use std::collections::BTreeMap;
@@ -104,17 +104,22 @@ pub fn double_wins(history: &History<KeyInput, KeyOutput>) -> usize {
     for (name, ids) in winners {
         let mut created: Vec<_> = ids.iter().map(|&id| &history.ops[id]).collect();
         created.sort_by_key(|o| o.invoke_ns);
-        for pair in created.windows(2) {
-            let (first, second) = (pair[0], pair[1]);
+        // Whether a delete can take effect after `first` and before `second`.
+        let delete_between = |first: &Op<KeyInput, KeyOutput>, second: &Op<KeyInput, KeyOutput>| {
             let second_done = second.complete_ns.unwrap_or(u64::MAX);
-            let delete_between = history.ops.iter().any(|o| {
+            history.ops.iter().any(|o| {
                 o.key == name
                     && matches!(o.input, KeyInput::Delete)
                     && !o.is_fail()
                     && o.invoke_ns < second_done
                     && o.deadline_ns() > first.invoke_ns
-            });
-            if !delete_between {
+            })
+        };
+        for pair in created.windows(2) {
+            // Two overlapping creates may have taken effect in either order: the one invoked
+            // first can be the one that won second.
+            let (a, b) = (pair[0], pair[1]);
+            if !delete_between(a, b) && !delete_between(b, a) {
                 wins += 1;
             }
         }
@@ -210,5 +215,27 @@ mod tests {
             Outcome::Ok(KeyOutput::Done),
         );
         assert_eq!(double_wins(&h), 0);
+    }
+
+    #[test]
+    fn overlapping_creates_may_have_won_in_either_order() {
+        // Seen in pause-leader: `a` is invoked first but answered last; `b` won, a delete
+        // invoked after `b` was answered removed the key, then `a` won.
+        let mut h = History::new();
+        let created = Outcome::Ok(KeyOutput::Created);
+        h.push(1, "k", import("a"), 10, Some(100), created.clone());
+        h.push(2, "k", import("b"), 12, Some(30), created);
+        h.push(
+            3,
+            "k",
+            KeyInput::Delete,
+            31,
+            Some(60),
+            Outcome::Ok(KeyOutput::Done),
+        );
+        assert_eq!(double_wins(&h), 0);
+        // Without that delete, one of them won twice.
+        h.ops.pop();
+        assert_eq!(double_wins(&h), 1);
     }
 }
