@@ -28,6 +28,7 @@ pub mod dev;
 pub(crate) mod dir_sync;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod msgpack;
 pub mod obs;
 pub mod planted;
 pub mod raft;

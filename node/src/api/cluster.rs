@@ -254,7 +254,7 @@ pub(super) async fn restore(node: Arc<Node>, req: Req) -> Answer {
         .iter()
         .find(|(t, _)| t == "meta")
         .and_then(|(_, items)| items.iter().find(|(k, _)| k.as_slice() == b"cluster"))
-        .and_then(|(_, v)| rmp_serde::from_slice::<crate::state::ClusterMeta>(v).ok())
+        .and_then(|(_, v)| crate::msgpack::from_slice::<crate::state::ClusterMeta>(v).ok())
         .ok_or_else(|| ApiError::bad_request("damaged snapshot: it has no cluster record"))?;
     if meta.cluster_id != backup.cluster_id {
         return Err(ApiError::bad_request(

@@ -136,7 +136,7 @@ pub(super) async fn resign_metadata(
         raw: &[u8],
         which: Resign,
     ) -> Option<Vec<u8>> {
-        let mut e: T = rmp_serde::from_slice(raw).ok()?;
+        let mut e: T = crate::msgpack::from_slice(raw).ok()?;
         let needed = match which {
             Resign::OlderThan(target) => e.signature().version < target,
             Resign::Unverified => !verify(keys, tree, key, &e),

@@ -120,7 +120,7 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 
 /// Decodes a Raft message from the wire; peer input, so failure is an error, never a panic.
 pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    rmp_serde::from_slice(b).map_err(|e| format!("malformed message: {e}"))
+    crate::msgpack::from_slice(b).map_err(|e| format!("malformed message: {e}"))
 }
 
 fn io_err<E: std::fmt::Display>(e: E) -> std::io::Error {

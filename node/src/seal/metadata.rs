@@ -112,5 +112,5 @@ fn verify_record(keys: &Unsealed, tree: &str, key: &[u8], raw: &[u8]) -> Result<
 }
 
 fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Option<T> {
-    rmp_serde::from_slice(raw).ok()
+    crate::msgpack::from_slice(raw).ok()
 }

@@ -135,7 +135,7 @@ impl State {
 
     /// The trees of a dump, for a restore that replays them through the log.
     pub fn parse_dump(blob: &[u8]) -> Result<Vec<DumpTree>, StateError> {
-        let dump: Dump = rmp_serde::from_slice(blob).map_err(|e| StateError::Corrupt {
+        let dump: Dump = crate::msgpack::from_slice(blob).map_err(|e| StateError::Corrupt {
             tree: "snapshot",
             reason: e.to_string(),
         })?;

@@ -348,7 +348,7 @@ pub(super) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 pub(super) fn decode<T: DeserializeOwned>(tree: &'static str, v: &[u8]) -> Result<T, StateError> {
-    rmp_serde::from_slice(v).map_err(|e| StateError::Corrupt {
+    crate::msgpack::from_slice(v).map_err(|e| StateError::Corrupt {
         tree,
         reason: e.to_string(),
     })
