@@ -11,11 +11,6 @@ use std::sync::Arc;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// sled allocates and frees a copy of a page on every insert; glibc's malloc spent about 15 %
-/// of a replicated-create run's CPU on that (Cargo.toml, `mimalloc`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A KES-compatible key-management node.
 #[derive(Parser, Debug)]
 #[command(name = "kes-node", version, about)]
