@@ -20,7 +20,7 @@
 //! store (whose blobs `make_durable` still syncs) and says why.
 
 use super::failpoint;
-use super::store::{SEGMENT_SIZE, StateError, stored_segment_size};
+use super::store::{SEGMENT_SIZE, StateError, open_when_unlocked, stored_segment_size};
 use std::path::{Path, PathBuf};
 
 /// How many items are copied per sled batch: large enough to amortise, small enough that a
@@ -130,15 +130,17 @@ fn copy(paths: &Paths, old_size: usize) -> Result<usize, StateError> {
         &paths.migrating,
         std::fs::metadata(&paths.store)?.permissions(),
     )?;
-    let old = sled::Config::new()
-        .path(&paths.store)
-        .segment_size(old_size)
-        .open()?;
-    let new = sled::Config::new()
-        .path(&paths.migrating)
-        .mode(sled::Mode::LowSpace)
-        .segment_size(SEGMENT_SIZE)
-        .open()?;
+    let old = open_when_unlocked(
+        &sled::Config::new()
+            .path(&paths.store)
+            .segment_size(old_size),
+    )?;
+    let new = open_when_unlocked(
+        &sled::Config::new()
+            .path(&paths.migrating)
+            .mode(sled::Mode::LowSpace)
+            .segment_size(SEGMENT_SIZE),
+    )?;
     let mut copied = 0;
     for name in old.tree_names() {
         let (from, to) = (old.open_tree(&name)?, new.open_tree(&name)?);

@@ -91,6 +91,25 @@ const LARGEST_PAGE: usize = ITEMS_PER_PAGE * (LARGEST_VALUE + LARGEST_KEY + 64);
 const _: () = assert!(LARGEST_PAGE + 32 <= SEGMENT_SIZE / 4 - 20);
 const _: () = assert!(257 * (LARGEST_KEY + 64) + 32 <= SEGMENT_SIZE / 4 - 20);
 
+/// Opens a sled store, waiting up to 2 s for its file lock. sled releases the lock only when its
+/// background threads let go of a store, a moment after its last handle is dropped, so opening
+/// a store just closed (the migration closes the old one and opens it again) can find it still
+/// locked.
+pub(super) fn open_when_unlocked(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The segment size a store in `dir` was made with (from sled's `conf`), if it exists.
 pub(super) fn stored_segment_size(dir: &Path) -> Result<Option<usize>, StateError> {
     let conf = match std::fs::read(dir.join("conf")) {
@@ -195,7 +214,7 @@ impl State {
                 SEGMENT_SIZE >> 20
             );
         }
-        let db = config.open()?;
+        let db = open_when_unlocked(&config)?;
         let tree = |name: &str| db.open_tree(name);
         let state = State {
             keys: tree("keys")?,
