@@ -38,10 +38,14 @@ impl State {
         let mut outcomes = Vec::with_capacity(commands.len());
         let mut start = 0;
         while start < commands.len() {
-            let len = 1 + commands[start + 1..]
-                .iter()
-                .take_while(|c| joins_a_run(&c.op) && joins_a_run(&commands[start].op))
-                .count();
+            let joined = match joins_a_run(&commands[start].op) {
+                true => commands[start + 1..]
+                    .iter()
+                    .take_while(|c| joins_a_run(&c.op))
+                    .count(),
+                false => 0,
+            };
+            let len = 1 + joined;
             let end = start + len;
             let run: Vec<&Command> = commands[start..end].iter().collect();
             let marks = if end == commands.len() { marks } else { &[] };
