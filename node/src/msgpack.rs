@@ -19,6 +19,15 @@ pub fn from_slice<'a, T: Deserialize<'a>>(input: &'a [u8]) -> Result<T, rmp_serd
     T::deserialize(&mut de)
 }
 
+/// [`from_slice`] from a reader, of which it reads the value's bytes and no more.
+pub fn from_read<R: std::io::Read, T: serde::de::DeserializeOwned>(
+    input: R,
+) -> Result<T, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::new(input);
+    de.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut de)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

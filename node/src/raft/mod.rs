@@ -14,6 +14,7 @@ mod network;
 mod read_leases;
 mod sent_commit;
 mod shared_index;
+mod snapshot_body;
 mod snapshot_file;
 mod state_machine;
 
@@ -22,11 +23,11 @@ pub use network::{NetworkFactory, PeerNetwork};
 pub use read_leases::{LastAppended, ReadLeases};
 pub use sent_commit::SentCommit;
 pub use shared_index::SharedIndex;
+pub use snapshot_body::SnapshotBody;
 pub use state_machine::{AppliedHook, RecoverError, StateMachine, recover_snapshot_install};
 
 use crate::state::{Command, Outcome};
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
 
 /// How a member is reached and recognised.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +93,7 @@ openraft::declare_raft_types!(
         R = ApplyResponse,
         NodeId = u64,
         Node = NodeInfo,
+        SnapshotData = SnapshotBody,
 );
 
 /// A node id.

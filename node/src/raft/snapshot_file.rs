@@ -8,13 +8,16 @@
 //!   its temp file over the file only if it is newer, then fsyncs the directory. A build that
 //!   captured its state before an install therefore cannot replace the installed snapshot.
 //!
-//! The file is `encode((meta, data))`. Temp files sit next to it, named
-//! `<file>.<pid>-<n>.tmp`; [`SnapshotFile::remove_stale_temps`] removes those a killed writer
-//! left.
+//! The file is `encode((meta, dump))`: a MessagePack array of the meta and a `bin` holding the
+//! dump, written and read as a stream (`snapshot_body.rs`), never held in memory whole. The
+//! dump is the last thing in the file, so it runs from the header's end to the file's. Temp
+//! files sit next to it, named `<file>.<pid>-<n>.tmp`, and so do received snapshots while they
+//! arrive; [`SnapshotFile::remove_stale_temps`] removes those a killed writer left.
 
-use super::{LogId, NodeId, NodeInfo, decode, encode, io_err};
+use super::snapshot_body::{DumpInFile, TempFile, create_owner_only};
+use super::{LogId, NodeId, NodeInfo, encode, io_err};
 use openraft::SnapshotMeta;
-use std::io::Write;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +40,19 @@ pub(super) struct SnapshotFile {
     on_disk: Mutex<Option<OnDisk>>,
 }
 
+/// A snapshot written to its temp file and not yet in place; the temp file goes with it.
+pub(super) struct Written {
+    temp: TempFile,
+    dump: DumpInFile,
+    last_log_id: Option<LogId>,
+}
+
+/// MessagePack's `bin 32` marker.
+const BIN32: u8 = 0xc6;
+
+/// The write buffer of a snapshot file.
+const WRITE_BUFFER: usize = 1 << 20;
+
 /// Makes temp file names unique among the writers of this process.
 static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 
@@ -52,29 +68,106 @@ impl SnapshotFile {
         &self.path
     }
 
-    /// Saves a snapshot durably, unless the file already holds one at least as new. Returns
-    /// whether it replaced the file.
-    pub(super) fn save(&self, meta: &Meta, data: &[u8]) -> std::io::Result<bool> {
-        let temp = self.write_temp(meta, data)?;
-        let replaced = crate::state::failpoint::hit("snapshot file: written")
-            .and_then(|()| self.replace_if_newer(&temp, meta.last_log_id));
-        if !matches!(replaced, Ok(true)) {
-            // The temp file is useless now; a failure to remove it is cleaned up at start.
-            let _ = std::fs::remove_file(&temp);
-        }
-        replaced
+    /// Writes a snapshot to a temp file of its own: the header, then what `dump` writes, which
+    /// must be a dump. Not synced yet: [`SnapshotFile::place`] does that.
+    pub(super) fn write(
+        &self,
+        meta: &Meta,
+        dump: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
+    ) -> std::io::Result<Written> {
+        let temp = TempFile(self.temp_path());
+        let file = create_owner_only(&temp.0)?;
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+        rmp::encode::write_array_len(&mut out, 2)?;
+        out.write_all(&encode(meta))?;
+        // `bin 32`, its length filled in once the dump is written.
+        let length_at = out.stream_position()? + 1;
+        out.write_all(&[BIN32, 0, 0, 0, 0])?;
+        let start = out.stream_position()?;
+        dump(&mut out)?;
+        let end = out.stream_position()?;
+        let length = u32::try_from(end - start).map_err(|_| {
+            std::io::Error::other("the snapshot's dump is larger than 4 GiB, the format's limit")
+        })?;
+        out.seek(SeekFrom::Start(length_at))?;
+        out.write_all(&length.to_be_bytes())?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        Ok(Written {
+            temp,
+            dump: DumpInFile::new(file, start),
+            last_log_id: meta.last_log_id,
+        })
     }
 
-    /// The snapshot in the file, if there is one.
-    pub(super) fn load(&self) -> std::io::Result<Option<(Meta, Vec<u8>)>> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => {
-                let (meta, data): (Meta, serde_bytes::ByteBuf) = decode(&bytes).map_err(io_err)?;
-                Ok(Some((meta, data.into_vec())))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+    /// Syncs a written snapshot and renames it over the file, unless the file already holds
+    /// one at least as new. Returns its dump, which reads whether or not it replaced the file,
+    /// and whether it did.
+    pub(super) fn place(&self, written: Written) -> std::io::Result<(DumpInFile, bool)> {
+        let Written {
+            temp,
+            dump,
+            last_log_id,
+        } = written;
+        dump.sync_all()?;
+        crate::state::failpoint::hit("snapshot file: written")?;
+        // The temp file is removed when `temp` goes; after a rename, nothing is left to remove.
+        let replaced = self.replace_if_newer(&temp.0, last_log_id)?;
+        Ok((dump, replaced))
+    }
+
+    /// Saves a snapshot durably from a dump in memory, unless the file already holds one at
+    /// least as new. Returns whether it replaced the file.
+    #[cfg(test)]
+    pub(super) fn save(&self, meta: &Meta, dump: &[u8]) -> std::io::Result<bool> {
+        let written = self.write(meta, |out| out.write_all(dump))?;
+        Ok(self.place(written)?.1)
+    }
+
+    /// The snapshot in the file, if there is one: its meta, and its dump.
+    pub(super) fn open(&self) -> std::io::Result<Option<(Meta, DumpInFile)>> {
+        let file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let size = file.metadata()?.len();
+        let mut header = std::io::BufReader::new(file);
+        let damaged = |reason: String| io_err(format!("damaged snapshot file: {reason}"));
+        match rmp::decode::read_array_len(&mut header) {
+            Ok(2) => {}
+            Ok(n) => return Err(damaged(format!("an array of {n}, not 2"))),
+            Err(e) => return Err(damaged(e.to_string())),
         }
+        let meta: Meta =
+            crate::msgpack::from_read(&mut header).map_err(|e| damaged(e.to_string()))?;
+        let length = rmp::decode::read_bin_len(&mut header).map_err(|e| damaged(e.to_string()))?;
+        let start = header.stream_position()?;
+        if start + u64::from(length) != size {
+            return Err(damaged(format!(
+                "its dump should be {length} bytes, and {} follow the header",
+                size.saturating_sub(start)
+            )));
+        }
+        Ok(Some((meta, DumpInFile::new(header.into_inner(), start))))
+    }
+
+    /// The snapshot in the file, read into memory: its meta and its dump.
+    #[cfg(test)]
+    pub(super) fn load(&self) -> std::io::Result<Option<(Meta, Vec<u8>)>> {
+        let Some((meta, dump)) = self.open()? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        dump.copy_to(&mut bytes)?;
+        Ok(Some((meta, bytes)))
+    }
+
+    /// A new, unique temp file name next to the file.
+    pub(super) fn temp_path(&self) -> PathBuf {
+        let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
+        let mut name = self.path.file_name().unwrap_or_default().to_owned();
+        name.push(format!(".{}-{n}.tmp", std::process::id()));
+        self.path.with_file_name(name)
     }
 
     /// Removes the temp files that writers killed before their rename left behind. Call it
@@ -97,27 +190,6 @@ impl SnapshotFile {
         Ok(())
     }
 
-    fn write_temp(&self, meta: &Meta, data: &[u8]) -> std::io::Result<PathBuf> {
-        let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
-        let mut name = self.path.file_name().unwrap_or_default().to_owned();
-        name.push(format!(".{}-{n}.tmp", std::process::id()));
-        let temp = self.path.with_file_name(name);
-        // A snapshot is the whole sealed state, as sensitive as a backup: owner only.
-        let mut f = std::os::unix::fs::OpenOptionsExt::mode(
-            std::fs::OpenOptions::new().write(true).create_new(true),
-            0o600,
-        )
-        .open(&temp)?;
-        let written = f
-            .write_all(&encode(&(meta, serde_bytes::Bytes::new(data))))
-            .and_then(|()| f.sync_all());
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&temp);
-            return Err(e);
-        }
-        Ok(temp)
-    }
-
     fn replace_if_newer(&self, temp: &Path, last_log_id: Option<LogId>) -> std::io::Result<bool> {
         let mut on_disk = self.on_disk.lock().unwrap_or_else(|e| e.into_inner());
         let current = match *on_disk {
@@ -138,7 +210,7 @@ impl SnapshotFile {
     }
 
     fn read_on_disk(&self) -> OnDisk {
-        match self.load() {
+        match self.open() {
             Ok(Some((meta, _))) => OnDisk::Holds(meta.last_log_id),
             Ok(None) => OnDisk::Absent,
             Err(e) => {

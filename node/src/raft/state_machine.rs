@@ -5,15 +5,15 @@
 //! finds either no record (the old state is whole) or a record naming the snapshot in the file,
 //! and installs it again: the node starts on the whole old or the whole new state.
 
-use super::snapshot_file::SnapshotFile;
+use super::snapshot_body::SnapshotBody;
+use super::snapshot_file::{SnapshotFile, Written};
 use super::{ApplyResponse, LogId, NodeId, NodeInfo, TypeConfig, decode, encode, io_err};
-use crate::state::{Command, Op, State, StateError};
+use crate::state::{Command, DumpSource, Op, State, StateError};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     Entry, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership,
 };
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -84,8 +84,8 @@ pub async fn recover_snapshot_install(
     let Some(install_id) = state.unfinished_install().map_err(|e| io(&e))? else {
         return Ok(());
     };
-    let (meta, data) = file
-        .load()
+    let (meta, dump) = file
+        .open()
         .map_err(|e| io(&e))?
         .ok_or(RecoverError::SnapshotGone)?;
     if install_id != encode(&meta.last_log_id) {
@@ -95,20 +95,20 @@ pub async fn recover_snapshot_install(
         snapshot = %meta.snapshot_id,
         "finishing a snapshot install that a crash interrupted"
     );
-    install_into(state, &meta, &data).await.map_err(|e| io(&e))
+    install_into(state, &meta, &dump).await.map_err(|e| io(&e))
 }
 
 /// Replaces the state with a snapshot, recording its last log id and membership where
 /// [`StateMachine::applied_state`] reads them. The install is named by the last log id, which
 /// [`recover_snapshot_install`] compares with the snapshot file's.
-async fn install_into(state: &State, meta: &Meta, data: &[u8]) -> Result<(), StateError> {
+async fn install_into(state: &State, meta: &Meta, dump: &dyn DumpSource) -> Result<(), StateError> {
     let marks: [(&[u8], Vec<u8>); 2] = [
         (APPLIED, encode(&meta.last_log_id)),
         (MEMBERSHIP, encode(&meta.last_membership)),
     ];
     let index = meta.last_log_id.map_or(0, |l| l.index);
     let install_id = encode(&meta.last_log_id);
-    state.install(data, index, &marks, &install_id).await
+    state.install(dump, index, &marks, &install_id).await
 }
 
 impl StateMachine {
@@ -148,26 +148,42 @@ impl StateMachine {
         Ok((log_id, membership))
     }
 
-    /// Saves a snapshot to the file off the async runtime (see [`SnapshotFile::save`]).
-    async fn save_snapshot(
-        &self,
-        meta: &Meta,
-        data: Vec<u8>,
-    ) -> Result<Vec<u8>, StorageError<NodeId>> {
+    /// Puts a written snapshot in place off the async runtime (see [`SnapshotFile::place`])
+    /// and returns a body that reads it.
+    async fn place(&self, written: Written) -> Result<SnapshotBody, StorageError<NodeId>> {
         let file = self.snapshot_file.clone();
-        let meta = meta.clone();
-        tokio::task::spawn_blocking(move || file.save(&meta, &data).map(|_| data))
+        tokio::task::spawn_blocking(move || SnapshotBody::reading(file.place(written)?.0))
             .await
             .map_err(snap_err)?
             .map_err(snap_err)
     }
+
+    /// Writes the state, as it is between two applies, to a new snapshot temp file.
+    fn capture(&self) -> Result<Captured, StorageError<NodeId>> {
+        let (last_applied, membership) = self.applied()?;
+        let snapshot_id = match last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
+            None => "empty".to_owned(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id,
+        };
+        let written = self
+            .snapshot_file
+            .write(&meta, |out| {
+                self.state.dump_into(out).map(drop).map_err(io_err)
+            })
+            .map_err(sm_read)?;
+        Ok(Captured { meta, written })
+    }
 }
 
-/// What a snapshot holds, captured between two applies.
+/// A snapshot captured between two applies: written to its temp file, not yet synced.
 struct Captured {
-    data: Vec<u8>,
-    last_applied: Option<LogId>,
-    membership: Membership,
+    meta: Meta,
+    written: Written,
 }
 
 /// A snapshot taken when openraft asked for a builder: the data is captured then, so applies
@@ -181,26 +197,17 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let captured = self
+        let Captured { meta, written } = self
             .captured
             .take()
             .unwrap_or_else(|| Err(sm_read("this snapshot builder was used already")))?;
-        let snapshot_id = match captured.last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
-            None => "empty".to_owned(),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: captured.last_applied,
-            last_membership: captured.membership,
-            snapshot_id,
-        };
-        let data = self.sm.save_snapshot(&meta, captured.data).await?;
+        let body = self.sm.place(written).await?;
         self.sm
             .build_seconds
             .observe(self.started.elapsed().as_secs_f64());
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(body),
         })
     }
 }
@@ -269,35 +276,39 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         // Called between applies, so this dump is a consistent view.
         let started = std::time::Instant::now();
-        let captured = self.state.dump().map_err(sm_read).and_then(|data| {
-            let (last_applied, membership) = self.applied()?;
-            Ok(Captured {
-                data,
-                last_applied,
-                membership,
-            })
-        });
         SnapshotBuilder {
             sm: self.clone(),
             started,
-            captured: Some(captured),
+            captured: Some(self.capture()),
         }
     }
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<SnapshotBody>, StorageError<NodeId>> {
+        let temp = self.snapshot_file.temp_path();
+        Ok(Box::new(SnapshotBody::receiving(temp).map_err(snap_err)?))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, NodeInfo>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotBody>,
     ) -> Result<(), StorageError<NodeId>> {
+        let received = snapshot.into_received().await.map_err(snap_err)?;
+        // A damaged dump must replace neither the snapshot file nor the state.
+        State::check_dump(&received).map_err(snap_err)?;
         // The file first: an install that a crash interrupts is redone from it at start.
-        let data = self.save_snapshot(meta, snapshot.into_inner()).await?;
-        install_into(&self.state, meta, &data)
+        let file = self.snapshot_file.clone();
+        let saving = meta.clone();
+        let received = tokio::task::spawn_blocking(move || {
+            let written = file.write(&saving, |out| received.dump.copy_to(out))?;
+            file.place(written).map(|_| received)
+        })
+        .await
+        .map_err(snap_err)?
+        .map_err(snap_err)?;
+        install_into(&self.state, meta, &received)
             .await
             .map_err(snap_err)?;
         (self.hook)(None);
@@ -308,13 +319,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         let file = self.snapshot_file.clone();
-        let loaded = tokio::task::spawn_blocking(move || file.load())
-            .await
-            .map_err(sm_read)?
-            .map_err(sm_read)?;
-        Ok(loaded.map(|(meta, data)| Snapshot {
+        let opened = tokio::task::spawn_blocking(move || {
+            let opened = file.open()?;
+            opened
+                .map(|(meta, dump)| std::io::Result::Ok((meta, SnapshotBody::reading(dump)?)))
+                .transpose()
+        })
+        .await
+        .map_err(sm_read)?
+        .map_err(sm_read)?;
+        Ok(opened.map(|(meta, body)| Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(body),
         }))
     }
 }

@@ -124,13 +124,17 @@ async fn incoming_snapshot() -> (Meta, Vec<u8>, Vec<DumpTree>) {
     ];
     ops.extend((0..20).map(|i| create_key(&format!("new-{i}"))));
     apply_all(&mut sm, ops).await;
-    let snapshot = sm
+    let mut snapshot = sm
         .get_snapshot_builder()
         .await
         .build_snapshot()
         .await
         .expect("build the snapshot");
-    let (meta, data) = (snapshot.meta, snapshot.snapshot.into_inner());
+    let meta = snapshot.meta;
+    let mut data = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut snapshot.snapshot, &mut data)
+        .await
+        .expect("read the snapshot's dump");
     let reference = tempfile::tempdir().expect("tempdir");
     old_node(reference.path()).await;
     let (state, mut sm) = machine(reference.path());
@@ -140,9 +144,20 @@ async fn incoming_snapshot() -> (Meta, Vec<u8>, Vec<DumpTree>) {
 }
 
 async fn install(sm: &mut StateMachine, meta: &Meta, data: Vec<u8>) {
-    sm.install_snapshot(meta, Box::new(Cursor::new(data)))
+    let body = receive(sm, &data).await;
+    sm.install_snapshot(meta, body)
         .await
         .expect("install the snapshot");
+}
+
+/// A snapshot body that has received `data`, in two chunks as openraft writes them.
+async fn receive(sm: &mut StateMachine, data: &[u8]) -> Box<SnapshotBody> {
+    use tokio::io::AsyncWriteExt;
+    let mut body = sm.begin_receiving_snapshot().await.expect("begin");
+    let (first, rest) = data.split_at(data.len() / 2);
+    body.write_all(first).await.expect("write a chunk");
+    body.write_all(rest).await.expect("write a chunk");
+    body
 }
 
 /// The child: installs `incoming.bin` into the data dir, and aborts at the n-th failpoint.
@@ -181,7 +196,7 @@ async fn dump_and_install_round_trip() {
     b.apply(1, &command(init()), &[]).expect("apply");
     b.apply(2, &command(gone), &[]).expect("apply");
     assert!(b.enclave("gone").expect("read").is_some());
-    assert!(b.install(b"garbage", 9, &[], b"s").await.is_err());
+    assert!(b.install(&b"garbage".to_vec(), 9, &[], b"s").await.is_err());
     assert!(
         b.enclave("gone").expect("read").is_some(),
         "a bad dump changed the state"
@@ -287,9 +302,8 @@ async fn an_install_cut_short_is_redone_at_start_or_refused_without_its_snapshot
         "install: filled" => Err(std::io::Error::other("injected write failure")),
         _ => Ok(()),
     });
-    let cut = sm
-        .install_snapshot(&meta, Box::new(Cursor::new(data.clone())))
-        .await;
+    let body = receive(&mut sm, &data).await;
+    let cut = sm.install_snapshot(&meta, body).await;
     failpoint::clear();
     assert!(cut.is_err(), "the failpoint did not cut the install short");
     assert!(state.unfinished_install().expect("read").is_some());
@@ -389,10 +403,84 @@ async fn a_dump_that_fails_fails_the_snapshot_build() {
     assert!(
         built.is_err(),
         "a failed dump built snapshot {:?}",
-        built.map(|s| (s.meta, s.snapshot.into_inner().len()))
+        built.map(|s| s.meta)
     );
     assert!(
         !dir.path().join("snapshot.bin").exists(),
         "a failed dump wrote a snapshot file"
     );
+}
+
+/// The snapshot a leader sends is the dump alone, read from the file where it starts: seeks
+/// are relative to the dump, and the end is the dump's end. A file written by an older version
+/// (rmp-serde's encoding of `(meta, dump)`) reads the same.
+#[tokio::test]
+async fn a_snapshot_is_sent_as_its_dump_read_from_the_file() {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let (meta, data, _) = incoming_snapshot().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, mut sm) = machine(dir.path());
+    let streamed = sm.snapshot_file.save(&meta, &data).expect("save");
+    assert!(streamed);
+    let older = dir.path().join("older.bin");
+    std::fs::write(&older, encode(&(&meta, serde_bytes::Bytes::new(&data)))).expect("write");
+    for file in [dir.path().join("snapshot.bin"), older] {
+        std::fs::rename(&file, dir.path().join("snapshot.bin")).expect("put in place");
+        let mut sent = sm
+            .get_current_snapshot()
+            .await
+            .expect("open")
+            .expect("a snapshot");
+        assert_eq!(sent.meta, meta);
+        let body = &mut sent.snapshot;
+        let end = body.seek(std::io::SeekFrom::End(0)).await.expect("seek");
+        assert_eq!(end, data.len() as u64, "{}", file.display());
+        body.seek(std::io::SeekFrom::Start(5)).await.expect("seek");
+        let mut rest = Vec::new();
+        body.read_to_end(&mut rest).await.expect("read");
+        assert_eq!(rest, data[5..], "{}", file.display());
+    }
+    // A file cut short is refused, not sent as a shorter dump.
+    let file = dir.path().join("snapshot.bin");
+    let whole = std::fs::read(&file).expect("read");
+    std::fs::write(&file, &whole[..whole.len() - 1]).expect("cut");
+    let cut = sm.get_current_snapshot().await;
+    assert!(cut.is_err(), "a cut file was sent");
+}
+
+/// A received snapshot that does not decode changes nothing: not the state, not the snapshot
+/// file. Its temp file goes, and so does that of a transfer the leader abandons.
+#[tokio::test]
+async fn a_damaged_or_abandoned_received_snapshot_leaves_nothing_behind() {
+    let (meta, data, _) = incoming_snapshot().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = old_node(dir.path()).await;
+    let (state, mut sm) = machine(dir.path());
+    assert!(
+        sm.snapshot_file
+            .save(&meta_at(2), &state.dump().expect("dump"))
+            .expect("save")
+    );
+    let before = std::fs::read(dir.path().join("snapshot.bin")).expect("read");
+    let mut damaged = data.clone();
+    damaged.truncate(data.len() - 3);
+    let body = receive(&mut sm, &damaged).await;
+    assert!(sm.install_snapshot(&meta, body).await.is_err());
+    assert_eq!(
+        contents(&state),
+        old,
+        "a damaged snapshot changed the state"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("snapshot.bin")).expect("read"),
+        before,
+        "a damaged snapshot replaced the snapshot file"
+    );
+    drop(receive(&mut sm, &data).await);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temp files left: {left:?}");
 }

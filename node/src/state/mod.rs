@@ -12,6 +12,7 @@
 mod access;
 mod apply;
 mod command;
+mod dump_format;
 pub(crate) mod failpoint;
 mod migrate;
 mod model;
@@ -25,7 +26,7 @@ pub use model::{
     Signed, SignedMembership, unix_nanos_now,
 };
 pub use query::{ListPage, MetadataRecord};
-pub use snapshot::DumpTree;
+pub use snapshot::{DumpSource, DumpTree};
 pub use store::{META_MEMBERSHIP, State, StateError, encode_record, scoped_key};
 
 /// The enclave that applies when a request names none.

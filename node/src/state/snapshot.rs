@@ -1,7 +1,7 @@
 //! Whole-state dumps for Raft snapshots, and installing one.
 //!
-//! A dump is every data tree, MessagePack-encoded. Key records in it are sealed already, so a
-//! snapshot file is useless without the root key.
+//! A dump is every data tree, MessagePack-encoded and streamed both ways (`dump_format.rs`).
+//! Key records in it are sealed already, so a snapshot file is useless without the root key.
 //!
 //! Installing a dump clears and refills the data trees, which sled cannot do atomically. So
 //! the install is bracketed by a record in the `snapshot_install` tree, which holds no state
@@ -10,9 +10,10 @@
 //! at start knows its trees may be half old, half new, and must redo the install before it
 //! serves (`raft::recover_snapshot_install` does, from the snapshot file saved first).
 
+use super::dump_format::{DumpItem, DumpWriter, read_dump};
 use super::failpoint;
 use super::store::{State, StateError};
-use serde::{Deserialize, Serialize};
+use std::io::{Read, Seek, Write};
 
 /// The trees a snapshot carries: every tree of the replicated state, and only those (the Raft
 /// log and the install record are the node's own). A tree that `State::open` opens belongs
@@ -38,9 +39,17 @@ const INSTALLING: &[u8] = b"installing";
 /// One tree of a dump: its name and its raw records.
 pub type DumpTree = (String, Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>);
 
-#[derive(Serialize, Deserialize)]
-struct Dump {
-    trees: Vec<DumpTree>,
+/// Where an install reads its dump. It reads it twice, a check and then the fill, so it asks
+/// for a fresh reader each time.
+pub trait DumpSource: Sync {
+    /// A reader from the first byte of the dump to its last.
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>>;
+}
+
+impl DumpSource for Vec<u8> {
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(self.as_slice()))
+    }
 }
 
 impl State {
@@ -48,51 +57,62 @@ impl State {
         Ok(self.db.open_tree(name)?)
     }
 
-    /// Every data tree as one blob. The caller must not apply concurrently (the Raft state
-    /// machine calls this between applies), so the view is consistent.
-    pub fn dump(&self) -> Result<Vec<u8>, StateError> {
-        let mut trees = Vec::with_capacity(DATA_TREES.len());
+    /// Writes every data tree to `out` as a dump, one record at a time, and returns `out`
+    /// positioned after it. The caller must not apply concurrently (the Raft state machine
+    /// calls this between applies), so the view is consistent.
+    pub fn dump_into<W: Write + Seek>(&self, out: W) -> Result<W, StateError> {
+        let mut dump = DumpWriter::new(out)?;
         for name in DATA_TREES {
             failpoint::hit("dump: tree")?;
-            let mut items = Vec::new();
+            dump.tree(name)?;
             for kv in self.data_tree(name)?.iter() {
                 let (k, v) = kv?;
-                items.push((
-                    serde_bytes::ByteBuf::from(k.to_vec()),
-                    serde_bytes::ByteBuf::from(v.to_vec()),
-                ));
+                dump.record(&k, &v)?;
             }
-            trees.push((name.to_owned(), items));
         }
-        Ok(Self::encode_dump(trees))
+        Ok(dump.finish()?)
+    }
+
+    /// [`State::dump_into`] memory: for tests, and for states known to be small.
+    pub fn dump(&self) -> Result<Vec<u8>, StateError> {
+        Ok(self
+            .dump_into(std::io::Cursor::new(Vec::new()))?
+            .into_inner())
     }
 
     /// Encodes trees as a dump (the inverse of [`State::parse_dump`]).
-    pub fn encode_dump(trees: Vec<DumpTree>) -> Vec<u8> {
-        rmp_serde::to_vec(&Dump { trees }).expect("dumps always encode")
+    pub fn encode_dump(trees: &[DumpTree]) -> Vec<u8> {
+        let mut dump = DumpWriter::new(std::io::Cursor::new(Vec::new())).expect("writes to memory");
+        for (name, records) in trees {
+            dump.tree(name).expect("writes to memory");
+            for (k, v) in records {
+                dump.record(k, v).expect("writes to memory");
+            }
+        }
+        dump.finish().expect("writes to memory").into_inner()
+    }
+
+    /// Reads a dump through without keeping it: whether it is whole, well formed, and holds
+    /// only trees of the replicated state.
+    pub fn check_dump(dump: &dyn DumpSource) -> Result<(), StateError> {
+        read_dump(dump.open()?, |item| match item {
+            DumpItem::Tree(name) => known_tree(name).map(|_| ()),
+            DumpItem::Record(..) => Ok(()),
+        })
     }
 
     /// Replaces the whole state with a dump, durably, and records `applied` and `marks` as
     /// [`State::record_applied`] does. `install_id` names the snapshot: it is what
-    /// [`State::unfinished_install`] returns if this install does not end. A dump that does not
-    /// decode changes nothing.
+    /// [`State::unfinished_install`] returns if this install does not end. The dump is checked
+    /// whole first: one that does not decode changes nothing.
     pub async fn install(
         &self,
-        blob: &[u8],
+        dump: &dyn DumpSource,
         applied: u64,
         marks: &[(&[u8], Vec<u8>)],
         install_id: &[u8],
     ) -> Result<(), StateError> {
-        let trees = Self::parse_dump(blob)?;
-        if let Some((name, _)) = trees
-            .iter()
-            .find(|(name, _)| !DATA_TREES.contains(&name.as_str()))
-        {
-            return Err(StateError::Corrupt {
-                tree: "snapshot",
-                reason: format!("unknown tree '{name}'"),
-            });
-        }
+        Self::check_dump(dump)?;
         failpoint::hit("install: begin")?;
         let progress = self.db.open_tree(INSTALL_TREE)?;
         progress.insert(INSTALLING, install_id)?;
@@ -102,21 +122,7 @@ impl State {
             self.data_tree(name)?.clear()?;
             failpoint::hit("install: cleared")?;
         }
-        for (name, items) in trees {
-            let tree = self.data_tree(&name)?;
-            // In batches of a bounded size: one batch of a million keys made a node that
-            // caught up by snapshot grow to 8.4 GiB. The install need not be atomic, as the
-            // record above makes a node that dies in it redo the install.
-            let mut items = items.into_iter().peekable();
-            while items.peek().is_some() {
-                let mut batch = sled::Batch::default();
-                for (k, v) in items.by_ref().take(INSTALL_BATCH) {
-                    batch.insert(k.into_vec(), v.into_vec());
-                }
-                tree.apply_batch(batch)?;
-            }
-            failpoint::hit("install: filled")?;
-        }
+        self.fill(dump)?;
         self.record_applied(applied, marks)?;
         failpoint::hit("install: marked")?;
         // The whole new state is on disk before the record that vouches for it goes.
@@ -126,6 +132,38 @@ impl State {
         self.make_durable().await
     }
 
+    /// Writes a dump's records into the cleared trees, in batches of a bounded size: one batch
+    /// of a million keys made a node that caught up by snapshot grow to 8.4 GiB. The fill need
+    /// not be atomic, as the install record makes a node that dies in it redo the install.
+    fn fill(&self, dump: &dyn DumpSource) -> Result<(), StateError> {
+        let mut filling: Option<(sled::Tree, sled::Batch, usize)> = None;
+        let end_tree = |filling: &mut Option<(sled::Tree, sled::Batch, usize)>| {
+            if let Some((tree, batch, _)) = filling.take() {
+                tree.apply_batch(batch)?;
+                failpoint::hit("install: filled")?;
+            }
+            Ok::<_, StateError>(())
+        };
+        read_dump(dump.open()?, |item| match item {
+            DumpItem::Tree(name) => {
+                end_tree(&mut filling)?;
+                filling = Some((self.data_tree(known_tree(name)?)?, Default::default(), 0));
+                Ok(())
+            }
+            DumpItem::Record(k, v) => {
+                let (tree, batch, len) = filling.as_mut().ok_or_else(record_before_tree)?;
+                batch.insert(k, v);
+                *len += 1;
+                if *len == INSTALL_BATCH {
+                    tree.apply_batch(std::mem::take(batch))?;
+                    *len = 0;
+                }
+                Ok(())
+            }
+        })?;
+        end_tree(&mut filling)
+    }
+
     /// The id of a snapshot install that did not end (the process died in it), if any: the
     /// data trees may be half old, half new until that snapshot is installed again.
     pub fn unfinished_install(&self) -> Result<Option<Vec<u8>>, StateError> {
@@ -133,13 +171,20 @@ impl State {
         Ok(progress.get(INSTALLING)?.map(|id| id.to_vec()))
     }
 
-    /// The trees of a dump, for a restore that replays them through the log.
+    /// The trees of a dump, in memory: for a restore that replays them through the log.
     pub fn parse_dump(blob: &[u8]) -> Result<Vec<DumpTree>, StateError> {
-        let dump: Dump = crate::msgpack::from_slice(blob).map_err(|e| StateError::Corrupt {
-            tree: "snapshot",
-            reason: e.to_string(),
+        let mut trees: Vec<DumpTree> = Vec::new();
+        read_dump(blob, |item| {
+            match item {
+                DumpItem::Tree(name) => trees.push((name.to_owned(), Vec::new())),
+                DumpItem::Record(k, v) => {
+                    let (_, records) = trees.last_mut().ok_or_else(record_before_tree)?;
+                    records.push((k.to_vec().into(), v.to_vec().into()));
+                }
+            }
+            Ok(())
         })?;
-        Ok(dump.trees)
+        Ok(trees)
     }
 
     /// Whether any enclave holds a key.
@@ -161,6 +206,25 @@ impl State {
     /// A `meta` entry written by [`State::apply`]'s marks.
     pub fn meta_get(&self, key: &[u8]) -> Result<Option<sled::IVec>, StateError> {
         Ok(self.meta.get(key)?)
+    }
+}
+
+/// `name` if it is a tree of the replicated state; a dump naming another is damaged.
+fn known_tree(name: &str) -> Result<&'static str, StateError> {
+    DATA_TREES
+        .into_iter()
+        .find(|known| *known == name)
+        .ok_or_else(|| StateError::Corrupt {
+            tree: "snapshot",
+            reason: format!("unknown tree '{name}'"),
+        })
+}
+
+/// What [`read_dump`] never hands out, but which is an error and not a panic if it did.
+fn record_before_tree() -> StateError {
+    StateError::Corrupt {
+        tree: "snapshot",
+        reason: "a record before any tree".into(),
     }
 }
 

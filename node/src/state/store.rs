@@ -71,10 +71,10 @@ const PAGE_CACHE_BYTES: u64 = 512 << 20;
 
 /// The largest value any tree holds: a Raft log entry (a command of at most
 /// `MAX_ENTRY_BYTES`, plus its log id and framing), or a record made from one command.
-const LARGEST_VALUE: usize = crate::raft::MAX_ENTRY_BYTES + 4096;
+pub(super) const LARGEST_VALUE: usize = crate::raft::MAX_ENTRY_BYTES + 4096;
 
 /// The largest key: names are at most 80 bytes, ids 8 to 32.
-const LARGEST_KEY: usize = 1024;
+pub(super) const LARGEST_KEY: usize = 1024;
 
 /// The most items one sled page holds. A leaf splits once it holds more than 16 (node.rs
 /// `should_split`), checked before every insert, so one writer leaves at most 17; a merge

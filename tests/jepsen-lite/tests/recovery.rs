@@ -329,7 +329,7 @@ async fn a_restore_refuses_a_backup_with_an_altered_record_and_applies_nothing()
         }
     }
     assert_eq!(widened, 1, "the policy record is in the backup");
-    backup.dump = serde_bytes::ByteBuf::from(State::encode_dump(trees));
+    backup.dump = serde_bytes::ByteBuf::from(State::encode_dump(&trees));
     let tampered = backup.to_file();
 
     let b = Cluster::start_with_root(1, "", Some(&root)).await;

@@ -343,7 +343,7 @@ async fn indexes_a_node_cannot_trust_are_rebuilt_before_they_are_used() {
     assert_eq!(log.op("default", assign("p", "a")), Outcome::Done);
 
     // A snapshot made by a version without indexes: its `meta` has none.
-    let trees = State::parse_dump(&log.state.dump().unwrap())
+    let trees: Vec<_> = State::parse_dump(&log.state.dump().unwrap())
         .unwrap()
         .into_iter()
         .map(|(name, items)| {
@@ -356,7 +356,7 @@ async fn indexes_a_node_cannot_trust_are_rebuilt_before_they_are_used() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let old = State::open(dir.path()).unwrap();
-    old.install(&State::encode_dump(trees), log.index, &[], b"test")
+    old.install(&State::encode_dump(&trees), log.index, &[], b"test")
         .await
         .unwrap();
     assert!(!old.indexes_current().unwrap());

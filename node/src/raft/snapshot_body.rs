@@ -1,0 +1,194 @@
+//! A snapshot's dump as openraft sends and receives it: a file, seen from where its dump
+//! starts, so a snapshot is never held in memory whole.
+//!
+//! In the snapshot file the dump is the last thing (`snapshot_file.rs`), so a [`SnapshotBody`]
+//! reading one shifts seeks by the header's length and otherwise reads the file to its end. A
+//! body receiving a snapshot writes a temp file of its own, which goes when the body is dropped
+//! (openraft drops a transfer that the leader abandons).
+
+use crate::state::DumpSource;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+
+/// Buffer of the reader an install parses a dump through.
+const READ_BUFFER: usize = 1 << 20;
+
+/// A dump in a file: from `start` to the end of the file.
+#[derive(Debug)]
+pub(super) struct DumpInFile {
+    file: std::fs::File,
+    start: u64,
+}
+
+impl DumpInFile {
+    pub(super) fn new(file: std::fs::File, start: u64) -> Self {
+        DumpInFile { file, start }
+    }
+
+    /// fsyncs the file.
+    pub(super) fn sync_all(&self) -> std::io::Result<()> {
+        self.file.sync_all()
+    }
+
+    /// Copies the dump to `out`.
+    pub(super) fn copy_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        std::io::copy(&mut self.open()?, out).map(drop)
+    }
+}
+
+impl DumpSource for DumpInFile {
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        // A clone shares the file's position; readers are opened one after the other.
+        let mut file = self.file.try_clone()?;
+        file.seek(SeekFrom::Start(self.start))?;
+        Ok(Box::new(std::io::BufReader::with_capacity(
+            READ_BUFFER,
+            file,
+        )))
+    }
+}
+
+/// Creates a new file for a snapshot, readable and writable by the owner only: a snapshot is
+/// the whole sealed state, as sensitive as a backup.
+pub(super) fn create_owner_only(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true),
+        0o600,
+    )
+    .open(path)
+}
+
+/// A temp file that is removed when this is dropped.
+#[derive(Debug)]
+pub(super) struct TempFile(pub(super) PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // Already renamed into place, or never made: either way nothing is left to remove.
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A received dump, whole: the temp file it arrived in, removed when this is dropped.
+#[derive(Debug)]
+pub(super) struct Received {
+    pub(super) dump: DumpInFile,
+    _temp: TempFile,
+}
+
+impl DumpSource for Received {
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        self.dump.open()
+    }
+}
+
+/// openraft's `SnapshotData`.
+#[derive(Debug)]
+pub struct SnapshotBody {
+    file: tokio::fs::File,
+    /// Where the dump starts in the file.
+    start: u64,
+    /// For a body receiving a snapshot: its temp file.
+    temp: Option<TempFile>,
+}
+
+impl SnapshotBody {
+    /// A body that reads `dump`, positioned at its first byte.
+    pub(super) fn reading(dump: DumpInFile) -> std::io::Result<Self> {
+        let DumpInFile { mut file, start } = dump;
+        file.seek(SeekFrom::Start(start))?;
+        Ok(SnapshotBody {
+            file: tokio::fs::File::from_std(file),
+            start,
+            temp: None,
+        })
+    }
+
+    /// A body that receives a snapshot into a new file at `temp`.
+    pub(super) fn receiving(temp: PathBuf) -> std::io::Result<Self> {
+        let file = create_owner_only(&temp)?;
+        Ok(SnapshotBody {
+            file: tokio::fs::File::from_std(file),
+            start: 0,
+            temp: Some(TempFile(temp)),
+        })
+    }
+
+    /// The dump this body received, once openraft has written its last chunk.
+    pub(super) async fn into_received(self) -> std::io::Result<Received> {
+        let SnapshotBody { mut file, temp, .. } = self;
+        // tokio writes in the background: wait for the last write to reach the file.
+        tokio::io::AsyncWriteExt::flush(&mut file).await?;
+        let temp = temp.ok_or_else(|| std::io::Error::other("this snapshot was not received"))?;
+        Ok(Received {
+            dump: DumpInFile::new(file.into_std().await, 0),
+            _temp: temp,
+        })
+    }
+}
+
+impl AsyncRead for SnapshotBody {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().file).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SnapshotBody {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().file).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().file).poll_shutdown(cx)
+    }
+}
+
+/// Seeks never go before the dump: relative seeks backwards are refused (openraft seeks to
+/// offsets from the start and to the end). So the file's position is always at or past
+/// `start`, and subtracting `start` from what tokio reports is exact, including tokio's answer
+/// before any seek (0, where the body starts at the dump's first byte).
+impl AsyncSeek for SnapshotBody {
+    fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> std::io::Result<()> {
+        let this = self.get_mut();
+        let position = match position {
+            SeekFrom::Start(n) => SeekFrom::Start(
+                this.start
+                    .checked_add(n)
+                    .ok_or_else(|| std::io::Error::other("seek past the largest offset"))?,
+            ),
+            SeekFrom::End(n) | SeekFrom::Current(n) if n < 0 => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "a snapshot body seeks backwards only from its start",
+                ));
+            }
+            forwards => forwards,
+        };
+        Pin::new(&mut this.file).start_seek(position)
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.file)
+            .poll_complete(cx)
+            .map_ok(|at| at.saturating_sub(this.start))
+    }
+}
