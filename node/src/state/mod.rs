@@ -17,6 +17,7 @@ pub(crate) mod failpoint;
 mod migrate;
 mod model;
 mod query;
+mod reclaim;
 mod snapshot;
 mod store;
 

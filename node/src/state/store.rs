@@ -201,6 +201,7 @@ pub const META_MEMBERSHIP: &[u8] = b"membership_sig";
 impl State {
     /// Opens (or creates) the store in `dir`, and makes every file sled made there durable.
     pub fn open(dir: &Path) -> Result<State, StateError> {
+        super::reclaim::start();
         super::migrate::migrate_to_current_segments(dir)?;
         let config = Self::sled_config(dir)?;
         if config.segment_size != SEGMENT_SIZE {
