@@ -9,7 +9,11 @@ asserted: CI runs only the bench smoke (tests/jepsen-lite/tests/bench.rs).
   decrypt through a follower   vs through the leader                         (cluster-bench reads)
   replicated create            vs etcd puts, 3 nodes each, 1/16/64 conns     (oha)
   failover                     kill -9 of the leader to the first write, 10x (cluster-bench)
-  a mixed run through every node                                             (kes-cluster bench)
+  a mixed run through every node, 10 minutes                                 (kes-cluster bench)
+  a steady soak far below capacity: 800 generates/s per node + 80 creates/s  (kes-cluster bench)
+
+BENCH_DURATION (8s) sets the length of each short run, BENCH_MIXED_DURATION (10m) and
+BENCH_SOAK_DURATION (5m) those of the two long ones.
 """
 import base64
 import datetime
@@ -29,6 +33,10 @@ import ssl
 ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
 DUR = os.environ.get("BENCH_DURATION", "8s")
+MIXED = os.environ.get("BENCH_MIXED_DURATION", "10m")
+SOAK = os.environ.get("BENCH_SOAK_DURATION", "5m")
+# The soak of issue 10: per node, 800 generates/s; and 80 creates/s through the cluster.
+SOAK_GENERATES_PER_NODE, SOAK_CREATES = 800, 80
 PROCS = []
 COMMANDS = []
 
@@ -170,6 +178,13 @@ def summary_line(text, prefix):
     return next(line for line in text.splitlines() if line.startswith(prefix))
 
 
+def bench_line(r):
+    """One line of a `kes-cluster bench --json` result: rate, latency, errors by status."""
+    return (f"{r['ops_per_sec']:.0f} ops/s, latency " +
+            ", ".join(f"{k} {r['latency'][k + '_ms']:.2f} ms" for k in ("p50", "p90", "p99", "p99.9", "max")) +
+            f", errors {r['errors'] or 'none'}\n")
+
+
 def bars(title, rows, unit, path):
     """A horizontal bar chart as SVG: rows of (label, value, note)."""
     top = max(v for _, v, _ in rows) or 1
@@ -254,10 +269,14 @@ def main():
         log("sustained load: 100,000 creates at 64 conns through the leader")
         results["sustained"] = oha(leader.replace("127.0.0.1", "localhost") + "/v1/key/create/s[a-z0-9]{20}", 64,
                                    cert, key, "PUT", extra=["--rand-regex-url"], length=("-n", "100000"))
-        log("a mixed run through every node (kes-cluster bench)")
-        mixed = run([os.path.join(BIN, "kes-cluster"), "bench", "--cert", cert, "--key", key, "-k",
-                     "--nodes", ",".join(urls), "--conns", "32", "--duration", DUR, "--json"])
-        results["mixed"] = json.loads(mixed.stdout)
+        bench = [os.path.join(BIN, "kes-cluster"), "bench", "--cert", cert, "--key", key, "-k",
+                 "--nodes", ",".join(urls), "--conns", "32", "--json"]
+        log(f"a mixed run through every node for {MIXED} (kes-cluster bench)")
+        results["mixed"] = json.loads(run(bench + ["--duration", MIXED]).stdout)
+        generates = SOAK_GENERATES_PER_NODE * len(urls)
+        log(f"a steady soak for {SOAK}: {generates} generates/s and {SOAK_CREATES} creates/s over every node")
+        results["soak"] = json.loads(run(bench + ["--duration", SOAK, "--rate", str(generates + SOAK_CREATES),
+                                                  "--mix", f"generate={generates},create={SOAK_CREATES}"]).stdout)
         stop_all()
 
         log("decrypt through the leader vs through a follower (cluster-bench reads)")
@@ -314,10 +333,11 @@ def main():
            f"{', '.join(f'{k}: {v}' for k, v in sorted(s['codes'].items()))} (goal: every one 200)\n",
            "## Decrypt through a follower vs through the leader\n", "```"] + results["reads"] + ["```\n",
            "## Failover\n", "```", results["failover"], "```\n",
-           "## A mixed run through every node (`kes-cluster bench`, 32 conns, generate=70,decrypt=25,create=5)\n",
-           f"{m['ops_per_sec']:.0f} ops/s, latency " +
-           ", ".join(f"{k} {m['latency'][k + '_ms']:.2f} ms" for k in ("p50", "p90", "p99", "p99.9", "max")) +
-           f", errors {m['errors'] or 'none'}\n"]
+           f"## A mixed run through every node for {MIXED} (`kes-cluster bench`, 32 conns, "
+           "generate=70,decrypt=25,create=5)\n", bench_line(m),
+           f"## A steady soak for {SOAK}, far below capacity ({SOAK_GENERATES_PER_NODE} generates/s per node and "
+           f"{SOAK_CREATES} creates/s, open loop, over every node)\n", bench_line(results["soak"]),
+           "(goal for both: no errors)\n"]
     with open(os.path.join(ROOT, "docs", "bench", "analysis.md")) as f:
         md.append(f.read())
     md += ["## Commands\n", f"(`$WORK` is the run's temporary directory, `$BIN` is target/release)\n", "```"]

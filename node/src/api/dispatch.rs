@@ -137,6 +137,18 @@ where
     // Authenticated and authorised before the client's own index wait, so an unauthorised
     // caller can never hold a request (or a waiter slot) open for long.
     let identity = authenticate(node, conn, route, &enclave, &policy_paths)?;
+    if let (Some(limiter), Some(id)) = (&node.rate_limiter, &identity)
+        && let Err(wait) = rate_limit(node, limiter, id.as_str(), &enclave)?
+    {
+        node.metrics.http_rate_limited.inc();
+        let mut resp =
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many requests").into_response();
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.header_seconds()),
+        );
+        return Ok(resp);
+    }
     if is_stateful {
         wait_for_index(node, req.headers()).await?;
     }
@@ -198,6 +210,21 @@ fn needs_read_barrier(
         Err(_) => false,
     };
     Ok(!admin)
+}
+
+/// Takes one request from the identity's rate limit, if it has one (`rate_limits:`). Counted
+/// after authentication, so requests refused anyway spend nobody's budget.
+fn rate_limit(
+    node: &Node,
+    limiter: &crate::server::RateLimiter,
+    identity: &str,
+    enclave: &str,
+) -> Result<Result<(), crate::server::RetryAfter>, ApiError> {
+    let assigned = || Ok(node.state.identity(enclave, identity)?.map(|e| e.policy));
+    let Some(limit) = limiter.limit_of::<ApiError>(node.is_admin(identity)?, assigned)? else {
+        return Ok(Ok(()));
+    };
+    Ok(limiter.admit(identity, limit, Instant::now()))
 }
 
 /// A client that sends back the `Kes-Cluster-Index` of its last write reads it here: the

@@ -36,6 +36,7 @@ mod limits;
 mod log;
 mod names;
 mod policy;
+mod rate_limits;
 mod reader;
 mod seal;
 mod tls;
@@ -55,6 +56,7 @@ pub use limits::LimitsConfig;
 pub use log::LogConfig;
 pub use names::is_valid_name;
 pub use policy::PolicyConfig;
+pub use rate_limits::{RateLimit, RateLimitsConfig};
 pub use seal::{Pkcs11Token, SealConfig, SealProvider};
 pub use tls::TlsConfig;
 
@@ -83,6 +85,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `limits`: connection, timeout and stream bounds (our extension; every key optional).
     pub limits: LimitsConfig,
+    /// `rate_limits`: requests per second per identity (our extension; none without it).
+    pub rate_limits: RateLimitsConfig,
     /// `policy`: policies declared in the file (read-only in the cluster), by name.
     pub policies: BTreeMap<String, PolicyConfig>,
     /// `keys[].name`: keys created once a leader is known, in file order.
@@ -208,6 +212,7 @@ fn read(cx: &Ctx<'_>, value: &serde_yaml::Value) -> Result<Config, ConfigError> 
     let cache = top.take("cache");
     let log = top.take("log");
     let limits = top.take("limits");
+    let rate_limits = top.take("rate_limits");
     let keys = top.take("keys");
     let keystore = top.take("keystore");
     let cluster = top.take("cluster");
@@ -255,6 +260,9 @@ fn read(cx: &Ctx<'_>, value: &serde_yaml::Value) -> Result<Config, ConfigError> 
     }
     if let Some(f) = log {
         config.log = log::parse(&f)?;
+    }
+    if let Some(f) = rate_limits {
+        config.rate_limits = rate_limits::parse(&f)?;
     }
     if let Some(f) = limits {
         config.limits = limits::parse(&f)?;

@@ -24,6 +24,10 @@ pub struct Metrics {
     pub active: Gauge,
     /// Response time, seconds.
     pub response_time: Histogram,
+    /// Requests refused with 429 because their identity was over its rate limit. One series,
+    /// as the KES SDK's metrics decoder refuses families of several outside
+    /// `kes_http_request_*`.
+    pub http_rate_limited: Counter,
     /// Lines written to `/v1/log/error` subscribers.
     pub log_error_events: Counter,
     /// Lines written to `/v1/log/audit` subscribers.
@@ -122,6 +126,10 @@ impl Metrics {
             ),
             active: gauge("kes_http_request_active", "Number of requests in flight"),
             response_time,
+            http_rate_limited: counter(
+                "kes_http_rate_limited_total",
+                "Requests refused with 429 because their identity was over its rate limit",
+            ),
             log_error_events: counter(
                 "kes_log_error_events",
                 "Number of error events written to subscribers",

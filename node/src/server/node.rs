@@ -37,6 +37,8 @@ pub struct Node {
     pub config_synced: std::sync::atomic::AtomicBool,
     /// The node certificate, key and node CA (for joining through a member's KES port).
     pub node_cert_paths: Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)>,
+    /// Requests per second per identity (`rate_limits:`); `None` when nothing is limited.
+    pub rate_limiter: Option<super::RateLimiter>,
     /// Connection, timeout and stream bounds (`limits:`).
     pub limits: crate::config::LimitsConfig,
     /// One permit per open `/v1/log/*` stream, `limits.max_log_streams` in all.

@@ -277,6 +277,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
             _ => None,
         },
         limits: opts.config.limits,
+        rate_limiter: super::RateLimiter::new(&opts.config.rate_limits),
         configured_admin: opts.admin.clone(),
         log_streams: Arc::new(tokio::sync::Semaphore::new(
             opts.config.limits.max_log_streams,

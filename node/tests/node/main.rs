@@ -10,6 +10,7 @@ mod keys;
 mod observability;
 mod persistence;
 mod policies;
+mod rate_limits;
 mod seal;
 mod strace_log;
 mod tls;

@@ -3,30 +3,6 @@
 use crate::support::*;
 use kes_cluster::{Client, Method};
 
-async fn write_policy(admin: &Client, name: &str, allow: &[&str], deny: &[&str]) {
-    let body = serde_json::json!({ "allow": allow, "deny": deny }).to_string();
-    let r = call(
-        admin,
-        Method::POST,
-        &format!("/v1/policy/write/{name}"),
-        &body,
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
-async fn assign(admin: &Client, policy: &str, id: &str) {
-    let body = serde_json::json!({ "identity": id }).to_string();
-    let r = call(
-        admin,
-        Method::POST,
-        &format!("/v1/policy/assign/{policy}"),
-        &body,
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
 /// Whether the path is authorised: anything but 403 means the policy let it through.
 async fn allowed(c: &Client, method: Method, path: &str) -> bool {
     let r = call(c, method, path, "{}").await;

@@ -232,6 +232,32 @@ pub async fn call(c: &Client, method: Method, path: &str, body: &str) -> Respons
         .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// Writes a policy as the admin.
+pub async fn write_policy(admin: &Client, name: &str, allow: &[&str], deny: &[&str]) {
+    let body = serde_json::json!({ "allow": allow, "deny": deny }).to_string();
+    let r = call(
+        admin,
+        Method::POST,
+        &format!("/v1/policy/write/{name}"),
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Assigns an identity to a policy as the admin.
+pub async fn assign(admin: &Client, policy: &str, id: &str) {
+    let body = serde_json::json!({ "identity": id }).to_string();
+    let r = call(
+        admin,
+        Method::POST,
+        &format!("/v1/policy/assign/{policy}"),
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 /// Asserts status and exact KES error message.
 pub fn assert_error(r: &Response, status: u16, message: &str) {
     assert_eq!(r.status, status, "body: {}", r.text());
