@@ -4,6 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 { command -v openssl && command -v softhsm2-util && command -v pkcs11-tool && command -v strace && command -v ip && command -v iptables && test -e /usr/share/doc/faketime; } >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl softhsm2 opensc strace iproute2 iptables faketime; }
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+# The alert rules, against made-up series (deploy/prometheus/alerts_test.yml).
+command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; }
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts_test.yml
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -226,13 +226,45 @@ pub(super) async fn remove(node: Arc<Node>, req: Req) -> Answer {
 
 /// `GET /v1/cluster/snapshot`: a consistent snapshot file, still sealed.
 pub(super) async fn snapshot(node: Arc<Node>, _: Req) -> Answer {
-    let bytes = node.cluster.save_snapshot().await.map_err(unavailable)?;
-    let mut resp = Response::new(Body::from(bytes));
-    resp.headers_mut().insert(
+    let file = node.cluster.save_snapshot().await.map_err(unavailable)?;
+    let length = file.head.len() as u64 + file.dump_len;
+    let mut resp = Response::new(Body::from_stream(backup_chunks(file)));
+    let headers = resp.headers_mut();
+    headers.insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/octet-stream"),
     );
+    headers.insert(
+        axum::http::header::CONTENT_LENGTH,
+        axum::http::HeaderValue::from(length),
+    );
     Ok(resp)
+}
+
+/// A snapshot file as a stream of chunks: its head, then the dump read from the Raft snapshot
+/// file a chunk at a time. A read that fails ends the body early, which the client sees (the
+/// answer carries its length).
+fn backup_chunks(
+    file: crate::cluster::BackupStream,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
+    use futures_util::StreamExt;
+    const CHUNK: u64 = 1 << 20;
+    let head = futures_util::stream::once(async move { Ok(bytes::Bytes::from(file.head)) });
+    let dump = tokio::fs::File::from_std(file.dump);
+    let rest = futures_util::stream::unfold((dump, file.dump_len), |(mut dump, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut chunk = vec![0; left.min(CHUNK) as usize];
+        match tokio::io::AsyncReadExt::read_exact(&mut dump, &mut chunk).await {
+            Ok(_) => Some((
+                Ok(bytes::Bytes::from(chunk)),
+                (dump, left - CHUNK.min(left)),
+            )),
+            Err(e) => Some((Err(e), (dump, 0))),
+        }
+    });
+    head.chain(rest)
 }
 
 /// Restore chunks stay well below the replicated entry limit.

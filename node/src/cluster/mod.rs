@@ -28,7 +28,7 @@ pub mod transport;
 mod watch;
 mod write;
 
-pub use backup::Backup;
+pub use backup::{Backup, BackupStream};
 pub use evict::evict_tombstoned;
 pub use group_commit::GroupCommit;
 pub use join::{join_through, node_client};

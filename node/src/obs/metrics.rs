@@ -41,6 +41,11 @@ pub struct Metrics {
     stack_used: Gauge,
     /// 1 while the node is sealed.
     pub sealed: Gauge,
+    /// 1 while the last re-check found the seal provider unreachable.
+    pub seal_unreachable: Gauge,
+    /// Seconds of `seal.offline_grace` left before an unreachable seal provider seals the node
+    /// (the whole grace while it is reachable).
+    pub seal_grace_remaining: Gauge,
     /// 0 follower, 1 candidate, 2 leader, 3 learner, 4 shut down.
     pub cluster_role: Gauge,
     /// The current Raft term.
@@ -152,6 +157,14 @@ impl Metrics {
             ),
             stack_used: gauge("kes_system_mem_stack_used", "Stack memory in bytes"),
             sealed: gauge("kes_seal_sealed", "1 while the node is sealed, else 0"),
+            seal_unreachable: gauge(
+                "kes_seal_unreachable",
+                "1 while the seal provider is unreachable, else 0",
+            ),
+            seal_grace_remaining: gauge(
+                "kes_seal_grace_remaining_seconds",
+                "Seconds of seal.offline_grace left before an unreachable seal provider seals the node",
+            ),
             cluster_role: gauge(
                 "kes_cluster_role",
                 "0 follower, 1 candidate, 2 leader, 3 learner, 4 shut down",

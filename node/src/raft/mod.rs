@@ -24,6 +24,7 @@ pub use read_leases::{LastAppended, ReadLeases};
 pub use sent_commit::SentCommit;
 pub use shared_index::SharedIndex;
 pub use snapshot_body::SnapshotBody;
+pub use snapshot_file::open_dump;
 pub use state_machine::{AppliedHook, RecoverError, StateMachine, recover_snapshot_install};
 
 use crate::state::{Command, Outcome};

@@ -33,6 +33,14 @@ impl DumpInFile {
         self.file.sync_all()
     }
 
+    /// The file positioned at the dump's first byte, and the dump's length.
+    pub(super) fn into_positioned(self) -> std::io::Result<(std::fs::File, u64)> {
+        let DumpInFile { mut file, start } = self;
+        let len = file.metadata()?.len().saturating_sub(start);
+        file.seek(SeekFrom::Start(start))?;
+        Ok((file, len))
+    }
+
     /// Copies the dump to `out`.
     pub(super) fn copy_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         std::io::copy(&mut self.open()?, out).map(drop)

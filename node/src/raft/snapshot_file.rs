@@ -47,6 +47,17 @@ pub(super) struct Written {
     last_log_id: Option<LogId>,
 }
 
+/// The snapshot in the file at `path`, for a backup: its meta, and its dump as a file
+/// positioned at the dump's first byte, with the dump's length. The file stays readable if a
+/// newer snapshot replaces it meanwhile.
+pub fn open_dump(path: &Path) -> std::io::Result<Option<(Meta, std::fs::File, u64)>> {
+    let Some((meta, dump)) = SnapshotFile::new(path.to_owned()).open()? else {
+        return Ok(None);
+    };
+    let (file, len) = dump.into_positioned()?;
+    Ok(Some((meta, file, len)))
+}
+
 /// MessagePack's `bin 32` marker.
 const BIN32: u8 = 0xc6;
 

@@ -8,6 +8,30 @@ use crate::state::Op;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Records what a re-check found in `unreachable_since` and in the seal metrics, which alerts
+/// watch (`deploy/prometheus/alerts.yml`): whether the provider is unreachable, and how much of
+/// the offline grace is left.
+fn report_reachability(
+    node: &Node,
+    checked: &Result<(), ProviderError>,
+    unreachable_since: &mut Option<std::time::Instant>,
+    offline_grace: Duration,
+) {
+    let unreachable = matches!(checked, Err(ProviderError::Unreachable(_)));
+    if unreachable {
+        unreachable_since.get_or_insert_with(std::time::Instant::now);
+    } else {
+        *unreachable_since = None;
+    }
+    let used = unreachable_since.map_or(Duration::ZERO, |since| since.elapsed());
+    node.metrics
+        .seal_unreachable
+        .set(f64::from(u8::from(unreachable)));
+    node.metrics
+        .seal_grace_remaining
+        .set(offline_grace.saturating_sub(used).as_secs_f64());
+}
+
 /// Unseals as soon as the cluster key is in the state (at once on a restart; after the first
 /// replication on a joiner), then re-checks with the seal every `recheck`:
 /// - a refusal (key deleted or disabled, access revoked) seals the node and drops every
@@ -54,10 +78,12 @@ pub(super) async fn keep_unsealed(
             if last_check.elapsed() >= recheck {
                 last_check = std::time::Instant::now();
                 let (_, seal_id) = unsealed_with.clone().unwrap_or_default();
-                match recheck_seal(&node, &meta, &seal_id).await {
-                    Ok(()) => unreachable_since = None,
+                let checked = recheck_seal(&node, &meta, &seal_id).await;
+                report_reachability(&node, &checked, &mut unreachable_since, offline_grace);
+                match checked {
+                    Ok(()) => {}
                     Err(ProviderError::Unreachable(e)) => {
-                        let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
+                        let since = unreachable_since.unwrap_or_else(std::time::Instant::now);
                         if since.elapsed() >= offline_grace {
                             seal_now(
                                 &node,
@@ -100,7 +126,7 @@ pub(super) async fn keep_unsealed(
                 tracing::info!("node unsealed with seal {seal_id}");
                 unsealed_with = Some((copies, seal_id.clone()));
                 last_check = std::time::Instant::now();
-                unreachable_since = None;
+                report_reachability(&node, &Ok(()), &mut unreachable_since, offline_grace);
                 backoff = Duration::from_secs(2);
                 record_seal_use(node.clone(), admin.clone(), seal_id);
             }

@@ -2,7 +2,7 @@
 
 use crate::config::{Setup, node_with, setup, wait_ready_with};
 use crate::support::*;
-use kes_cluster::Method;
+use kes_cluster::{Client, Method};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -260,6 +260,10 @@ async fn an_unreachable_seal_is_tolerated_for_the_offline_grace_then_seals() {
         down.elapsed(),
         r.text()
     );
+    // Alerts see it: unreachable, with part of the grace left.
+    assert_eq!(metric(&admin, "kes_seal_unreachable").await, 1.0);
+    let left = metric(&admin, "kes_seal_grace_remaining_seconds").await;
+    assert!(left > 0.0 && left < 3.0, "grace left: {left}");
     let mut sealed_after = None;
     while down.elapsed() < Duration::from_secs(10) {
         if call(&admin, Method::PUT, "/v1/key/generate/k", "{}")
@@ -287,4 +291,17 @@ async fn an_unreachable_seal_is_tolerated_for_the_offline_grace_then_seals() {
         "unsealed again {:?} after the seal came back",
         back.elapsed()
     );
+    assert_eq!(metric(&admin, "kes_seal_unreachable").await, 0.0);
+    assert_eq!(
+        metric(&admin, "kes_seal_grace_remaining_seconds").await,
+        3.0
+    );
+}
+
+/// The value of a one-series metric family.
+async fn metric(admin: &Client, name: &str) -> f64 {
+    let text = call(admin, Method::GET, "/v1/metrics", "").await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
