@@ -58,8 +58,16 @@ where
         node.metrics
             .observe(resp.status().as_u16(), started.elapsed().as_secs_f64());
     }
-    if route.timeout.is_some() {
-        audit(&node, &conn, &path, resp.status(), started);
+    // Audited: every route with a time limit, i.e. all but the log streams.
+    let mut resp = resp;
+    if route.timeout.is_some()
+        && !audit(&node, &conn, &path, resp.status(), started)
+        && node.audit.closed()
+        && !monitoring(&route)
+    {
+        // The request may have taken effect (as in Vault, whose response log can fail after
+        // the fact); the client is told it cannot rely on it being on record.
+        resp = audit_unavailable().into_response();
     }
     // Refusals and server failures go to the error log (and so to /v1/log/error).
     let status = resp.status();
@@ -93,6 +101,9 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if route.timeout.is_some() && node.audit.refusing() && !monitoring(route) {
+        return Err(audit_unavailable());
+    }
     if !route.accepts(req.method()) {
         let mut resp = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -315,9 +326,11 @@ pub(super) fn require_admin(node: &Node, req: &super::Req) -> Result<(), ApiErro
     }
 }
 
-fn audit(node: &Node, conn: &ConnInfo, path: &str, status: StatusCode, started: Instant) {
-    if !node.audit_stdout && !node.events.has_audit_subscribers() {
-        return;
+/// Publishes the request's audit event to the stream and writes it to the sinks. Returns
+/// whether the sinks took it (true when there are none).
+fn audit(node: &Node, conn: &ConnInfo, path: &str, status: StatusCode, started: Instant) -> bool {
+    if !node.audit.any() && !node.events.has_audit_subscribers() {
+        return true;
     }
     let time = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -338,10 +351,26 @@ fn audit(node: &Node, conn: &ConnInfo, path: &str, status: StatusCode, started: 
             time: started.elapsed().as_millis() as u64,
         },
     };
-    if node.audit_stdout {
-        if let Ok(line) = serde_json::to_string(&event) {
-            println!("{line}");
-        }
-    }
     node.events.audit(&event);
+    if !node.audit.any() {
+        return true;
+    }
+    match serde_json::to_string(&event) {
+        Ok(line) => node.audit.write(&line),
+        Err(_) => false,
+    }
+}
+
+/// `/v1/metrics` answers even while a closed audit log refuses everything else, so that the
+/// failure (`kes_audit_write_failures_total`) can be seen and alerted on.
+fn monitoring(route: &super::Route) -> bool {
+    route.path == "/v1/metrics"
+}
+
+/// 503 while audit events cannot be written and `log.audit_failure` is `closed`.
+fn audit_unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit log unavailable: requests are refused until audit events can be written",
+    )
 }

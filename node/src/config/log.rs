@@ -1,10 +1,34 @@
-//! `log:` — whether error and audit events are written to the console.
+//! `log:` — whether error and audit events are written to the console, and where else audit
+//! events go: a file with size-based rotation, and what happens when they cannot be written.
 
 use super::ConfigError;
-use super::reader::Field;
+use super::reader::{Field, opt};
+use std::path::PathBuf;
+
+/// `log.audit_file`: audit events appended to a file, rotated by size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditFileConfig {
+    /// `path`: the file; made (owner-only) if missing.
+    pub path: PathBuf,
+    /// `max_size`: bytes past which the file is rotated to `<path>.1`. Default 100 MiB.
+    pub max_size: u64,
+    /// `keep`: rotated files kept (`<path>.1` newest to `<path>.<keep>`). Default 5.
+    pub keep: u32,
+}
+
+/// `log.audit_failure`: what a request gets when its audit event cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuditFailure {
+    /// Served as usual; the failure is counted and raised as an error event. KES's behaviour,
+    /// and the default.
+    #[default]
+    Open,
+    /// Refused with 503, as Vault does when no audit device can record.
+    Closed,
+}
 
 /// The `log:` section. The API streams (`/v1/log/error`, `/v1/log/audit`) work either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// `log.error`: error events to stderr. Default on.
     pub error: bool,
@@ -12,6 +36,10 @@ pub struct LogConfig {
     /// documentation says (KES's code defaults it on; the contract §10 picks the documented
     /// behaviour, since a flood of audit lines is a surprise nobody asked for).
     pub audit: bool,
+    /// `log.audit_file`: also to this file.
+    pub audit_file: Option<AuditFileConfig>,
+    /// `log.audit_failure`: `open` (default) or `closed`.
+    pub audit_failure: AuditFailure,
 }
 
 impl Default for LogConfig {
@@ -19,6 +47,8 @@ impl Default for LogConfig {
         LogConfig {
             error: true,
             audit: false,
+            audit_file: None,
+            audit_failure: AuditFailure::Open,
         }
     }
 }
@@ -27,9 +57,23 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<LogConfig, ConfigError> {
     let mut sec = field.section()?;
     let error = sec.take("error");
     let audit = sec.take("audit");
+    let audit_file = sec.take("audit_file");
+    let audit_failure = sec.take("audit_failure");
     sec.finish()?;
     let default = LogConfig::default();
     Ok(LogConfig {
+        audit_file: audit_file.map(|f| audit_file_config(&f)).transpose()?,
+        audit_failure: match opt(&audit_failure, |f| f.optional_string())? {
+            None => AuditFailure::Open,
+            Some(v) if v == "open" => AuditFailure::Open,
+            Some(v) if v == "closed" => AuditFailure::Closed,
+            Some(v) => {
+                return Err(ConfigError::invalid(
+                    "log.audit_failure",
+                    format!("'{v}' is neither open nor closed"),
+                ));
+            }
+        },
         error: match error {
             Some(f) => switch(&f)?.unwrap_or(default.error),
             None => default.error,
@@ -38,6 +82,45 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<LogConfig, ConfigError> {
             Some(f) => switch(&f)?.unwrap_or(default.audit),
             None => default.audit,
         },
+    })
+}
+
+fn audit_file_config(field: &Field<'_>) -> Result<AuditFileConfig, ConfigError> {
+    let mut sec = field.section()?;
+    let path = sec.take("path");
+    let max_size = sec.take("max_size");
+    let keep = sec.take("keep");
+    sec.finish()?;
+    let path = match path {
+        Some(f) => f.required_string("the file to append audit events to")?,
+        None => {
+            return Err(ConfigError::invalid(
+                field.path(),
+                "needs `path`, the file to append audit events to",
+            ));
+        }
+    };
+    let max_size = match opt(&max_size, |f| f.u64())? {
+        Some(n) if n < 4096 => {
+            return Err(ConfigError::invalid(
+                "log.audit_file.max_size",
+                "must be at least 4096 bytes",
+            ));
+        }
+        Some(n) => n,
+        None => 100 << 20,
+    };
+    let keep = match opt(&keep, |f| f.u64())? {
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| *n <= 1000)
+            .ok_or_else(|| ConfigError::invalid("log.audit_file.keep", "must be at most 1000"))?,
+        None => 5,
+    };
+    Ok(AuditFileConfig {
+        path: PathBuf::from(path),
+        max_size,
+        keep,
     })
 }
 

@@ -53,7 +53,7 @@ pub use cache::CacheConfig;
 pub use cluster::{ClusterConfig, ClusterTlsConfig, ElectionTimeout, GrpcConfig};
 pub use error::ConfigError;
 pub use limits::LimitsConfig;
-pub use log::LogConfig;
+pub use log::{AuditFailure, AuditFileConfig, LogConfig};
 pub use names::is_valid_name;
 pub use policy::PolicyConfig;
 pub use rate_limits::{RateLimit, RateLimitsConfig};

@@ -77,7 +77,8 @@ fn the_kes_sample_config_loads() {
         c.log,
         LogConfig {
             error: true,
-            audit: false
+            audit: false,
+            ..LogConfig::default()
         }
     );
     assert_eq!(c.keys, ["some-key-name", "another-key-name"]);
@@ -445,13 +446,45 @@ fn log_levels_mean_on() {
         c.log,
         LogConfig {
             error: false,
-            audit: true
+            audit: true,
+            ..LogConfig::default()
         }
     );
     let c = load("log: {error: \"\", audit: \"\"}")
         .expect("valid")
         .config;
     assert_eq!(c.log, LogConfig::default());
+}
+
+#[test]
+fn audit_file_and_failure_mode_read_with_defaults() {
+    let c = load("log: {audit_file: {path: /var/log/kes/audit.log}, audit_failure: closed}")
+        .expect("valid")
+        .config;
+    assert_eq!(
+        c.log.audit_file,
+        Some(AuditFileConfig {
+            path: "/var/log/kes/audit.log".into(),
+            max_size: 100 << 20,
+            keep: 5
+        })
+    );
+    assert_eq!(c.log.audit_failure, AuditFailure::Closed);
+    for (yaml, key) in [
+        ("log: {audit_failure: maybe}", "log.audit_failure"),
+        ("log: {audit_file: {max_size: 5000}}", "log.audit_file"),
+        (
+            "log: {audit_file: {path: a, max_size: 10}}",
+            "log.audit_file.max_size",
+        ),
+        (
+            "log: {audit_file: {path: a, kept: 3}}",
+            "log.audit_file.kept",
+        ),
+    ] {
+        let err = load(yaml).expect_err(yaml).to_string();
+        assert!(err.contains(key), "{yaml}: {err}");
+    }
 }
 
 #[test]

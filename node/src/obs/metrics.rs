@@ -28,6 +28,9 @@ pub struct Metrics {
     /// as the KES SDK's metrics decoder refuses families of several outside
     /// `kes_http_request_*`.
     pub http_rate_limited: Counter,
+    /// Audit events a sink (stdout, the audit file) could not take, and audit files found
+    /// removed or replaced.
+    pub audit_write_failures: Counter,
     /// Lines written to `/v1/log/error` subscribers.
     pub log_error_events: Counter,
     /// Lines written to `/v1/log/audit` subscribers.
@@ -134,6 +137,10 @@ impl Metrics {
             http_rate_limited: counter(
                 "kes_http_rate_limited_total",
                 "Requests refused with 429 because their identity was over its rate limit",
+            ),
+            audit_write_failures: counter(
+                "kes_audit_write_failures_total",
+                "Audit events that could not be written to stdout or the audit file",
             ),
             log_error_events: counter(
                 "kes_log_error_events",

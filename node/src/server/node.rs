@@ -30,8 +30,8 @@ pub struct Node {
     pub events: EventBus,
     /// The route table, after `api:` customisation.
     pub routes: Vec<Route>,
-    /// Print audit events to stdout (`log.audit: on`).
-    pub audit_stdout: bool,
+    /// Where audit events are written besides the stream (`log.audit`, `log.audit_file`).
+    pub audit: crate::obs::AuditSinks,
     /// The config's policies and keys are in the replicated state; until then the node is
     /// not ready, so a client never sees a configured key missing.
     pub config_synced: std::sync::atomic::AtomicBool,

@@ -216,6 +216,8 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         .map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
     let read_leases = crate::raft::ReadLeases::default();
     let metrics = Metrics::new();
+    let audit = crate::obs::AuditSinks::new(&opts.config.log, metrics.audit_write_failures.clone())
+        .map_err(StartError::Config)?;
     let sm = StateMachine::new(
         state.clone(),
         opts.data_dir.join("snapshot.bin"),
@@ -270,7 +272,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         metrics,
         events: opts.events.clone(),
         routes: routes(&opts.config),
-        audit_stdout: opts.config.log.audit,
+        audit,
         config_synced: Default::default(),
         node_cert_paths: match (&ccfg.tls.cert, &ccfg.tls.key, &ccfg.tls.ca) {
             (Some(c), Some(k), Some(a)) => Some((c.clone(), k.clone(), a.clone())),

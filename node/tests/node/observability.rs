@@ -192,3 +192,110 @@ async fn error_stream_delivers_errors() {
     assert!(ev["message"].as_str().unwrap().contains("403"), "{line}");
     let _ = c;
 }
+
+/// `log.audit_file` on a real node: one JSON line per request, the same event the stream
+/// carries; a file deleted under the node is noticed, reported and made again.
+#[tokio::test]
+async fn the_audit_file_gets_every_request_and_survives_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let n = TestNode::dev_with_config(Some(&format!(
+        "log:\n  audit_file:\n    path: {}\n",
+        audit.display()
+    )))
+    .await;
+    let c = n.admin();
+    assert_eq!(
+        call(&c, Method::PUT, "/v1/key/create/audited", "")
+            .await
+            .status,
+        200
+    );
+    let logged = std::fs::read_to_string(&audit).unwrap();
+    let line = logged
+        .lines()
+        .find(|l| l.contains("/v1/key/create/audited"))
+        .unwrap_or_else(|| panic!("no audit line: {logged}"));
+    let ev: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(ev["response"]["code"], 200);
+    assert_eq!(ev["request"]["identity"].as_str().unwrap().len(), 64);
+
+    std::fs::remove_file(&audit).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        call(&c, Method::PUT, "/v1/key/create/after", "")
+            .await
+            .status,
+        200
+    );
+    let logged = std::fs::read_to_string(&audit).expect("the audit file is made again");
+    assert!(logged.contains("/v1/key/create/after"), "{logged}");
+    let m = call(&c, Method::GET, "/v1/metrics", "").await.text();
+    assert!(m.contains("kes_audit_write_failures_total 1\n"), "{m}");
+    assert!(n.log().contains("was removed or replaced"), "{}", n.log());
+}
+
+/// A full disk (`/dev/full`): with `audit_failure: open` requests are served and the failures
+/// counted and logged; with `closed` they are refused with 503 (the node is not ready either),
+/// while `/v1/metrics` still answers, so the failure can be seen.
+#[tokio::test]
+async fn an_audit_file_on_a_full_disk_fails_open_or_closed() {
+    let full =
+        |mode: &str| format!("log:\n  audit_file:\n    path: /dev/full\n  audit_failure: {mode}\n");
+    let n = TestNode::dev_with_config(Some(&full("open"))).await;
+    let c = n.admin();
+    let r = call(&c, Method::PUT, "/v1/key/create/k", "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m = call(&c, Method::GET, "/v1/metrics", "").await.text();
+    assert!(!m.contains("kes_audit_write_failures_total 0\n"), "{m}");
+    assert!(n.log().contains("No space left on device"), "{}", n.log());
+
+    // Closed: never ready, so started without waiting for it.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let config = dir.path().join("node.yaml");
+    std::fs::write(&config, full("closed")).unwrap();
+    let args = [
+        "--dev",
+        "--addr",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        &data.display().to_string(),
+        "--config",
+        &config.display().to_string(),
+    ];
+    let mut n = TestNode::with_args(dir, data, port, args.map(String::from).to_vec());
+    n.spawn();
+    let refused = "audit log unavailable: requests are refused until audit events can be written";
+    let t0 = std::time::Instant::now();
+    let mut last = String::new();
+    while t0.elapsed() < std::time::Duration::from_secs(30) {
+        if n.file("admin.key").exists() {
+            let c = n.admin();
+            if let Ok(r) = c
+                .request(Method::PUT, "/v1/key/create/k", &[], String::new())
+                .await
+            {
+                last = r.text();
+                if r.status == 503 && last.contains(refused) {
+                    let ready = call(&c, Method::GET, "/v1/ready", "").await;
+                    assert_eq!(ready.status, 503, "{}", ready.text());
+                    let m = call(&c, Method::GET, "/v1/metrics", "").await;
+                    assert_eq!(m.status, 200, "metrics refused: {}", m.text());
+                    assert!(m.text().contains("kes_audit_write_failures_total"));
+                    return;
+                }
+                assert_ne!(
+                    r.status, 200,
+                    "a request was served without its audit event"
+                );
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!(
+        "never refused for the audit log: last answer {last}\n{}",
+        n.log()
+    );
+}
