@@ -11,6 +11,7 @@
 
 mod backup;
 pub mod boot_clock;
+mod dead_voters;
 mod evict;
 mod group_commit;
 mod join;
@@ -29,6 +30,7 @@ mod watch;
 mod write;
 
 pub use backup::{Backup, BackupStream};
+pub use dead_voters::remove_dead_voters;
 pub use evict::evict_tombstoned;
 pub use group_commit::GroupCommit;
 pub use join::{join_through, node_client};
@@ -39,7 +41,7 @@ pub use service::ClusterService;
 pub use status::{AdminOp, cluster_status, node_status};
 pub use ticket::{JoinGate, Refusal};
 pub use watch::watch_metrics;
-pub use write::{Committed, WriteError};
+pub use write::{Committed, WriteError, system_command};
 
 use crate::raft::{NodeId, NodeInfo, Raft};
 use crate::seal::Seals;
@@ -86,6 +88,8 @@ pub struct Cluster {
     pub reads: ReadRounds,
     /// The highest commit index this node has sent as leader: every read index covers it.
     pub sent_commit: crate::raft::SentCommit,
+    /// When each peer last answered this node's Raft RPCs (for dead-node cleanup).
+    pub contact: crate::raft::PeerContact,
     /// As leader, the followers' read leases (`raft/read_leases.rs`).
     pub read_leases: crate::raft::ReadLeases,
     /// The index of the last entry in this node's log, for reads under a read lease.

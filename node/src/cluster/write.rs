@@ -8,6 +8,19 @@ use kes_cluster_proto::cluster_client::ClusterClient;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
+/// A command the node itself writes (not a client request), in the admin's name: `path`
+/// names what it does, as a request's path would.
+pub fn system_command(admin: &str, path: &str, op: crate::state::Op) -> Command {
+    Command {
+        request_id: crate::api::new_request_id(),
+        identity: admin.to_owned(),
+        path: path.to_owned(),
+        enclave: crate::state::DEFAULT_ENCLAVE.to_owned(),
+        time: crate::state::unix_nanos_now(),
+        op,
+    }
+}
+
 /// A command that was committed and applied here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {

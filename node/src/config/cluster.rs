@@ -40,6 +40,11 @@ pub struct ClusterConfig {
     pub write_wait: Duration,
     /// `cluster.snapshot_every`: log entries between snapshots. Default 10000.
     pub snapshot_every: u64,
+    /// `cluster.cleanup_dead_after`: the leader removes (and tombstones) a voter that has not
+    /// answered for this long. Default off.
+    pub cleanup_dead_after: Option<Duration>,
+    /// `cluster.min_voters`: cleanup never leaves fewer voters than this. Default 3.
+    pub min_voters: usize,
 }
 
 /// `cluster.grpc`.
@@ -106,6 +111,8 @@ impl Default for ClusterConfig {
             read_index_wait: Duration::from_secs(5),
             write_wait: Duration::from_secs(10),
             snapshot_every: 10_000,
+            cleanup_dead_after: None,
+            min_voters: 3,
         }
     }
 }
@@ -122,6 +129,8 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<ClusterConfig, ConfigError> {
     let read_index_wait = sec.take("read_index_wait");
     let write_wait = sec.take("write_wait");
     let snapshot_every = sec.take("snapshot_every");
+    let cleanup_dead_after = sec.take("cleanup_dead_after");
+    let min_voters = sec.take("min_voters");
     sec.finish()?;
 
     let mut c = ClusterConfig::default();
@@ -156,6 +165,10 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<ClusterConfig, ConfigError> {
     }
     if let Some(n) = opt(&snapshot_every, Field::u64)? {
         c.snapshot_every = n;
+    }
+    c.cleanup_dead_after = opt(&cleanup_dead_after, Field::duration)?;
+    if let Some(n) = opt(&min_voters, Field::u64)? {
+        c.min_voters = usize::try_from(n).unwrap_or(usize::MAX);
     }
     Ok(c)
 }
@@ -282,6 +295,22 @@ impl ClusterConfig {
             "snapshot_every",
             self.snapshot_every > 0,
             "must be at least 1 log entry; the default is 10000".to_owned(),
+        )?;
+        // A voter must be gone for longer than any blip (a restart, a GC pause, an election)
+        // before it is taken out for good: it cannot come back without a new data dir.
+        let floor = (et.max * 10).max(Duration::from_secs(10));
+        rule(
+            "cleanup_dead_after",
+            self.cleanup_dead_after.is_none_or(|d| d >= floor),
+            format!(
+                "must be at least {} (10 election timeouts, and 10s); leave it out to never remove dead voters",
+                show(floor)
+            ),
+        )?;
+        rule(
+            "min_voters",
+            self.min_voters >= 1,
+            "must be at least 1; the default is 3".to_owned(),
         )?;
         let tls = &self.tls;
         let set = [&tls.cert, &tls.key, &tls.ca]

@@ -418,6 +418,11 @@ fn other_values_are_checked() {
             "cluster.election_timeout",
         ),
         ("cluster: {snapshot_every: 0}", "cluster.snapshot_every"),
+        (
+            "cluster: {cleanup_dead_after: 5s}",
+            "cluster.cleanup_dead_after",
+        ),
+        ("cluster: {min_voters: 0}", "cluster.min_voters"),
         ("cluster: {join: [node1:7373]}", "cluster.join[0]"),
         ("cluster: {tls: {cert: a}}", "cluster.tls"),
         ("cluster: {bootstrap: maybe}", "cluster.bootstrap"),
@@ -495,6 +500,8 @@ cluster:
   tls: {cert: node.crt, key: node.key, ca: node-ca.crt}
   join: [https://node1:7373, "${EXTRA_MEMBER}"]
   snapshot_every: 500
+  cleanup_dead_after: 10m
+  min_voters: 5
 seal:
   pkcs11: {module: /usr/lib/softhsm/libsofthsm2.so, token_label: kes-cluster, key_label: kes-root}
   file: {path: /etc/kes/root.key}
@@ -513,6 +520,13 @@ seal:
         loaded.warnings
     );
     assert_eq!(c.cluster.snapshot_every, 500);
+    assert_eq!(c.cluster.cleanup_dead_after, Some(Duration::from_secs(600)));
+    assert_eq!(c.cluster.min_voters, 5);
+    assert_eq!(
+        ClusterConfig::default().cleanup_dead_after,
+        None,
+        "off by default"
+    );
     let kinds: Vec<_> = c.seal.providers.iter().map(SealProvider::kind).collect();
     assert_eq!(kinds, ["pkcs11", "file"], "file order is kept");
     assert_eq!(

@@ -81,6 +81,8 @@ impl AuditSinks {
     /// of them took it; a failure is counted and reported.
     pub fn write(&self, line: &str) -> bool {
         let mut failed: Vec<String> = Vec::new();
+        // Files found replaced: reported and counted, though this event was written.
+        let mut noticed: Vec<String> = Vec::new();
         if self.stdout {
             let mut out = std::io::stdout().lock();
             if let Err(e) = out
@@ -92,18 +94,16 @@ impl AuditSinks {
         }
         if let Some(file) = &self.file {
             let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-            let mut lost = |why: String| failed.push(why);
-            if let Err(e) = file.append(line, &mut lost) {
+            if let Err(e) = file.append(line, &mut |why| noticed.push(why)) {
                 failed.push(format!(
                     "cannot write audit events to {}: {e}",
                     file.config.path.display()
                 ));
             }
         }
-        // A file found replaced is a failure to report, but this event was written.
-        let written = failed.iter().all(|why| why.starts_with(REPLACED));
+        let written = failed.is_empty();
         self.failing.store(!written, Ordering::Relaxed);
-        for why in failed {
+        for why in failed.into_iter().chain(noticed) {
             self.failures.inc();
             self.report(why);
         }
@@ -130,9 +130,6 @@ impl AuditSinks {
         }
     }
 }
-
-/// How a report about a replaced file starts (it is not a failed write).
-const REPLACED: &str = "the audit file ";
 
 /// The audit file, with what is known of it.
 #[derive(Debug)]
@@ -170,7 +167,7 @@ impl AuditFile {
             self.checked = Instant::now();
             if !self.path_names_the_open_file() {
                 lost(format!(
-                    "{REPLACED}{} was removed or replaced: events of up to the last {}s may \
+                    "the audit file {} was removed or replaced: events of up to the last {}s may \
                      be lost; writing to a new file there",
                     self.config.path.display(),
                     PATH_CHECK_INTERVAL.as_secs()

@@ -11,6 +11,7 @@
 
 mod log_store;
 mod network;
+mod peer_contact;
 mod read_leases;
 mod sent_commit;
 mod shared_index;
@@ -20,6 +21,7 @@ mod state_machine;
 
 pub use log_store::{LogStore, Restored};
 pub use network::{NetworkFactory, PeerNetwork};
+pub use peer_contact::PeerContact;
 pub use read_leases::{LastAppended, ReadLeases};
 pub use sent_commit::SentCommit;
 pub use shared_index::SharedIndex;

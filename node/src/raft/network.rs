@@ -1,6 +1,6 @@
 //! The client side of the Raft network: openraft RPCs as gRPC calls to the peer.
 
-use super::{NodeId, NodeInfo, ReadLeases, SentCommit, TypeConfig, decode, encode};
+use super::{NodeId, NodeInfo, PeerContact, ReadLeases, SentCommit, TypeConfig, decode, encode};
 use crate::cluster::transport::PeerChannels;
 use kes_cluster_proto::RaftRequest;
 use openraft::error::{
@@ -20,23 +20,26 @@ pub struct NetworkFactory {
     cluster_id: Arc<RwLock<String>>,
     sent_commit: SentCommit,
     read_leases: ReadLeases,
+    contact: PeerContact,
 }
 
 impl NetworkFactory {
     /// A factory over `channels`; every RPC carries the current `cluster_id`. Every commit
     /// index sent is held back for `read_leases`, and recorded in `sent_commit` first; every
-    /// append a follower acknowledges is recorded in `read_leases`.
+    /// append a follower acknowledges is recorded in `read_leases`; every answer, in `contact`.
     pub fn new(
         channels: PeerChannels,
         cluster_id: Arc<RwLock<String>>,
         sent_commit: SentCommit,
         read_leases: ReadLeases,
+        contact: PeerContact,
     ) -> Self {
         NetworkFactory {
             channels,
             cluster_id,
             sent_commit,
             read_leases,
+            contact,
         }
     }
 }
@@ -52,6 +55,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             cluster_id: self.cluster_id.clone(),
             sent_commit: self.sent_commit.clone(),
             read_leases: self.read_leases.clone(),
+            contact: self.contact.clone(),
         }
     }
 }
@@ -66,6 +70,7 @@ pub struct PeerNetwork {
     cluster_id: Arc<RwLock<String>>,
     sent_commit: SentCommit,
     read_leases: ReadLeases,
+    contact: PeerContact,
 }
 
 #[derive(Debug)]
@@ -129,6 +134,7 @@ impl PeerNetwork {
                 status.message()
             )))),
         })?;
+        self.contact.heard(self.target);
         let decoded: Result<Resp, RaftError<NodeId, E>> = decode(&reply.into_inner().payload)
             .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
         decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

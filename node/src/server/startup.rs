@@ -14,7 +14,7 @@ use crate::raft::{
     LogStore, MAX_PAYLOAD_ENTRIES, NetworkFactory, NodeInfo, Raft, SNAPSHOT_CHUNK, StateMachine,
 };
 use crate::seal::{ClusterKey, SealError, SealState, Seals};
-use crate::state::{Command, DEFAULT_ENCLAVE, Op, Outcome, State, unix_nanos_now};
+use crate::state::{Command, DEFAULT_ENCLAVE, Op, Outcome, State};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -226,11 +226,13 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     )
     .holding_back_for(read_leases.clone());
     let sent_commit = crate::raft::SentCommit::default();
+    let contact = crate::raft::PeerContact::default();
     let network = NetworkFactory::new(
         channels.clone(),
         cluster_id.clone(),
         sent_commit.clone(),
         read_leases.clone(),
+        contact.clone(),
     );
     let raft = Raft::new(node_id, Arc::new(raft_config(ccfg)?), network, log, sm)
         .await
@@ -254,6 +256,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         lease: Lease::resuming(restored.led_term, restored.last_index),
         reads: Default::default(),
         sent_commit,
+        contact,
         read_leases,
         last_appended,
         proposals: Default::default(),
@@ -326,6 +329,13 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     ));
     tokio::spawn(sweep_cache(node.clone()));
     tokio::spawn(crate::cluster::evict_tombstoned(cluster.clone()));
+    if let Some(after) = ccfg.cleanup_dead_after {
+        tokio::spawn(crate::cluster::remove_dead_voters(
+            cluster.clone(),
+            after,
+            ccfg.min_voters,
+        ));
+    }
     tracing::info!(
         "node {node_id} at {} (gRPC {})",
         me.http,
@@ -379,17 +389,6 @@ fn policies_of(config: &Config) -> Vec<(String, Policy, Vec<String>)> {
         .collect()
 }
 
-pub(super) fn system_command(admin: &str, path: &str, op: Op) -> Command {
-    Command {
-        request_id: crate::api::new_request_id(),
-        identity: admin.to_owned(),
-        path: path.to_owned(),
-        enclave: DEFAULT_ENCLAVE.to_owned(),
-        time: unix_nanos_now(),
-        op,
-    }
-}
-
 /// The command that brings the config's policies into the state, with every record it may
 /// write signed by this (unsealed) node.
 fn config_policies_command(
@@ -401,7 +400,7 @@ fn config_policies_command(
         .seal
         .keys()
         .ok_or_else(|| StartError::Cluster("the node is sealed".into()))?;
-    let mut cmd = system_command(admin, "/v1/policy/write/", Op::RekeyFinish);
+    let mut cmd = crate::cluster::system_command(admin, "/v1/policy/write/", Op::RekeyFinish);
     let mut sigs = Vec::new();
     for (name, rules, ids) in &policies {
         let key = crate::state::scoped_key(DEFAULT_ENCLAVE, name);
@@ -490,7 +489,7 @@ async fn finish_bootstrap(node: &Node, opts: &StartOptions) -> Result<(), StartE
             ))
         })?;
     let keys = ck.derive(1);
-    let mut cmd = system_command(&opts.admin, "/v1/cluster/init", Op::RekeyFinish);
+    let mut cmd = crate::cluster::system_command(&opts.admin, "/v1/cluster/init", Op::RekeyFinish);
     let default = crate::state::EnclaveEntry::new(cmd.time, &opts.admin);
     cmd.op = Op::Init {
         cluster_id: cluster_id.clone(),

@@ -2,7 +2,7 @@
 //! the seal, and seal again when the seal refuses or stays unreachable too long.
 
 use super::Node;
-use super::startup::system_command;
+use crate::cluster::system_command;
 use crate::seal::{ProviderError, Seals};
 use crate::state::Op;
 use std::sync::Arc;

@@ -583,6 +583,18 @@ impl Cluster {
         Some(v["cluster"].clone())
     }
 
+    /// The members as node `i` reports them (`nodes` of `/v1/cluster/status`): id, role (a
+    /// voter that does not answer is `unknown`, not `learner`), reachability.
+    pub async fn members(&self, i: usize) -> Vec<serde_json::Value> {
+        let st: serde_json::Value = self
+            .call(i, Method::GET, "/v1/cluster/status", "")
+            .await
+            .expect("cluster status")
+            .json()
+            .expect("cluster status JSON");
+        st["nodes"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Node `i`'s role.
     pub async fn role(&self, i: usize) -> String {
         match self.status(i).await {

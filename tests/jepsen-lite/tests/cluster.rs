@@ -323,6 +323,76 @@ async fn membership_join_serve_remove_and_refuse() {
     );
 }
 
+/// The voters in the membership, as the node at `i` reports them (a dead one too: its role is
+/// unknown, not learner).
+async fn voters(c: &Cluster, i: usize) -> Vec<u64> {
+    let mut ids: Vec<u64> = c
+        .members(i)
+        .await
+        .iter()
+        .filter(|n| n["role"] != "learner")
+        .filter_map(|n| n["id"].as_u64())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// `cluster.cleanup_dead_after`: a voter killed for good is tombstoned and removed by the
+/// leader once it has not answered for that long; a second one is not, because that would
+/// leave fewer than `cluster.min_voters`. The removed node, started again, never serves.
+#[tokio::test]
+async fn a_dead_voter_is_removed_but_never_below_min_voters() {
+    let _g = serial().await;
+    let mut c = Cluster::start(4, "  cleanup_dead_after: 15s\n  min_voters: 3\n").await;
+    let leader = c.leader().await;
+    let all = voters(&c, leader).await;
+    assert_eq!(all.len(), 4, "{all:?}");
+    let followers: Vec<usize> = (0..4).filter(|i| *i != leader).collect();
+    let (first, second) = (followers[0], followers[1]);
+    let first_id = c.status(first).await.unwrap()["id"].as_u64().unwrap();
+    c.nodes[first].kill9();
+    let killed = Instant::now();
+    let mut removed_after = None;
+    while killed.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(l) = c
+            .leader_among(
+                &[leader, followers[1], followers[2]],
+                Duration::from_secs(5),
+            )
+            .await
+            && !voters(&c, l).await.contains(&first_id)
+        {
+            removed_after = Some(killed.elapsed());
+            break;
+        }
+    }
+    let removed_after = removed_after.unwrap_or_else(|| panic!("never removed:\n{}", c.logs()));
+    eprintln!("dead voter removed {removed_after:?} after it was killed (cleanup_dead_after 15s)");
+    assert!(
+        removed_after >= Duration::from_secs(15),
+        "removed before cleanup_dead_after: {removed_after:?}"
+    );
+    // Three voters left, the minimum: a second dead voter stays (and the cluster, with 2 of 3
+    // up, still writes).
+    c.nodes[second].kill9();
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let l = c
+        .leader_among(&[leader, followers[2]], Duration::from_secs(10))
+        .await
+        .expect("a leader among the two left");
+    assert_eq!(
+        voters(&c, l).await.len(),
+        3,
+        "cleanup went below min_voters"
+    );
+    assert_eq!(create(&c, l, "after-cleanup").await.status, 200);
+    // The removed node is tombstoned: started again, it is refused and never ready.
+    c.nodes[first].start();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!c.ready(first, false).await, "a removed node became ready");
+}
+
 #[tokio::test]
 async fn a_node_far_behind_catches_up_from_a_snapshot() {
     let _g = serial().await;

@@ -12,15 +12,8 @@ fn operator(c: &Cluster, i: usize) -> (Client, String) {
 }
 
 async fn member_ids(c: &Cluster, i: usize) -> Vec<u64> {
-    let st: serde_json::Value = c
-        .call(i, Method::GET, "/v1/cluster/status", "")
+    c.members(i)
         .await
-        .unwrap()
-        .json()
-        .unwrap();
-    st["nodes"]
-        .as_array()
-        .unwrap()
         .iter()
         .filter_map(|n| n["id"].as_u64())
         .collect()
