@@ -80,12 +80,15 @@ async fn run(args: Args, events: EventBus) -> Result<(), String> {
         }
         None => Config::default(),
     };
-    let data_dir = match (&args.data_dir, args.dev) {
+    let data_dir = match (
+        args.data_dir.as_ref().or(config.data_dir.as_ref()),
+        args.dev,
+    ) {
         (Some(d), _) => d.clone(),
         (None, true) => PathBuf::from("kes-dev"),
         (None, false) => {
             return Err(
-                "--data-dir is required: name the directory where the node keeps its state".into(),
+                "no data dir: set data_dir in the config or pass --data-dir, the directory where the node keeps its state".into(),
             );
         }
     };

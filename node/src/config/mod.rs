@@ -46,7 +46,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use api::{API_ROUTES, ApiRouteConfig, SKIP_AUTH_ROUTES};
 pub use cache::CacheConfig;
@@ -72,6 +72,8 @@ pub struct Config {
     /// `address`: where the KES API listens. `None` lets `--addr` or the default
     /// (`0.0.0.0:7373`, see [`Config::listen_address`]) decide.
     pub address: Option<SocketAddr>,
+    /// `data_dir`: where the node keeps its state (our extension). `--data-dir` overrides it.
+    pub data_dir: Option<PathBuf>,
     /// `admin.identity`: the identity that bypasses every policy. `None` when the file leaves
     /// it to `--root` or `--dev`.
     pub admin_identity: Option<String>,
@@ -205,6 +207,7 @@ fn read(cx: &Ctx<'_>, value: &serde_yaml::Value) -> Result<Config, ConfigError> 
     let mut top = Section::root(cx, value)?;
     let version = top.take("version");
     let address = top.take("address");
+    let data_dir = top.take("data_dir");
     let admin = top.take("admin");
     let tls = top.take("tls");
     let api = top.take("api");
@@ -235,6 +238,11 @@ fn read(cx: &Ctx<'_>, value: &serde_yaml::Value) -> Result<Config, ConfigError> 
     {
         config.address =
             Some(address::parse_listen(&text).map_err(|r| ConfigError::invalid(f.path(), r))?);
+    }
+    if let Some(f) = data_dir {
+        config.data_dir = Some(PathBuf::from(
+            f.required_string("the directory where the node keeps its state")?,
+        ));
     }
     if let Some(f) = admin {
         let mut sec = f.section()?;

@@ -462,6 +462,15 @@ fn log_levels_mean_on() {
 }
 
 #[test]
+fn the_data_dir_can_be_named_in_the_config() {
+    let c = load("data_dir: /var/lib/kes").expect("valid").config;
+    assert_eq!(c.data_dir, Some(PathBuf::from("/var/lib/kes")));
+    assert_eq!(load("address: 0.0.0.0:7373").unwrap().config.data_dir, None);
+    let err = load("data_dir: ''").expect_err("empty").to_string();
+    assert!(err.contains("data_dir"), "{err}");
+}
+
+#[test]
 fn audit_file_and_failure_mode_read_with_defaults() {
     let c = load("log: {audit_file: {path: /var/log/kes/audit.log}, audit_failure: closed}")
         .expect("valid")

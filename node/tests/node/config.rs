@@ -179,3 +179,46 @@ async fn a_different_admin_refuses_to_start_on_existing_data() {
         n.log()
     );
 }
+
+/// `data_dir:` in the config names the data dir, so `kes-node --config FILE` alone starts the
+/// node the file describes; `--data-dir` still overrides it.
+#[tokio::test]
+async fn the_config_names_the_data_dir_and_the_flag_overrides_it() {
+    let s = setup();
+    let p = s.dir.path().to_owned();
+    let port = free_port();
+    let named = p.join("named-in-config");
+    let yaml = format!(
+        "{}data_dir: {}\naddress: 127.0.0.1:{port}\n",
+        base_yaml(&p, &s.admin_id),
+        named.display()
+    );
+    std::fs::write(p.join("node.yaml"), yaml).unwrap();
+    let config_only = vec!["--config".into(), p.join("node.yaml").display().to_string()];
+    let mut n = TestNode::with_args(s.dir, named.clone(), port, config_only.clone());
+    n.spawn();
+    let t0 = std::time::Instant::now();
+    while !named.join("state").exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no state in the config's data dir:\n{}",
+            n.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    n.stop();
+    let flag = p.join("from-the-flag");
+    n.args = config_only;
+    n.args
+        .extend(["--data-dir".into(), flag.display().to_string()]);
+    n.spawn();
+    let t0 = std::time::Instant::now();
+    while !flag.join("state").exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "--data-dir did not override the config:\n{}",
+            n.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,8 +1,8 @@
 //! `DIR/nodeN/node.yaml`: the config each node of a local cluster runs with.
 //!
 //! It is rewritten on every run, so a newer `kes-cluster` brings its own
-//! settings to an old directory, and it is complete: `kes-node --config
-//! DIR/nodeN/node.yaml --data-dir DIR/nodeN/data` brings a node back by hand.
+//! settings to an old directory, and it is complete, data dir included:
+//! `kes-node --config DIR/nodeN/node.yaml` brings a node back by hand.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -70,12 +70,12 @@ pub(crate) fn node_yaml(files: &ClusterFiles, ports: Ports, index: usize) -> Str
         "# Node {index} of the local cluster in {dir}.\n\
          # Written by `kes-cluster dev` on every run: edits here are overwritten.\n\
          # To run this node by hand:\n\
-         #   kes-node --config {config} --data-dir {data}",
+         #   kes-node --config {config}",
         dir = comment(&files.dir),
         config = comment(&node_dir.join("node.yaml")),
-        data = comment(&node_dir.join("data")),
     );
     let _ = writeln!(y, "address: 127.0.0.1:{}", ports.https(index));
+    let _ = writeln!(y, "data_dir: {}", path("data"));
     let _ = writeln!(y, "admin:\n  identity: {}", scalar(&files.admin_identity));
     let _ = writeln!(
         y,
@@ -161,13 +161,12 @@ mod tests {
         };
         let one = node_yaml(&files("/tmp/c"), ports, 1);
         assert!(one.starts_with("# Node 1 of the local cluster in /tmp/c."));
-        assert!(one.contains(
-            "#   kes-node --config /tmp/c/node1/node.yaml --data-dir /tmp/c/node1/data\n"
-        ));
+        assert!(one.contains("#   kes-node --config /tmp/c/node1/node.yaml\n"));
         assert_eq!(
             body(&one),
             format!(
                 r#"address: 127.0.0.1:7373
+data_dir: /tmp/c/node1/data
 admin:
   identity: "{id}"
 tls:
@@ -191,7 +190,10 @@ cluster:
             )
         );
         let three = body(&node_yaml(&files("/tmp/c"), ports, 3));
-        assert!(three.starts_with("address: 127.0.0.1:7375\n"), "{three}");
+        assert!(
+            three.starts_with("address: 127.0.0.1:7375\ndata_dir: /tmp/c/node3/data\n"),
+            "{three}"
+        );
         assert!(three.contains("    listen: 127.0.0.1:7475\n    advertise: 127.0.0.1:7475\n"));
         assert!(three.contains("    cert: /tmp/c/node3/node.crt\n"));
         assert!(
