@@ -9,7 +9,8 @@
 #   5. gives the Prometheus identity a policy that allows /v1/metrics only
 #   6. prints the export line for the admin (stdout) and the Prometheus URL
 #
-# SKIP_CARGO_BUILD=1 skips step 1 and uses target/release as it is.
+# SKIP_CARGO_BUILD=1 skips step 1 and uses target/release as it is; KES_BIN_DIR=DIR takes the
+# binaries from DIR instead (and skips step 1 too).
 # stdout carries only shell lines, so `eval "$(scripts/compose-up.sh)"` sets up a shell;
 # progress goes to stderr. Nothing is pulled: no registry is needed.
 set -euo pipefail
@@ -24,7 +25,9 @@ need ldd
 docker info >/dev/null 2>&1 || die "cannot talk to the Docker daemon (is it running, and may this user use it?)"
 compose version >/dev/null
 
-if [[ "${SKIP_CARGO_BUILD:-0}" == 1 ]]; then
+if [[ -n "${KES_BIN_DIR:-}" ]]; then
+    step "Using the binaries in $BIN_DIR (KES_BIN_DIR)"
+elif [[ "${SKIP_CARGO_BUILD:-0}" == 1 ]]; then
     step "Using the release binaries in target/release as they are (SKIP_CARGO_BUILD=1)"
 else
     step "Building the release binaries"
@@ -167,4 +170,4 @@ info "Prometheus: $PROMETHEUS_URL/classic/targets (the API: $PROMETHEUS_URL/api/
 info "As the admin, in this shell:"
 printf '%s\n' "$export_line"
 printf '# Prometheus: %s/classic/targets\n' "$PROMETHEUS_URL"
-info "Then: target/release/kes-cluster status    Stop: (cd deploy/compose && docker-compose down -v)"
+info "Then: $KES_CLUSTER status    Stop: (cd deploy/compose && docker-compose down -v)"

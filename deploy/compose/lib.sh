@@ -6,8 +6,11 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 COMPOSE_DIR="$ROOT/deploy/compose"
 GEN="$COMPOSE_DIR/generated"
-KES_CLUSTER="$ROOT/target/release/kes-cluster"
-KES_NODE="$ROOT/target/release/kes-node"
+# The binaries that go into the node image: release builds, unless KES_BIN_DIR names others
+# (CI uses the debug builds its tests just made, to stay within its time budget).
+BIN_DIR="${KES_BIN_DIR:-$ROOT/target/release}"
+KES_CLUSTER="$BIN_DIR/kes-cluster"
+KES_NODE="$BIN_DIR/kes-node"
 PROJECT="kes-testbed" # as .env names it
 NODE_IMAGE="kes-cluster-node:testbed"
 PROMETHEUS_IMAGE="kes-cluster-prometheus:testbed"
