@@ -235,7 +235,8 @@ fn rate_limit(
     let Some(limit) = limiter.limit_of::<ApiError>(node.is_admin(identity)?, assigned)? else {
         return Ok(Ok(()));
     };
-    Ok(limiter.admit(identity, limit, Instant::now()))
+    let bucket = format!("{enclave}\0{identity}");
+    Ok(limiter.admit(&bucket, limit, Instant::now()))
 }
 
 /// A client that sends back the `Kes-Cluster-Index` of its last write reads it here: the

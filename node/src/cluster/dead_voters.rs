@@ -31,6 +31,14 @@ pub async fn remove_dead_voters(cluster: Arc<Cluster>, after: Duration, min_vote
         let since = *leading_since.get_or_insert_with(Instant::now);
         let m = cluster.metrics();
         let membership = m.membership_config.membership();
+        // One at a time: while a removal is under way (a member tombstoned but not yet out, or
+        // a membership change in its joint phase), the voter count is not what it will be.
+        let removing = membership
+            .nodes()
+            .any(|(_, n)| !n.spki.is_empty() && cluster.state.is_tombstoned(&n.spki));
+        if removing || m.membership_config.membership().get_joint_config().len() > 1 {
+            continue;
+        }
         let voters: Vec<_> = membership.voter_ids().collect();
         if voters.len() <= min_voters {
             continue;
@@ -53,8 +61,7 @@ pub async fn remove_dead_voters(cluster: Arc<Cluster>, after: Duration, min_vote
         let Some(spki) = membership.get_node(&dead).map(|n| n.spki.clone()) else {
             continue;
         };
-        if spki.is_empty() || cluster.state.is_tombstoned(&spki) {
-            // Already on its way out (the eviction loop finishes it), or nothing to tombstone.
+        if spki.is_empty() {
             continue;
         }
         tracing::warn!(

@@ -1,7 +1,7 @@
 //! A guard on the install-snapshot chunks a follower receives.
 //!
-//! openraft writes each chunk at its offset into an in-memory buffer, so a chunk far past the
-//! bytes received so far would make that buffer grow to the offset before anything checked
+//! openraft writes each chunk at its offset into the receiving temp file, so a chunk far past
+//! the bytes received so far would make that file grow to the offset before anything checked
 //! it. The leader sends chunks in order (and starts over from 0 when it has to), so a chunk
 //! may only continue or repeat what has arrived of the same snapshot, and no snapshot may grow
 //! past a bound.

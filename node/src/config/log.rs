@@ -61,7 +61,7 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<LogConfig, ConfigError> {
     let audit_failure = sec.take("audit_failure");
     sec.finish()?;
     let default = LogConfig::default();
-    Ok(LogConfig {
+    let config = LogConfig {
         audit_file: audit_file.map(|f| audit_file_config(&f)).transpose()?,
         audit_failure: match opt(&audit_failure, |f| f.optional_string())? {
             None => AuditFailure::Open,
@@ -82,7 +82,15 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<LogConfig, ConfigError> {
             Some(f) => switch(&f)?.unwrap_or(default.audit),
             None => default.audit,
         },
-    })
+    };
+    if config.audit_failure == AuditFailure::Closed && !config.audit && config.audit_file.is_none()
+    {
+        return Err(ConfigError::invalid(
+            "log.audit_failure",
+            "closed refuses requests when an audit sink fails, and none is set: turn on log.audit or set log.audit_file",
+        ));
+    }
+    Ok(config)
 }
 
 fn audit_file_config(field: &Field<'_>) -> Result<AuditFileConfig, ConfigError> {

@@ -486,6 +486,7 @@ fn audit_file_and_failure_mode_read_with_defaults() {
     assert_eq!(c.log.audit_failure, AuditFailure::Closed);
     for (yaml, key) in [
         ("log: {audit_failure: maybe}", "log.audit_failure"),
+        ("log: {audit_failure: closed}", "log.audit_failure"),
         ("log: {audit_file: {max_size: 5000}}", "log.audit_file"),
         (
             "log: {audit_file: {path: a, max_size: 10}}",

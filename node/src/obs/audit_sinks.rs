@@ -161,7 +161,7 @@ impl AuditFile {
     }
 
     /// Appends one line, rotating first if it would pass `max_size`. `lost` hears of events
-    /// that may have gone to a file no longer in place.
+    /// that may have gone to a file no longer in place, and of a rotation that failed.
     fn append(&mut self, line: &str, lost: &mut dyn FnMut(String)) -> std::io::Result<()> {
         if self.checked.elapsed() >= PATH_CHECK_INTERVAL {
             self.checked = Instant::now();
@@ -176,8 +176,8 @@ impl AuditFile {
             }
         }
         let len = line.len() as u64 + 1;
-        if self.size > 0 && self.size + len > self.config.max_size && self.is_regular_file() {
-            self.rotate()?;
+        if self.size > 0 && self.size + len > self.config.max_size {
+            self.rotate(lost);
         }
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
@@ -193,14 +193,34 @@ impl AuditFile {
             .is_ok_and(|meta| (meta.dev(), meta.ino()) == self.identity)
     }
 
-    /// Only a regular file is ever renamed: a path such as `/dev/stdout` or a FIFO is written
-    /// to and never rotated.
-    fn is_regular_file(&self) -> bool {
-        self.file.metadata().is_ok_and(|m| m.file_type().is_file())
+    /// Whether the path itself (not what a symlink such as `/dev/stdout` points to) is a
+    /// regular file, and the one open: only such a file is ever renamed.
+    fn path_is_the_open_regular_file(&self) -> bool {
+        std::fs::symlink_metadata(&self.config.path).is_ok_and(|meta| {
+            meta.file_type().is_file() && (meta.dev(), meta.ino()) == self.identity
+        })
     }
 
     /// `<path>.<keep-1>` → `<path>.<keep>`, ..., `<path>` → `<path>.1`, then a new `<path>`.
-    fn rotate(&mut self) -> std::io::Result<()> {
+    /// Anything but our own regular file at the path (a device, a symlink, a file someone
+    /// replaced) is never rotated: the line goes on to the open file. A rotation that fails
+    /// keeps writing to the open file, counts from zero again (so it is not retried on every
+    /// event) and is reported.
+    fn rotate(&mut self, lost: &mut dyn FnMut(String)) {
+        if !self.path_is_the_open_regular_file() {
+            self.size = 0;
+            return;
+        }
+        if let Err(e) = self.shift_and_reopen() {
+            lost(format!(
+                "cannot rotate the audit file {}: {e}; writing on to the open file",
+                self.config.path.display()
+            ));
+            self.size = 0;
+        }
+    }
+
+    fn shift_and_reopen(&mut self) -> std::io::Result<()> {
         let path = &self.config.path;
         if self.config.keep == 0 {
             std::fs::remove_file(path)?;
@@ -288,6 +308,29 @@ mod tests {
         assert!(s.write("{\"n\":2}"), "the event itself was written");
         assert_eq!(lines(&path), ["{\"n\":2}"]);
         assert_eq!(s.failures.get(), 1.0, "the deletion was not reported");
+    }
+
+    /// A path that is a symlink (`/dev/stdout` sent to a file) is written through and never
+    /// renamed, however large the file behind it grows.
+    #[test]
+    fn a_symlink_is_never_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.log");
+        let link = dir.path().join("audit.log");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let s = sinks(dir.path(), 4096, 2, AuditFailure::Open);
+        for i in 0..20 {
+            assert!(s.write(&format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(500))));
+        }
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(!rotated(&link, 1).exists(), "the symlink was rotated");
+        assert_eq!(lines(&real).len(), 20);
+        assert_eq!(s.failures.get(), 0.0);
     }
 
     /// A full disk (`/dev/full` answers every write with ENOSPC) fails the write: counted, and

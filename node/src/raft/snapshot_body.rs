@@ -3,8 +3,7 @@
 //!
 //! In the snapshot file the dump is the last thing (`snapshot_file.rs`), so a [`SnapshotBody`]
 //! reading one shifts seeks by the header's length and otherwise reads the file to its end. A
-//! body receiving a snapshot writes a temp file of its own, which goes when the body is dropped
-//! (openraft drops a transfer that the leader abandons).
+//! body receiving a snapshot writes an unlinked temp file of its own.
 
 use crate::state::DumpSource;
 use std::io::{Read, Seek, SeekFrom};
@@ -83,27 +82,14 @@ impl Drop for TempFile {
     }
 }
 
-/// A received dump, whole: the temp file it arrived in, removed when this is dropped.
-#[derive(Debug)]
-pub(super) struct Received {
-    pub(super) dump: DumpInFile,
-    _temp: TempFile,
-}
-
-impl DumpSource for Received {
-    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
-        self.dump.open()
-    }
-}
-
 /// openraft's `SnapshotData`.
 #[derive(Debug)]
 pub struct SnapshotBody {
     file: tokio::fs::File,
     /// Where the dump starts in the file.
     start: u64,
-    /// For a body receiving a snapshot: its temp file.
-    temp: Option<TempFile>,
+    /// Whether this body received a snapshot (rather than reading the snapshot file).
+    received: bool,
 }
 
 impl SnapshotBody {
@@ -114,30 +100,35 @@ impl SnapshotBody {
         Ok(SnapshotBody {
             file: tokio::fs::File::from_std(file),
             start,
-            temp: None,
+            received: false,
         })
     }
 
-    /// A body that receives a snapshot into a new file at `temp`.
+    /// A body that receives a snapshot into a new file, made at `temp` and unlinked at once:
+    /// everything reads it through its handle, so its space is freed with the last handle,
+    /// whether the install ends, fails, is abandoned by the leader (openraft may keep an
+    /// abandoned transfer until the next one), or the process dies.
     pub(super) fn receiving(temp: PathBuf) -> std::io::Result<Self> {
         let file = create_owner_only(&temp)?;
+        std::fs::remove_file(&temp)?;
         Ok(SnapshotBody {
             file: tokio::fs::File::from_std(file),
             start: 0,
-            temp: Some(TempFile(temp)),
+            received: true,
         })
     }
 
     /// The dump this body received, once openraft has written its last chunk.
-    pub(super) async fn into_received(self) -> std::io::Result<Received> {
-        let SnapshotBody { mut file, temp, .. } = self;
+    pub(super) async fn into_received(self) -> std::io::Result<DumpInFile> {
+        let SnapshotBody {
+            mut file, received, ..
+        } = self;
+        if !received {
+            return Err(std::io::Error::other("this snapshot was not received"));
+        }
         // tokio writes in the background: wait for the last write to reach the file.
         tokio::io::AsyncWriteExt::flush(&mut file).await?;
-        let temp = temp.ok_or_else(|| std::io::Error::other("this snapshot was not received"))?;
-        Ok(Received {
-            dump: DumpInFile::new(file.into_std().await, 0),
-            _temp: temp,
-        })
+        Ok(DumpInFile::new(file.into_std().await, 0))
     }
 }
 

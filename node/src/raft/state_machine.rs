@@ -82,7 +82,9 @@ pub async fn recover_snapshot_install(
     let file = SnapshotFile::new(snapshot_file.to_owned());
     file.remove_stale_temps().map_err(|e| io(&e))?;
     let Some(install_id) = state.unfinished_install().map_err(|e| io(&e))? else {
-        return Ok(());
+        return install_a_snapshot_ahead(state, &file)
+            .await
+            .map_err(|e| io(&e));
     };
     let (meta, dump) = file
         .open()
@@ -96,6 +98,32 @@ pub async fn recover_snapshot_install(
         "finishing a snapshot install that a crash interrupted"
     );
     install_into(state, &meta, &dump).await.map_err(|e| io(&e))
+}
+
+/// A received snapshot is saved to the file before its install begins, so a crash between the
+/// two leaves the file ahead of the state with no install record; openraft would then take the
+/// file for this node's state, and refuse the same snapshot when the leader sends it again. So
+/// a file ahead of the applied state is installed at start. That is right however the file got
+/// ahead: it holds a committed state, either received, or built by this node from applies that
+/// sled had not synced when it stopped.
+async fn install_a_snapshot_ahead(state: &State, file: &SnapshotFile) -> Result<(), String> {
+    let Some((meta, dump)) = file.open().map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let applied: Option<LogId> = match state.meta_get(APPLIED).map_err(|e| e.to_string())? {
+        Some(v) => decode(&v)?,
+        None => None,
+    };
+    if meta.last_log_id <= applied {
+        return Ok(());
+    }
+    tracing::warn!(
+        snapshot = %meta.snapshot_id,
+        "installing a snapshot saved before a crash that ended this node before its install began"
+    );
+    install_into(state, &meta, &dump)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Replaces the state with a snapshot, recording its last log id and membership where
@@ -298,11 +326,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let received = snapshot.into_received().await.map_err(snap_err)?;
         // A damaged dump must replace neither the snapshot file nor the state.
         State::check_dump(&received).map_err(snap_err)?;
+        crate::state::failpoint::hit("install: checked").map_err(snap_err)?;
         // The file first: an install that a crash interrupts is redone from it at start.
         let file = self.snapshot_file.clone();
         let saving = meta.clone();
         let received = tokio::task::spawn_blocking(move || {
-            let written = file.write(&saving, |out| received.dump.copy_to(out))?;
+            let written = file.write(&saving, |out| received.copy_to(out))?;
             file.place(written).map(|_| received)
         })
         .await

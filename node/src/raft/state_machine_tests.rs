@@ -484,3 +484,36 @@ async fn a_damaged_or_abandoned_received_snapshot_leaves_nothing_behind() {
         .collect();
     assert!(left.is_empty(), "temp files left: {left:?}");
 }
+
+/// A crash after the received snapshot was saved to the file and before its install began
+/// leaves no install record: the node installs the file at start all the same, and a file that
+/// is not ahead of the state (one the node built itself) changes nothing.
+#[tokio::test]
+async fn a_snapshot_saved_but_never_installed_is_installed_at_start() {
+    let (meta, data, new) = incoming_snapshot().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = old_node(dir.path()).await;
+    let (state, sm) = machine(dir.path());
+    let file = dir.path().join("snapshot.bin");
+    // The node's own snapshot of what it applied: not ahead, nothing to do.
+    assert!(
+        sm.snapshot_file
+            .save(&meta_at(3), &state.dump().expect("dump"))
+            .expect("save")
+    );
+    recover_snapshot_install(&state, &file)
+        .await
+        .expect("start");
+    assert_eq!(contents(&state), old, "a snapshot not ahead was installed");
+    // The received one, saved, then the crash.
+    std::fs::remove_file(&file).expect("remove");
+    assert!(sm.snapshot_file.save(&meta, &data).expect("save"));
+    recover_snapshot_install(&state, &file)
+        .await
+        .expect("start");
+    assert!(
+        contents(&state) == new,
+        "the saved snapshot was not installed"
+    );
+    assert_eq!(state.applied_index(), meta.last_log_id.unwrap().index);
+}

@@ -83,10 +83,12 @@ impl RateLimiter {
         Ok(self.config.default)
     }
 
-    /// Takes one request from `identity`'s bucket, or says how long until it could.
-    pub fn admit(&self, identity: &str, limit: RateLimit, now: Instant) -> Result<(), RetryAfter> {
+    /// Takes one request from the bucket `key` names, or says how long until it could. The
+    /// caller keys buckets by enclave and identity, as the limit depends on the identity's
+    /// policy in the enclave: one bucket for both would let a low limit cap a high one.
+    pub fn admit(&self, key: &str, limit: RateLimit, now: Instant) -> Result<(), RetryAfter> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if !buckets.contains_key(identity) {
+        if !buckets.contains_key(key) {
             if buckets.len() >= MAX_TRACKED {
                 buckets.retain(|_, b| !b.is_full(now));
             }
@@ -98,10 +100,10 @@ impl RateLimiter {
                 at: now,
                 limit,
             };
-            buckets.insert(identity.to_owned(), full);
+            buckets.insert(key.to_owned(), full);
         }
         let bucket = buckets
-            .get_mut(identity)
+            .get_mut(key)
             .expect("the bucket was just looked up or made");
         // A changed policy assignment changes the limit from the next request on.
         bucket.limit = limit;
