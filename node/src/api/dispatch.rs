@@ -352,14 +352,12 @@ fn audit(node: &Node, conn: &ConnInfo, path: &str, status: StatusCode, started: 
             time: started.elapsed().as_millis() as u64,
         },
     };
-    node.events.audit(&event);
-    if !node.audit.any() {
-        return true;
-    }
-    match serde_json::to_string(&event) {
-        Ok(line) => node.audit.write(&line),
-        Err(_) => false,
-    }
+    // One encoding for the stream and the sinks alike.
+    let Ok(line) = serde_json::to_string(&event) else {
+        return false;
+    };
+    node.events.audit(&line);
+    !node.audit.any() || node.audit.write(&line)
 }
 
 /// `/v1/metrics` answers even while a closed audit log refuses everything else, so that the

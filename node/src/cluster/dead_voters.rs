@@ -36,7 +36,7 @@ pub async fn remove_dead_voters(cluster: Arc<Cluster>, after: Duration, min_vote
         let removing = membership
             .nodes()
             .any(|(_, n)| !n.spki.is_empty() && cluster.state.is_tombstoned(&n.spki));
-        if removing || m.membership_config.membership().get_joint_config().len() > 1 {
+        if removing || membership.get_joint_config().len() > 1 {
             continue;
         }
         let voters: Vec<_> = membership.voter_ids().collect();

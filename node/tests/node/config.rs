@@ -197,26 +197,23 @@ async fn the_config_names_the_data_dir_and_the_flag_overrides_it() {
     let config_only = vec!["--config".into(), p.join("node.yaml").display().to_string()];
     let mut n = TestNode::with_args(s.dir, named.clone(), port, config_only.clone());
     n.spawn();
-    let t0 = std::time::Instant::now();
-    while !named.join("state").exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "no state in the config's data dir:\n{}",
-            n.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_state_in(&n, &named, "no state in the config's data dir").await;
     n.stop();
     let flag = p.join("from-the-flag");
     n.args = config_only;
     n.args
         .extend(["--data-dir".into(), flag.display().to_string()]);
     n.spawn();
+    wait_for_state_in(&n, &flag, "--data-dir did not override the config").await;
+}
+
+/// Waits until the node has made its state in `data_dir`; else fails with `why`.
+async fn wait_for_state_in(n: &TestNode, data_dir: &Path, why: &str) {
     let t0 = std::time::Instant::now();
-    while !flag.join("state").exists() {
+    while !data_dir.join("state").exists() {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
-            "--data-dir did not override the config:\n{}",
+            "{why}:\n{}",
             n.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -11,19 +11,21 @@ async fn generate(c: &Client) -> kes_cluster::Response {
     call(c, Method::PUT, "/v1/key/generate/k", "{}").await
 }
 
+/// The admin client, once it has created key `k`.
+async fn admin_with_key_k(n: &TestNode) -> Client {
+    let admin = n.admin();
+    let created = call(&admin, Method::POST, "/v1/key/create/k", "").await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    admin
+}
+
 #[tokio::test]
 async fn an_identity_past_its_limit_gets_429_and_no_one_else_does() {
     let n = TestNode::dev_with_config(Some(
         "rate_limits:\n  default: {rate: 1, burst: 3}\n  policies:\n    wide: {rate: 1000}\n",
     ))
     .await;
-    let admin = n.admin();
-    assert_eq!(
-        call(&admin, Method::POST, "/v1/key/create/k", "")
-            .await
-            .status,
-        200
-    );
+    let admin = admin_with_key_k(&n).await;
     let (narrow, narrow_id) = n.new_client("narrow");
     let (other, other_id) = n.new_client("other");
     let (wide, wide_id) = n.new_client("wide");
@@ -71,13 +73,7 @@ async fn an_identity_past_its_limit_gets_429_and_no_one_else_does() {
 #[tokio::test]
 async fn without_the_section_nothing_is_limited() {
     let n = TestNode::dev().await;
-    let admin = n.admin();
-    assert_eq!(
-        call(&admin, Method::POST, "/v1/key/create/k", "")
-            .await
-            .status,
-        200
-    );
+    let admin = admin_with_key_k(&n).await;
     let (app, id) = n.new_client("app");
     write_policy(&admin, "app", &["/v1/key/generate/k"], &[]).await;
     assign(&admin, "app", &id).await;
