@@ -98,6 +98,8 @@ pub struct Cluster {
     pub proposals: GroupCommit,
     /// The applied state.
     pub state: State,
+    /// This node's Raft log, for reading its last entry (openraft appends to it).
+    pub log: crate::raft::LogStore,
     /// Sealed or unsealed (the leader needs the join key to check a joiner).
     pub seal: Arc<crate::seal::SealState>,
     /// This node's seals, for answering join challenges and for restores.

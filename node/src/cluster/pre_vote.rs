@@ -20,7 +20,7 @@
 //! the lower and the upper bound after the last heartbeat.
 
 use super::Cluster;
-use crate::raft::{LogId, LogStore, NodeId};
+use crate::raft::{LogId, NodeId};
 use futures_util::StreamExt;
 use kes_cluster_proto::{PreVoteReply, PreVoteRequest};
 use openraft::{CommittedLeaderId, ServerState};
@@ -119,8 +119,7 @@ impl Cluster {
 
     /// The last entry of this node's log.
     fn last_log_id(&self) -> Result<Option<LogId>, String> {
-        let log = LogStore::open(&self.state).map_err(|e| e.to_string())?;
-        let state = log.log_state_now().map_err(|e| e.to_string())?;
+        let state = self.log.log_state_now().map_err(|e| e.to_string())?;
         Ok(state.last_log_id)
     }
 

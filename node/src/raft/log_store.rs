@@ -1,30 +1,36 @@
-//! The Raft log and vote in sled.
+//! The Raft log: entries in files of our own (`log_files.rs`), made durable by the syncer
+//! thread (`log_syncer.rs`); the vote, the commit index and the purge mark in sled.
 
+use super::log_files::LogFiles;
+use super::log_syncer::LogSyncer;
 use super::{LogId, NodeId, TypeConfig, decode, encode, io_err};
 use crate::state::State;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, StorageError, StorageIOError, Vote};
-use sled::Transactional;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
+use std::sync::{Arc, Mutex};
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const PURGED: &[u8] = b"last_purged";
 
-/// The log: entries keyed by big-endian index in tree `raft_log`; vote, committed and purge
-/// marks in `raft_meta`.
+/// Where the entries were kept before they had files of their own: a sled tree, keyed by
+/// big-endian index. `open` moves a store's entries out of it.
+const SLED_LOG_TREE: &str = "raft_log";
+
+use crate::state::RAFT_LOG_DIR as LOG_DIR;
+
+/// The log. Clones share the files and the syncer (openraft reads through a clone while it
+/// appends through another).
 #[derive(Debug, Clone)]
 pub struct LogStore {
     state: State,
-    log: sled::Tree,
     meta: sled::Tree,
-    /// Where the log's end is published for read leases, before an append is acknowledged.
+    files: Arc<Mutex<LogFiles>>,
+    syncer: LogSyncer,
+    /// Where the log's end is published for read leases, once an append is durable.
     last_appended: super::LastAppended,
-    /// Test failpoint: truncate and purge fail after staging this many removals, as a crash
-    /// in the middle would stop them.
-    #[cfg(test)]
-    fail_after_removals: Option<usize>,
 }
 
 fn read_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
@@ -48,17 +54,89 @@ pub struct Restored {
     pub led_term: Option<u64>,
 }
 
+fn get_meta<T: serde::de::DeserializeOwned>(
+    meta: &sled::Tree,
+    key: &[u8],
+) -> Result<Option<T>, StorageError<NodeId>> {
+    match meta.get(key).map_err(read_err)? {
+        Some(v) => Ok(Some(decode(&v).map_err(read_err)?)),
+        None => Ok(None),
+    }
+}
+
 impl LogStore {
-    /// The log of the node whose state is `state` (same sled `Db`).
-    pub fn open(state: &State) -> Result<Self, crate::state::StateError> {
-        Ok(LogStore {
+    /// Opens the log of the node whose state is `state`: its files, cut back to their last
+    /// whole record; entries a store made by an earlier version kept in sled move to files.
+    pub async fn open(state: &State) -> Result<Self, StorageError<NodeId>> {
+        let meta = state.tree("raft_meta").map_err(read_err)?;
+        let purged: Option<LogId> = get_meta(&meta, PURGED)?;
+        let dir = state.dir().join(LOG_DIR);
+        if state
+            .existing_tree(SLED_LOG_TREE)
+            .map_err(read_err)?
+            .is_some()
+            && dir.exists()
+        {
+            // A move out of sled that a crash interrupted: its files may be partial, in any
+            // way; the tree still holds every entry.
+            std::fs::remove_dir_all(&dir).map_err(write_err)?;
+            crate::dir_sync::sync_parent(&dir).map_err(write_err)?;
+        }
+        let files = LogFiles::open(&dir, purged.map(|l| l.index)).map_err(read_err)?;
+        let store = LogStore {
             state: state.clone(),
-            log: state.tree("raft_log")?,
-            meta: state.tree("raft_meta")?,
+            meta,
+            files: Arc::new(Mutex::new(files)),
+            syncer: LogSyncer::start(state.dir().to_owned()).map_err(write_err)?,
             last_appended: Default::default(),
-            #[cfg(test)]
-            fail_after_removals: None,
-        })
+        };
+        store.move_entries_out_of_sled().await?;
+        Ok(store)
+    }
+
+    /// Moves the entries of a store made before the log had files (they were in the sled tree
+    /// [`SLED_LOG_TREE`]) into the files, which `open` found empty. The tree goes only once the
+    /// files hold every entry durably; a crash before that leaves the tree whole, and the next
+    /// start begins the move again.
+    async fn move_entries_out_of_sled(&self) -> Result<(), StorageError<NodeId>> {
+        let Some(tree) = self.state.existing_tree(SLED_LOG_TREE).map_err(read_err)? else {
+            return Ok(());
+        };
+        let purged: Option<LogId> = get_meta(&self.meta, PURGED)?;
+        let mut entries: Vec<(u64, Vec<u8>)> = tree
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(read_err)?;
+                let index: [u8; 8] = k.as_ref().try_into().map_err(read_err)?;
+                Ok((u64::from_be_bytes(index), v.to_vec()))
+            })
+            .collect::<Result<_, StorageError<NodeId>>>()?;
+        // The tree's purges removed entries in the same transaction as the mark moved, so
+        // nothing should be at or below it; were anything, openraft must not see it.
+        entries.retain(|(index, _)| purged.is_none_or(|p| *index > p.index));
+        {
+            let mut files = self.lock();
+            for chunk in entries.chunks(256) {
+                files.append(chunk).map_err(write_err)?;
+            }
+            if let Some(last) = files.last_file() {
+                last.sync_data().map_err(write_err)?;
+            }
+        }
+        if !entries.is_empty() {
+            tracing::info!(
+                "moved {} Raft log entries from the sled store to {}",
+                entries.len(),
+                self.state.dir().join(LOG_DIR).display()
+            );
+        }
+        self.state.drop_tree(SLED_LOG_TREE).map_err(write_err)?;
+        self.state.make_durable().await.map_err(write_err)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogFiles> {
+        // A panic while the lock was held left the files as the last completed call made them.
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Publishes the index of the log's last entry in `last_appended`, from now on: a follower
@@ -87,11 +165,13 @@ impl LogStore {
         })
     }
 
-    /// The log's purge mark and last entry, read now.
+    /// The log's purge mark and last entry, read now (the last entry may not be durable yet).
     pub fn log_state_now(&self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        let last_purged: Option<LogId> = self.get_meta(PURGED)?;
-        let last = match self.log.last().map_err(read_err)? {
-            Some((_, v)) => Some(decode::<Entry<TypeConfig>>(&v).map_err(read_err)?.log_id),
+        // The lock first: a purge moves the mark, then removes entries under the lock.
+        let files = self.lock();
+        let last_purged: Option<LogId> = get_meta(&self.meta, PURGED)?;
+        let last = match files.last_index() {
+            Some(index) => Some(read_entry(&files, index)?.log_id),
             None => last_purged,
         };
         Ok(LogState {
@@ -100,40 +180,24 @@ impl LogStore {
         })
     }
 
-    /// One batch removing `keys`.
-    fn removal_batch(&self, keys: Vec<sled::IVec>) -> Result<sled::Batch, StorageError<NodeId>> {
-        let mut batch = sled::Batch::default();
-        for (n, k) in keys.into_iter().enumerate() {
-            self.failpoint(n)?;
-            batch.remove(k);
-        }
-        Ok(batch)
-    }
-
-    /// The test failpoint, checked before the `n`th removal is staged (see the field).
-    fn failpoint(&self, _n: usize) -> Result<(), StorageError<NodeId>> {
-        #[cfg(test)]
-        if self.fail_after_removals == Some(_n) {
-            return Err(write_err(
-                "failpoint: stopped in the middle of the removals",
-            ));
-        }
-        Ok(())
-    }
-
-    fn get_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &[u8],
-    ) -> Result<Option<T>, StorageError<NodeId>> {
-        match self.meta.get(key).map_err(read_err)? {
-            Some(v) => Ok(Some(decode(&v).map_err(read_err)?)),
-            None => Ok(None),
-        }
-    }
-
-    async fn sync(&self) -> Result<(), StorageError<NodeId>> {
+    async fn sync_meta(&self) -> Result<(), StorageError<NodeId>> {
         self.state.make_durable().await.map_err(write_err)
     }
+
+    /// Waits for the appends handed to the syncer, so that none is reported after a truncate
+    /// or purge that follows it.
+    async fn drain(&self) -> Result<(), StorageError<NodeId>> {
+        self.syncer.drain().await.map_err(write_err)
+    }
+}
+
+/// The entry at `index`, which the log holds.
+fn read_entry(files: &LogFiles, index: u64) -> Result<Entry<TypeConfig>, StorageError<NodeId>> {
+    let bytes = files
+        .read(index)
+        .map_err(read_err)?
+        .ok_or_else(|| read_err(format!("the Raft log does not hold entry {index}")))?;
+    decode(&bytes).map_err(read_err)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -142,22 +206,26 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
         use std::ops::Bound;
+        let files = self.lock();
+        let (Some(first), Some(last)) = (files.first_index(), files.last_index()) else {
+            return Ok(Vec::new());
+        };
         let start = match range.start_bound() {
             Bound::Included(i) => *i,
-            Bound::Excluded(i) => i + 1,
-            Bound::Unbounded => 0,
-        };
-        let mut out = Vec::new();
-        for kv in self.log.range(start.to_be_bytes()..) {
-            let (k, v) = kv.map_err(read_err)?;
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&k);
-            if !range.contains(&u64::from_be_bytes(b)) {
-                break;
-            }
-            out.push(decode(&v).map_err(read_err)?);
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => first,
         }
-        Ok(out)
+        .max(first);
+        let end = match range.end_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => match i.checked_sub(1) {
+                Some(i) => i,
+                None => return Ok(Vec::new()),
+            },
+            Bound::Unbounded => last,
+        }
+        .min(last);
+        (start..=end).map(|i| read_entry(&files, i)).collect()
     }
 }
 
@@ -176,11 +244,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.meta
             .insert(VOTE, encode(vote))
             .map_err(|e| StorageIOError::write_vote(&io_err(e)))?;
-        self.sync().await
+        self.sync_meta().await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        self.get_meta(VOTE)
+        get_meta(&self.meta, VOTE)
     }
 
     async fn save_committed(
@@ -195,7 +263,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<NodeId>> {
-        Ok(self.get_meta::<Option<LogId>>(COMMITTED)?.flatten())
+        Ok(get_meta::<Option<LogId>>(&self.meta, COMMITTED)?.flatten())
     }
 
     async fn append<I>(
@@ -207,71 +275,40 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut entries: Vec<(u64, Vec<u8>)> = entries
+        let entries: Vec<(u64, Vec<u8>)> = entries
             .into_iter()
             .map(|e| (e.log_id.index, encode(&e)))
             .collect();
         let last = entries.last().map(|(index, _)| *index);
-        if entries.len() == 1 {
-            // One entry (the leader's group commit proposes one at a time) needs no batch:
-            // a sled batch seals an I/O buffer of its own, which sled writes and waits for
-            // with sync_file_range before our fdatasync, one more wait on every append.
-            let (index, entry) = entries.pop().expect("one entry");
-            self.log
-                .insert(index.to_be_bytes(), entry)
-                .map_err(write_err)?;
-        } else {
-            // Several at once (a follower catching up): all or none, so a crash cannot leave a
-            // hole in the log.
-            let mut batch = sled::Batch::default();
-            for (index, entry) in entries {
-                batch.insert(&index.to_be_bytes(), entry);
-            }
-            self.log.apply_batch(batch).map_err(write_err)?;
-        }
-        // Acknowledge only once the entries are on disk.
-        let synced = self.state.make_durable().await.map_err(io_err);
-        if let (Some(last), Ok(())) = (last, &synced) {
-            self.last_appended.set(last);
-        }
-        callback.log_io_completed(synced);
+        let files = self.lock().append(&entries).map_err(write_err)?;
+        // Acknowledged (and published for read leases) by the syncer, once on disk.
+        self.syncer.flush(
+            files,
+            last,
+            self.last_appended.clone(),
+            Box::new(move |synced| callback.log_io_completed(synced)),
+        );
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
-        let keys: Vec<_> = self
-            .log
-            .range(log_id.index.to_be_bytes()..)
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(write_err)?;
-        // One batch: a crash in the middle must not leave a hole with entries after it.
-        let batch = self.removal_batch(keys)?;
-        self.log.apply_batch(batch).map_err(write_err)?;
+        self.drain().await?;
+        self.lock().truncate(log_id.index).map_err(write_err)?;
         self.last_appended
             .set(log_id.index.saturating_sub(1).min(self.last_appended.get()));
-        self.sync().await
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
-        let keys: Vec<_> = self
-            .log
-            .range(..=log_id.index.to_be_bytes())
-            .keys()
-            .collect::<Result<_, _>>()
+        self.drain().await?;
+        // The mark first, durably, together with the state it rests on (the snapshot that
+        // covers the purged entries was built from it): after a crash the files may still
+        // hold purged entries, which open drops, but never miss one the mark does not cover.
+        self.meta
+            .insert(PURGED, encode(&log_id))
             .map_err(write_err)?;
-        // The removals and the purge mark in one transaction (two trees): after a crash the
-        // mark always names the entry just before the first one left.
-        let batch = self.removal_batch(keys)?;
-        let mark = encode(&log_id);
-        (&self.log, &self.meta)
-            .transaction(|(log, meta)| {
-                log.apply_batch(&batch)?;
-                meta.insert(PURGED, mark.as_slice())?;
-                Ok::<(), sled::transaction::ConflictableTransactionError>(())
-            })
-            .map_err(|e| write_err(format!("{e:?}")))?;
-        self.sync().await
+        self.sync_meta().await?;
+        self.lock().purge(log_id.index).map_err(write_err)
     }
 }
 
@@ -284,27 +321,16 @@ mod tests {
         LogId::new(CommittedLeaderId::new(1, 1), index)
     }
 
-    /// A store in `dir` holding entries `1..=20`, with the failpoint armed after 3 removals.
-    fn store_with_twenty_entries(dir: &std::path::Path) -> LogStore {
-        let state = State::open(dir).unwrap();
-        let mut store = LogStore::open(&state).unwrap();
-        for i in 1..=20 {
-            let e = Entry::<TypeConfig> {
-                log_id: log_id(i),
-                payload: EntryPayload::Blank,
-            };
-            store.log.insert(i.to_be_bytes(), encode(&e)).unwrap();
+    fn blank(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: log_id(index),
+            payload: EntryPayload::Blank,
         }
-        store.fail_after_removals = Some(3);
-        store
     }
 
-    /// What a restart finds: the log's indexes and the purge mark, after sled wrote out all
-    /// it had (the worst case for a crash at the failpoint).
-    async fn after_crash(store: LogStore, dir: &std::path::Path) -> (Vec<u64>, Option<u64>) {
-        store.state.make_durable().await.unwrap();
-        drop(store);
-        let mut store = LogStore::open(&State::open(dir).unwrap()).unwrap();
+    /// The indexes a store reopened from `dir` holds, and its purge mark.
+    async fn reopened(dir: &std::path::Path) -> (Vec<u64>, Option<u64>) {
+        let mut store = LogStore::open(&State::open(dir).unwrap()).await.unwrap();
         let indexes = store
             .try_get_log_entries(0..)
             .await
@@ -317,40 +343,105 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_truncate_stopped_midway_leaves_the_log_whole_or_truncated() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = store_with_twenty_entries(dir.path());
-        assert!(store.truncate(log_id(10)).await.is_err(), "failpoint fired");
-        let (indexes, _) = after_crash(store, dir.path()).await;
-        assert!(
-            indexes == (1..=20).collect::<Vec<_>>() || indexes == (1..=9).collect::<Vec<_>>(),
-            "a truncate stopped midway left a hole: {indexes:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_purge_stopped_midway_leaves_the_log_and_its_mark_agreeing() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = store_with_twenty_entries(dir.path());
-        assert!(store.purge(log_id(10)).await.is_err(), "failpoint fired");
-        let (indexes, purged) = after_crash(store, dir.path()).await;
-        assert!(
-            (purged, indexes.first()) == (None, Some(&1))
-                || (purged, indexes.first()) == (Some(10), Some(&11)),
-            "a purge stopped midway left the mark at {purged:?} and the log at {indexes:?}"
-        );
-        assert_eq!(indexes.last(), Some(&20));
-    }
-
-    #[tokio::test]
     async fn truncate_and_purge_remove_exactly_their_ranges() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = store_with_twenty_entries(dir.path());
-        store.fail_after_removals = None;
-        store.truncate(log_id(15)).await.unwrap();
-        store.purge(log_id(4)).await.unwrap();
-        let (indexes, purged) = after_crash(store, dir.path()).await;
-        assert_eq!(indexes, (5..=14).collect::<Vec<_>>());
-        assert_eq!(purged, Some(4));
+        {
+            let state = State::open(dir.path()).unwrap();
+            let mut store = LogStore::open(&state).await.unwrap();
+            store
+                .lock()
+                .append(&(1..=20).map(|i| (i, encode(&blank(i)))).collect::<Vec<_>>())
+                .unwrap();
+            store.truncate(log_id(15)).await.unwrap();
+            store.purge(log_id(4)).await.unwrap();
+            let got = store.try_get_log_entries(3..=6).await.unwrap();
+            assert_eq!(
+                got.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+                [5, 6]
+            );
+            let state = store.get_log_state().await.unwrap();
+            assert_eq!(state.last_log_id, Some(log_id(14)));
+        }
+        assert_eq!(reopened(dir.path()).await, ((5..=14).collect(), Some(4)));
+    }
+
+    /// A store made before the log had files kept its entries in a sled tree: they move to
+    /// files, in order, and the tree goes.
+    #[tokio::test]
+    async fn entries_in_the_old_sled_tree_move_to_files() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let state = State::open(dir.path()).unwrap();
+            let tree = state.tree(SLED_LOG_TREE).unwrap();
+            for i in 3..=40u64 {
+                tree.insert(i.to_be_bytes(), encode(&blank(i))).unwrap();
+            }
+            state
+                .tree("raft_meta")
+                .unwrap()
+                .insert(PURGED, encode(&log_id(2)))
+                .unwrap();
+            state.make_durable().await.unwrap();
+        }
+        assert_eq!(reopened(dir.path()).await, ((3..=40).collect(), Some(2)));
+        let state = State::open(dir.path()).unwrap();
+        assert!(state.existing_tree(SLED_LOG_TREE).unwrap().is_none());
+    }
+
+    /// A move that a crash interrupted (files half written, the tree still whole) starts over.
+    #[tokio::test]
+    async fn a_move_the_crash_interrupted_starts_over_from_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let state = State::open(dir.path()).unwrap();
+            let tree = state.tree(SLED_LOG_TREE).unwrap();
+            for i in 0..=9u64 {
+                tree.insert(i.to_be_bytes(), encode(&blank(i))).unwrap();
+            }
+            state.make_durable().await.unwrap();
+            let mut partial = LogFiles::open(&dir.path().join(LOG_DIR), None).unwrap();
+            partial
+                .append(&(0..=3).map(|i| (i, encode(&blank(i)))).collect::<Vec<_>>())
+                .unwrap();
+            // And a file that open would refuse as damaged, had it to read it.
+            let junk = dir.path().join(LOG_DIR).join(format!("{:020}.log", 4));
+            std::fs::write(junk, vec![b'x'; 100]).unwrap();
+        }
+        assert_eq!(reopened(dir.path()).await, ((0..=9).collect(), None));
+    }
+
+    /// An append is reported flushed only after the syncer ran, and its index is published
+    /// for read leases then.
+    #[tokio::test]
+    async fn an_append_is_published_once_it_is_reported_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let published = crate::raft::LastAppended::default();
+        let mut store = LogStore::open(&state)
+            .await
+            .unwrap()
+            .publishing_last_appended(published.clone())
+            .await
+            .unwrap();
+        let files = store
+            .lock()
+            .append(&[(1, encode(&blank(1))), (2, encode(&blank(2)))]);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        store.syncer.flush(
+            files.unwrap(),
+            Some(2),
+            published.clone(),
+            Box::new(move |synced| {
+                let _ = tx.send(synced);
+            }),
+        );
+        rx.await.unwrap().unwrap();
+        assert_eq!(published.get(), 2);
+        store.truncate(log_id(2)).await.unwrap();
+        assert_eq!(
+            published.get(),
+            1,
+            "a truncate takes the published end back"
+        );
     }
 }

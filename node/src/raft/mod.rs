@@ -9,7 +9,9 @@
 // so they can be used with `?` inside those methods.
 #![allow(clippy::result_large_err)]
 
+mod log_files;
 mod log_store;
+mod log_syncer;
 mod network;
 mod peer_contact;
 mod read_leases;

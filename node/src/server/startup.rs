@@ -193,8 +193,9 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         Arc::new(move |applied| hook_cache.forget_applied(applied));
     let cluster_id = Arc::new(RwLock::new(String::new()));
     let channels = PeerChannels::new(tls.clone()).from_source(opts.config.cluster.grpc.source);
-    let mut log =
-        LogStore::open(&state).map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
+    let mut log = LogStore::open(&state)
+        .await
+        .map_err(|e| StartError::Open(state_dir.clone(), e.to_string()))?;
     let restored = log
         .restored(node_id)
         .await
@@ -234,6 +235,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         read_leases.clone(),
         contact.clone(),
     );
+    let log_reader = log.clone();
     let raft = Raft::new(node_id, Arc::new(raft_config(ccfg)?), network, log, sm)
         .await
         .map_err(|e| StartError::Cluster(format!("cannot start Raft: {e}")))?;
@@ -261,6 +263,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         last_appended,
         proposals: Default::default(),
         state: state.clone(),
+        log: log_reader,
         seal: seal.clone(),
         seals: opts.seals.clone(),
         ticket: Default::default(),

@@ -20,7 +20,9 @@
 //! store (whose blobs `make_durable` still syncs) and says why.
 
 use super::failpoint;
-use super::store::{SEGMENT_SIZE, StateError, open_when_unlocked, stored_segment_size};
+use super::store::{
+    RAFT_LOG_DIR, SEGMENT_SIZE, StateError, open_when_unlocked, stored_segment_size,
+};
 use std::path::{Path, PathBuf};
 
 /// How many items are copied per sled batch: large enough to amortise, small enough that a
@@ -165,9 +167,28 @@ fn copy(paths: &Paths, old_size: usize) -> Result<usize, StateError> {
     }
     new.flush()?;
     drop((old, new));
+    copy_raft_log(paths)?;
     sync_tree(&paths.migrating)?;
     crate::dir_sync::sync_parent(&paths.migrating)?;
     Ok(copied)
+}
+
+/// Copies the Raft log's files, which live in the store's directory (`RAFT_LOG_DIR`), so that
+/// the swap carries them along: a store whose copy once failed may have had its log moved to
+/// files since.
+fn copy_raft_log(paths: &Paths) -> std::io::Result<()> {
+    let from = paths.store.join(RAFT_LOG_DIR);
+    if !from.exists() {
+        return Ok(());
+    }
+    let to = paths.migrating.join(RAFT_LOG_DIR);
+    std::fs::create_dir(&to)?;
+    std::fs::set_permissions(&to, std::fs::metadata(&from)?.permissions())?;
+    for entry in std::fs::read_dir(&from)? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+    }
+    Ok(())
 }
 
 /// fsyncs every file under `dir` and every directory in it, itself included.
@@ -212,6 +233,9 @@ mod tests {
         db.open_tree("keys").unwrap().insert(b"k", b"v").unwrap();
         db.insert(b"in the default tree", b"too").unwrap();
         db.flush().unwrap();
+        // A log already in files (the store's copy failed once, the log moved since).
+        std::fs::create_dir(dir.join(RAFT_LOG_DIR)).unwrap();
+        std::fs::write(dir.join(RAFT_LOG_DIR).join("0.log"), b"log file").unwrap();
         db
     }
 
@@ -242,6 +266,8 @@ mod tests {
             contents(&state.db) == *before,
             "the copy lost or changed items"
         );
+        let log = std::fs::read(dir.join(RAFT_LOG_DIR).join("0.log"));
+        assert_eq!(log.unwrap(), b"log file", "the Raft log's files came along");
         assert_eq!(
             state
                 .tree("raft_log")

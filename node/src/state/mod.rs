@@ -28,7 +28,7 @@ pub use model::{
 };
 pub use query::{ListPage, MetadataRecord};
 pub use snapshot::{DumpSource, DumpTree};
-pub use store::{META_MEMBERSHIP, State, StateError, encode_record, scoped_key};
+pub use store::{META_MEMBERSHIP, RAFT_LOG_DIR, State, StateError, encode_record, scoped_key};
 
 /// The enclave that applies when a request names none.
 pub const DEFAULT_ENCLAVE: &str = "default";

@@ -192,9 +192,27 @@ impl State {
         !self.keys.is_empty()
     }
 
-    /// A tree of the same database for other parts of the node (the Raft log lives here too).
+    /// A tree of the same database for other parts of the node (the Raft log's marks live here
+    /// too).
     pub fn tree(&self, name: &str) -> Result<sled::Tree, StateError> {
         Ok(self.db.open_tree(name)?)
+    }
+
+    /// The tree `name`, if the database has one (without making it).
+    pub fn existing_tree(&self, name: &str) -> Result<Option<sled::Tree>, StateError> {
+        let exists = self.db.tree_names().iter().any(|n| n == name.as_bytes());
+        Ok(if exists { Some(self.tree(name)?) } else { None })
+    }
+
+    /// Removes the tree `name` and everything in it (not synced).
+    pub fn drop_tree(&self, name: &str) -> Result<(), StateError> {
+        self.db.drop_tree(name)?;
+        Ok(())
+    }
+
+    /// The directory the store is in.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Writes everything to the file (not synced): what a process killed right now leaves.

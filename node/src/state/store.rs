@@ -31,7 +31,7 @@ pub enum StateError {
 #[derive(Clone)]
 pub struct State {
     pub(super) db: sled::Db,
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     pub(super) keys: sled::Tree,
     pub(super) policies: sled::Tree,
     pub(super) identities: sled::Tree,
@@ -63,6 +63,10 @@ pub struct State {
 /// (`migrate.rs`). Should that copy fail, the node keeps the old store: `make_durable` syncs its
 /// blob files, and `open` warns.
 pub(super) const SEGMENT_SIZE: usize = 16 << 20;
+
+/// The directory inside the store's where the Raft log keeps its files (`raft/log_files.rs`):
+/// a copy of the store's directory is a copy of everything the node made durable.
+pub const RAFT_LOG_DIR: &str = "raft-log";
 
 /// sled's page cache. Its default, 1 GiB, is most of what a node holding a million keys takes
 /// (1.2 GiB RSS); the goal is at most 1 GiB. Reads of keys out of the cache cost a page read

@@ -8,11 +8,12 @@
 //!   `mkdir`, the target of a `rename`), and the data directory itself, had its parent
 //!   directory fsync'ed after it was made.
 //!
-//! One file is held to a weaker rule: sled's `state/db` also receives state applied after a
-//! commit, which the synced log replays after a crash, and sled writes that whenever it likes.
-//! For it, the rule is the one the Raft log promises: in each acknowledged write's window
-//! (request sent .. acknowledgement), the first write to the file is followed by a sync of it
-//! that ends before the acknowledgement.
+//! One file is exempt: sled's `state/db` holds the applied state, which the synced Raft log and
+//! snapshot rebuild after a crash, and sled writes it whenever it likes. (What it holds that
+//! they do not, the vote and the log's purge mark, is synced when written; no acknowledgement
+//! waits for either.) Instead, the Raft log's own files answer for every acknowledged write:
+//! in the write's window (request sent .. acknowledgement) a file under the log's directory is
+//! written, and then synced before the acknowledgement.
 //!
 //! `sync_file_range` is not a sync: it neither flushes the disk's cache nor the metadata.
 
@@ -259,14 +260,19 @@ fn parent(path: &str) -> &str {
     path.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
 }
 
-/// Every way the acknowledgements in `acks` rest on something unsynced under `data_dir`.
-/// `log_file` is the one file held to the weaker Raft log rule (see the module doc).
-pub fn violations(
-    events: &[Event],
-    data_dir: &str,
-    log_file: &str,
-    acks: &[Ack],
-) -> Vec<Violation> {
+/// Where a node keeps what the rules look at.
+pub struct Layout<'a> {
+    /// Everything under it is checked.
+    pub data_dir: &'a str,
+    /// The one file rebuilt from the log after a crash (see the module doc).
+    pub replayed: &'a str,
+    /// The Raft log's directory.
+    pub log_dir: &'a str,
+}
+
+/// Every way the acknowledgements in `acks` rest on something unsynced under the data dir.
+pub fn violations(events: &[Event], layout: &Layout, acks: &[Ack]) -> Vec<Violation> {
+    let (data_dir, log_file) = (layout.data_dir, layout.replayed);
     let ours = |p: &str| p == data_dir || p.starts_with(&format!("{data_dir}/"));
     let mut acks: Vec<&Ack> = acks.iter().collect();
     acks.sort_by(|a, b| a.at.total_cmp(&b.at));
@@ -351,32 +357,39 @@ pub fn violations(
             }
         }
         if ack.write {
-            found.extend(log_rule(events, log_file, ack));
+            found.extend(log_rule(events, layout.log_dir, ack));
         }
     }
     found
 }
 
-/// The Raft log rule for `log_file` in one acknowledged write's window.
-fn log_rule(events: &[Event], log_file: &str, ack: &Ack) -> Option<Violation> {
+/// The Raft log rule in one acknowledged write's window: a log file is written, and synced
+/// after its first write in the window.
+fn log_rule(events: &[Event], log_dir: &str, ack: &Ack) -> Option<Violation> {
     let in_window = |e: &&Event| e.start >= ack.sent && e.end <= ack.at;
-    let first_write = events
-        .iter()
-        .filter(in_window)
-        .filter(|e| matches!(&e.effect, Effect::Write(p) if p == log_file))
-        .map(|e| e.end)
-        .min_by(f64::total_cmp)?;
-    let synced = events
-        .iter()
-        .filter(in_window)
-        .any(|e| matches!(&e.effect, Effect::Sync(p) if p == log_file) && e.start >= first_write);
-    (!synced).then(|| Violation {
+    let in_log = |p: &str| p.starts_with(&format!("{log_dir}/"));
+    let violation = |problem, made| Violation {
         ack: ack.what.clone(),
-        path: log_file.to_owned(),
-        problem: "written",
-        made: first_write,
+        path: log_dir.to_owned(),
+        problem,
+        made,
         ack_at: ack.at,
-    })
+    };
+    let Some(first_write) = events
+        .iter()
+        .filter(in_window)
+        .filter_map(|e| match &e.effect {
+            Effect::Write(p) if in_log(p) => Some((p, e.end)),
+            _ => None,
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+    else {
+        return Some(violation("never written", ack.sent));
+    };
+    let synced = events.iter().filter(in_window).any(|e| {
+        matches!(&e.effect, Effect::Sync(p) if p == first_write.0) && e.start >= first_write.1
+    });
+    (!synced).then(|| violation("written", first_write.1))
 }
 
 #[cfg(test)]
@@ -434,6 +447,12 @@ mod tests {
         assert!((joined.end - 1000.05).abs() < 1e-9, "ends when it returned");
     }
 
+    const LAYOUT: Layout = Layout {
+        data_dir: "/d",
+        replayed: "/d/db",
+        log_dir: "/d/log",
+    };
+
     fn ack(at: f64) -> Ack {
         Ack {
             what: "ack".into(),
@@ -453,10 +472,10 @@ mod tests {
         let early = ev(1.05, 1.3, Effect::Sync("/d/f".into()));
         let late = ev(1.2, 1.6, Effect::Sync("/d/f".into()));
         let events = [w, early, late];
-        assert_eq!(violations(&events, "/d", "/d/db", &[ack(1.5)]).len(), 1);
-        assert!(violations(&events, "/d", "/d/db", &[ack(1.7)]).is_empty());
+        assert_eq!(violations(&events, &LAYOUT, &[ack(1.5)]).len(), 1);
+        assert!(violations(&events, &LAYOUT, &[ack(1.7)]).is_empty());
         assert!(
-            violations(&events, "/d", "/d/db", &[ack(0.5)]).is_empty(),
+            violations(&events, &LAYOUT, &[ack(0.5)]).is_empty(),
             "nothing written yet"
         );
     }
@@ -469,12 +488,12 @@ mod tests {
             ev(1.4, 1.5, Effect::Rename("/d/f".into(), "/d/g".into())),
             ev(1.6, 1.7, Effect::Sync("/d".into())),
         ];
-        let v = violations(&events, "/d", "/d/db", &[ack(1.35)]);
+        let v = violations(&events, &LAYOUT, &[ack(1.35)]);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!((v[0].path.as_str(), v[0].problem), ("/d/f", "created"));
-        let v = violations(&events, "/d", "/d/db", &[ack(1.55)]);
+        let v = violations(&events, &LAYOUT, &[ack(1.55)]);
         assert_eq!(v.len(), 2, "both names still unsynced: {v:?}");
-        assert!(violations(&events, "/d", "/d/db", &[ack(1.8)]).is_empty());
+        assert!(violations(&events, &LAYOUT, &[ack(1.8)]).is_empty());
     }
 
     #[test]
@@ -494,10 +513,10 @@ mod tests {
             ev(1.8, 1.9, Effect::Remove("/d/s.old".into())),
             ev(2.0, 2.1, Effect::Sync("/d".into())),
         ];
-        let v = violations(&events, "/d", "/d/db", &[ack(1.55)]);
+        let v = violations(&events, &LAYOUT, &[ack(1.55)]);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].path, "/d/s.old/blobs/1");
-        let v = violations(&events, "/d", "/d/db", &[ack(2.2)]);
+        let v = violations(&events, &LAYOUT, &[ack(2.2)]);
         assert!(
             v.is_empty(),
             "the directory is gone, with what was unsynced in it: {v:?}"
@@ -523,7 +542,7 @@ mod tests {
             ev(1.2, 1.3, Effect::Rename("/d/f.tmp".into(), "/d/f".into())),
             ev(1.4, 1.5, Effect::Sync("/d".into())),
         ];
-        let v = violations(&events, "/d", "/d/db", &[ack(1.6)]);
+        let v = violations(&events, &LAYOUT, &[ack(1.6)]);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!((v[0].path.as_str(), v[0].problem), ("/d/f", "written"));
     }
@@ -536,12 +555,12 @@ mod tests {
             ev(1.0, 1.1, Effect::Write("/d/blob".into())),
             ev(1.2, 1.3, Effect::Remove("/d/blob".into())),
         ];
-        assert!(violations(&events, "/d", "/d/db", &[ack(1.5)]).is_empty());
+        assert!(violations(&events, &LAYOUT, &[ack(1.5)]).is_empty());
     }
 
     #[test]
-    fn the_log_file_needs_a_sync_after_its_first_write_in_the_window() {
-        let db = || "/d/db".to_string();
+    fn a_write_ack_needs_a_log_write_in_its_window_synced_after_it() {
+        let log = || "/d/log/1.log".to_string();
         let write_ack = |sent, at| Ack {
             what: "put".into(),
             sent,
@@ -549,20 +568,28 @@ mod tests {
             write: true,
         };
         let events = [
-            ev(1.0, 1.1, Effect::Write(db())),
-            ev(1.2, 1.3, Effect::Sync(db())),
-            ev(1.4, 1.5, Effect::Write(db())), // applied state: replayable, allowed
-            ev(2.0, 2.1, Effect::Sync(db())),  // a sync before the write: not enough
-            ev(2.2, 2.3, Effect::Write(db())),
+            ev(1.0, 1.1, Effect::Write(log())),
+            ev(1.2, 1.3, Effect::Sync(log())),
+            ev(1.4, 1.5, Effect::Write("/d/db".into())), // applied state: replayable, allowed
+            ev(2.0, 2.1, Effect::Sync(log())),           // a sync before the write: not enough
+            ev(2.2, 2.3, Effect::Write(log())),
+            ev(2.6, 2.7, Effect::Sync(log())),
         ];
-        assert!(violations(&events, "/d", "/d/db", &[write_ack(0.9, 1.6)]).is_empty());
-        let v = violations(&events, "/d", "/d/db", &[write_ack(1.9, 2.4)]);
+        assert!(violations(&events, &LAYOUT, &[write_ack(0.9, 1.6)]).is_empty());
+        let v = violations(&events, &LAYOUT, &[write_ack(1.9, 2.4)]);
+        assert_eq!(
+            v.len(),
+            2,
+            "unsynced, and not synced after its write: {v:?}"
+        );
+        let v = violations(&events, &LAYOUT, &[write_ack(3.0, 3.5)]);
         assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].problem, "never written");
         let read = Ack {
             write: false,
-            ..write_ack(1.9, 2.4)
+            ..write_ack(3.0, 3.5)
         };
-        assert!(violations(&events, "/d", "/d/db", &[read]).is_empty());
+        assert!(violations(&events, &LAYOUT, &[read]).is_empty());
     }
 
     #[test]
