@@ -450,8 +450,8 @@ mod tests {
         (ids, notes)
     }
 
-    fn yaml(path: &Path) -> serde_yaml::Value {
-        serde_yaml::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+    fn yaml(path: &Path) -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(&fs::read_to_string(path).unwrap()).unwrap()
     }
 
     #[test]

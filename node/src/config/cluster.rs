@@ -217,7 +217,7 @@ fn parse_tls(field: &Field<'_>) -> Result<ClusterTlsConfig, ConfigError> {
 
 fn parse_election_timeout(field: &Field<'_>) -> Result<ElectionTimeout, ConfigError> {
     let items = match field.value() {
-        serde_yaml::Value::Sequence(_) => field.list()?,
+        serde_yaml_ng::Value::Sequence(_) => field.list()?,
         _ => Vec::new(),
     };
     let [min, max] = items.as_slice() else {

@@ -7,7 +7,7 @@
 //! (`status.ping`, `credentials.retry`) do not select a store and do not count. `${ENV}`
 //! references are not expanded here: a reference is a setting, set or not.
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use super::ConfigError;
 use super::reader::Field;
@@ -44,7 +44,7 @@ fn first_setting(value: &Value, path: &str, key: Option<&str>) -> Option<String>
         Value::Mapping(map) => map.iter().find_map(|(k, v)| {
             let name = match k {
                 Value::String(s) => s.clone(),
-                other => serde_yaml::to_string(other)
+                other => serde_yaml_ng::to_string(other)
                     .unwrap_or_default()
                     .trim()
                     .to_owned(),
@@ -59,7 +59,7 @@ mod tests {
     use super::*;
 
     fn first(yaml: &str) -> Option<String> {
-        let v: Value = serde_yaml::from_str(yaml).expect("test YAML parses");
+        let v: Value = serde_yaml_ng::from_str(yaml).expect("test YAML parses");
         first_setting(&v, "keystore", None)
     }
 

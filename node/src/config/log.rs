@@ -136,7 +136,7 @@ fn audit_file_config(field: &Field<'_>) -> Result<AuditFileConfig, ConfigError> 
 /// `-N`, or a bare integer), where any level means on: this node has one console level per
 /// stream, not slog's numeric scale. Empty means the default.
 fn switch(field: &Field<'_>) -> Result<Option<bool>, ConfigError> {
-    if let serde_yaml::Value::Bool(b) = field.value() {
+    if let serde_yaml_ng::Value::Bool(b) = field.value() {
         return Ok(Some(*b));
     }
     let Some(text) = field.optional_string()? else {

@@ -3,7 +3,7 @@
 //! `limits:`, the bounds that keep a node serving under abuse.
 //!
 //! ```text
-//!  text ──serde_yaml──▶ Value ──Section/Field──▶ typed sections ──Config::validate──▶ Config
+//!  text ──serde_yaml_ng──▶ Value ──Section/Field──▶ typed sections ──Config::validate──▶ Config
 //!                                  │                                                + warnings
 //!                                  ├─ full dotted path of every key (`policy.my-app.alow`)
 //!                                  └─ `${NAME}` expanded where a scalar is read
@@ -116,8 +116,8 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Loaded, ConfigError> {
-        let value: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
+        let value: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml {
                 message: e.to_string(),
             })?;
         let cx = Ctx::new(env);
@@ -203,7 +203,7 @@ impl Config {
 
 /// Reads every top-level section. Unknown keys are refused before any value is judged, so a
 /// typo is reported as a typo and not as whatever its neighbour complains about.
-fn read(cx: &Ctx<'_>, value: &serde_yaml::Value) -> Result<Config, ConfigError> {
+fn read(cx: &Ctx<'_>, value: &serde_yaml_ng::Value) -> Result<Config, ConfigError> {
     let mut top = Section::root(cx, value)?;
     let version = top.take("version");
     let address = top.take("address");

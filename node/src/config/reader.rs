@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use super::ConfigError;
 use super::duration::parse_go_duration;
@@ -402,7 +402,7 @@ pub(crate) fn parse_section<T>(
     key: &'static str,
     parse: impl Fn(&Field<'_>) -> Result<T, ConfigError>,
 ) -> Result<T, ConfigError> {
-    let value: Value = serde_yaml::from_str(yaml).expect("test YAML parses");
+    let value: Value = serde_yaml_ng::from_str(yaml).expect("test YAML parses");
     let env = |_: &str| None;
     let cx = Ctx::new(&env);
     let mut root = Section::root(&cx, &value)?;

@@ -70,7 +70,7 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<TlsConfig, ConfigError> {
 /// `""`/`off` or `on`, any case, as in KES; YAML booleans are accepted too, since `on` written
 /// in a YAML 1.1 tool may come back as `true`.
 fn parse_auth(field: &Field<'_>) -> Result<bool, ConfigError> {
-    if let serde_yaml::Value::Bool(b) = field.value() {
+    if let serde_yaml_ng::Value::Bool(b) = field.value() {
         return Ok(*b);
     }
     let text = field.text()?.unwrap_or_default();
@@ -124,7 +124,7 @@ mod tests {
     use crate::config::reader::{Ctx, Section};
 
     fn tls(yaml: &str) -> (Result<TlsConfig, ConfigError>, Vec<String>) {
-        let value: serde_yaml::Value = serde_yaml::from_str(yaml).expect("test YAML parses");
+        let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).expect("test YAML parses");
         let env = |_: &str| None;
         let cx = Ctx::new(&env);
         let result = {

@@ -208,7 +208,7 @@ cluster:
     fn awkward_paths_survive_yaml() {
         let dir = "/tmp/my dir: #1/\"x\"\n/ünï";
         let text = node_yaml(&files(dir), Ports::new(7373, 2).unwrap(), 2);
-        let value: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
         assert_eq!(
             value["tls"]["key"].as_str(),
             Some(format!("{dir}/node2/server.key").as_str())
@@ -226,7 +226,7 @@ cluster:
             value["admin"]["identity"].as_str(),
             Some("ab".repeat(32).as_str())
         );
-        assert_eq!(value["cluster"]["bootstrap"], serde_yaml::Value::Null);
+        assert_eq!(value["cluster"]["bootstrap"], serde_yaml_ng::Value::Null);
     }
 
     #[test]
