@@ -13,8 +13,16 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// A KES-compatible key-management node.
 #[derive(Parser, Debug)]
-#[command(name = "kes-node", version, about)]
+#[command(
+    name = "kes-node",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    /// Offline tools, run on a stopped node's data dir (without one: run the node).
+    #[command(subcommand)]
+    tool: Option<Tool>,
     /// The KES YAML config file.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -45,6 +53,50 @@ struct Args {
     bootstrap: bool,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Tool {
+    /// After the loss of a quorum for good: make this stopped member a cluster of one,
+    /// keeping and committing every entry of its log, with the lost members' certificates
+    /// tombstoned. The other nodes then join it with new data dirs and certificates.
+    Recover(RecoverArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RecoverArgs {
+    /// The stopped node's data dir.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The recovery to make: a new cluster of this node alone (the only one there is).
+    #[arg(long)]
+    force_new_cluster: bool,
+    /// Carry it out; without it, print what it would do and change nothing.
+    #[arg(long)]
+    yes: bool,
+}
+
+/// `kes-node recover`: prints the plan, and carries it out with `--yes`.
+async fn recover(args: RecoverArgs) -> Result<(), String> {
+    use kes_node::raft::force_new_cluster;
+    if !args.force_new_cluster {
+        return Err(
+            "recover rewrites the membership: pass --force-new-cluster to make this node a cluster of one"
+                .into(),
+        );
+    }
+    if !args.yes {
+        let plan = force_new_cluster::plan(&args.data_dir).await?;
+        println!("{plan}");
+        return Err("nothing was changed: run again with --yes to carry this out".into());
+    }
+    let plan = force_new_cluster::force_new_cluster(&args.data_dir).await?;
+    println!("{plan}");
+    println!(
+        "done: start the node; it leads a cluster of one with every entry above. Join the \
+         other nodes with new data dirs and new node certificates."
+    );
+    Ok(())
+}
+
 fn main() {
     let args = Args::parse();
     let events = EventBus::new();
@@ -59,7 +111,11 @@ fn main() {
         Ok(r) => r,
         Err(e) => fail(format!("cannot start the runtime: {e}")),
     };
-    if let Err(e) = runtime.block_on(run(args, events)) {
+    let done = match args.tool {
+        Some(Tool::Recover(recover_args)) => runtime.block_on(recover(recover_args)),
+        None => runtime.block_on(run(args, events)),
+    };
+    if let Err(e) = done {
         fail(e);
     }
 }

@@ -16,6 +16,7 @@ mod key;
 mod output;
 mod policy;
 mod private_files;
+mod recover;
 mod remove;
 mod scaffold;
 mod seal;
@@ -58,6 +59,9 @@ enum Command {
     Join(join::JoinArgs),
     /// Remove a node from the cluster.
     Remove(remove::RemoveArgs),
+    /// Offline, after a quorum is lost for good: make a stopped member a cluster of one
+    /// (runs kes-node recover).
+    Recover(recover::RecoverArgs),
     /// Save or restore a sealed snapshot of the cluster state.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
@@ -113,6 +117,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Outcome> {
         Command::Status(args) => return status::status(args, &connect.client()?).await,
         Command::Join(args) => join::run(args, &connect.client()?).await,
         Command::Remove(args) => remove::run(args, &connect.client()?).await,
+        Command::Recover(args) => return recover::run(args),
         Command::Snapshot(command) => snapshot::run(command, &connect.client()?).await,
         Command::Seal(command) => seal::run(command, &connect.client()?).await,
         Command::Identity(command) => identity::run(command, &connect).await,
@@ -139,6 +144,25 @@ mod tests {
 
     /// Every form parses: clap panics at parse time (not in `debug_assert`)
     /// when a subcommand argument shares its id with a global flag.
+    /// `recover` hands every argument after it to `kes-node recover`, flags and `--help`
+    /// included.
+    #[test]
+    fn recover_passes_its_arguments_through() {
+        let form = [
+            "kes-cluster",
+            "recover",
+            "--data-dir",
+            "d",
+            "--force-new-cluster",
+            "--help",
+        ];
+        let cli = Cli::try_parse_from(form).expect("parses");
+        match cli.command {
+            Command::Recover(r) => assert_eq!(r.args, form[2..]),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn every_subcommand_parses() {
         let forms: &[&[&str]] = &[

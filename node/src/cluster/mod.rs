@@ -35,7 +35,7 @@ pub use evict::evict_tombstoned;
 pub use group_commit::GroupCommit;
 pub use join::{join_through, node_client};
 pub use lease::Lease;
-pub use node_id::load_or_create_node_id;
+pub use node_id::{load_or_create_node_id, read_node_id};
 pub use read_barrier::ReadRounds;
 pub use service::ClusterService;
 pub use status::{AdminOp, cluster_status, node_status};

@@ -5,17 +5,27 @@ use rand::RngCore;
 use std::io::Write;
 use std::path::Path;
 
-/// Reads `<data>/node_id`, or makes one.
-pub fn load_or_create_node_id(data_dir: &Path) -> Result<u64, String> {
+/// Reads `<data>/node_id`, if there is one.
+pub fn read_node_id(data_dir: &Path) -> Result<Option<u64>, String> {
     let path = data_dir.join("node_id");
     match std::fs::read_to_string(&path) {
-        Ok(s) => s.trim().parse::<u64>().map_err(|_| {
+        Ok(s) => s.trim().parse::<u64>().map(Some).map_err(|_| {
             format!(
                 "{} does not hold a node id; restore it or follow the rejoin runbook",
                 path.display()
             )
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Reads `<data>/node_id`, or makes one.
+pub fn load_or_create_node_id(data_dir: &Path) -> Result<u64, String> {
+    let path = data_dir.join("node_id");
+    match read_node_id(data_dir)? {
+        Some(id) => Ok(id),
+        None => {
             let mut id = 0;
             while id == 0 {
                 id = rand::rng().next_u64() >> 1; // positive in every signed view of it
@@ -28,6 +38,5 @@ pub fn load_or_create_node_id(data_dir: &Path) -> Result<u64, String> {
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(id)
         }
-        Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }

@@ -180,6 +180,23 @@ impl LogStore {
         })
     }
 
+    /// Appends `entries` and syncs them before it returns: for offline tools (recovery), not
+    /// for openraft, whose appends go through the syncer.
+    pub(super) fn append_now(
+        &self,
+        entries: &[Entry<TypeConfig>],
+    ) -> Result<(), StorageError<NodeId>> {
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.log_id.index, encode(e)))
+            .collect();
+        let files = self.lock().append(&encoded).map_err(write_err)?;
+        files
+            .iter()
+            .try_for_each(|f| f.sync_data())
+            .map_err(write_err)
+    }
+
     async fn sync_meta(&self) -> Result<(), StorageError<NodeId>> {
         self.state.make_durable().await.map_err(write_err)
     }

@@ -9,6 +9,7 @@
 // so they can be used with `?` inside those methods.
 #![allow(clippy::result_large_err)]
 
+pub mod force_new_cluster;
 mod log_files;
 mod log_store;
 mod log_syncer;

@@ -139,6 +139,21 @@ async fn install_into(state: &State, meta: &Meta, dump: &dyn DumpSource) -> Resu
     state.install(dump, index, &marks, &install_id).await
 }
 
+/// The last entry applied to `state`, and the membership as of it.
+pub(super) fn applied_in(
+    state: &State,
+) -> Result<(Option<LogId>, Membership), StorageError<NodeId>> {
+    let log_id = match state.meta_get(APPLIED).map_err(sm_read)? {
+        Some(v) => decode(&v).map_err(sm_read)?,
+        None => None,
+    };
+    let membership = match state.meta_get(MEMBERSHIP).map_err(sm_read)? {
+        Some(v) => decode(&v).map_err(sm_read)?,
+        None => Membership::default(),
+    };
+    Ok((log_id, membership))
+}
+
 impl StateMachine {
     /// A state machine over `state`; the latest snapshot is kept in `snapshot_file`.
     /// `build_seconds` observes how long each snapshot build takes.
@@ -165,15 +180,7 @@ impl StateMachine {
     }
 
     fn applied(&self) -> Result<(Option<LogId>, Membership), StorageError<NodeId>> {
-        let log_id = match self.state.meta_get(APPLIED).map_err(sm_read)? {
-            Some(v) => decode(&v).map_err(sm_read)?,
-            None => None,
-        };
-        let membership = match self.state.meta_get(MEMBERSHIP).map_err(sm_read)? {
-            Some(v) => decode(&v).map_err(sm_read)?,
-            None => Membership::default(),
-        };
-        Ok((log_id, membership))
+        applied_in(&self.state)
     }
 
     /// Puts a written snapshot in place off the async runtime (see [`SnapshotFile::place`])

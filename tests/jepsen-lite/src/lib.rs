@@ -59,7 +59,8 @@ pub fn use_node_binaries_from(dir: PathBuf) {
     let _ = NODE_BINARIES.set(dir);
 }
 
-fn bin(name: &str) -> PathBuf {
+/// The path of the node binary `name` (`kes-node`, `kes-cluster`) the tests run.
+pub fn bin(name: &str) -> PathBuf {
     let p = NODE_BINARIES
         .get()
         .cloned()

@@ -237,7 +237,7 @@ impl Signals {
 
 /// The binary named by `--kes-node`, else the one beside this executable
 /// (how both are built and installed), else the first on PATH.
-fn find_kes_node(flag: Option<&Path>) -> Result<PathBuf> {
+pub(super) fn find_kes_node(flag: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = flag {
         return if path.is_file() {
             std::path::absolute(path).map_err(|e| Error::file("resolve", path, e))
