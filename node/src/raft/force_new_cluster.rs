@@ -13,8 +13,9 @@
 //!    `kes-cluster remove` commits), so that a lost member that comes back is refused rather
 //!    than rejoining with a diverged log;
 //! 2. a membership entry naming this node alone;
-//! 3. the commit index, at the last of these entries, and a vote for itself in `T` (not yet
-//!    committed: at start the node elects itself in the next term, the only voter).
+//! 3. the commit index, at the last of these entries, and a vote for itself in `T` (written
+//!    first, and not committed: at start the node elects itself in the next term, the only
+//!    voter).
 //!
 //! openraft applies every committed entry at start, so the node comes up holding all of them,
 //! with the cluster id it had. The other nodes join it afresh, with new data dirs and new node
@@ -32,6 +33,8 @@ use std::path::Path;
 pub struct Plan {
     /// This node.
     pub me: NodeId,
+    /// Whether it was only a learner: it may be far behind the lost voters.
+    pub learner: bool,
     /// The members recovery drops, with their address and certificate.
     pub lost: Vec<(NodeId, NodeInfo)>,
     /// The last entry of this node's log: index and term.
@@ -47,6 +50,13 @@ pub struct Plan {
 impl std::fmt::Display for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "this node: {}", self.me)?;
+        if self.learner {
+            writeln!(
+                f,
+                "WARNING: this node was a learner, not a voter: its log may lag far behind \
+                 what the cluster acknowledged; recover a voter if one survives"
+            )?;
+        }
         match self.last {
             Some((index, term)) => writeln!(f, "last entry of its log: {index} (term {term})")?,
             None => writeln!(f, "last entry of its log: none")?,
@@ -119,7 +129,8 @@ fn node_id(data_dir: &Path) -> Result<NodeId, String> {
 }
 
 /// The log and state of the node in `data_dir`, opened offline. Fails while the node runs
-/// (sled's lock).
+/// (sled's lock). A snapshot install that a crash interrupted, or a snapshot file ahead of the
+/// state, is finished first, as a start would: the state is then the node's latest.
 async fn open(data_dir: &Path) -> Result<(State, LogStore), String> {
     let state_dir = data_dir.join("state");
     if !state_dir.exists() {
@@ -131,23 +142,29 @@ async fn open(data_dir: &Path) -> Result<(State, LogStore), String> {
             state_dir.display()
         )
     })?;
+    super::recover_snapshot_install(&state, &data_dir.join("snapshot.bin"))
+        .await
+        .map_err(|e| format!("cannot finish the snapshot install a crash interrupted: {e}"))?;
     let log = LogStore::open(&state).await.map_err(|e| e.to_string())?;
     Ok((state, log))
 }
 
-/// The membership in effect: the last one in the log, or else the applied one.
+/// The membership in effect: the last one in the log past the applied state, or else the
+/// applied one.
 fn membership(
-    state: &State,
+    applied: Option<LogId>,
+    applied_membership: &Membership<NodeId, NodeInfo>,
     entries: &[Entry<TypeConfig>],
-) -> Result<Membership<NodeId, NodeInfo>, String> {
-    if let Some(m) = entries.iter().rev().find_map(|e| match &e.payload {
-        EntryPayload::Membership(m) => Some(m.clone()),
-        _ => None,
-    }) {
-        return Ok(m);
-    }
-    let (_, stored) = super::state_machine::applied_in(state).map_err(|e| e.to_string())?;
-    Ok(stored.membership().clone())
+) -> Membership<NodeId, NodeInfo> {
+    entries
+        .iter()
+        .rev()
+        .filter(|e| Some(e.log_id) > applied)
+        .find_map(|e| match &e.payload {
+            EntryPayload::Membership(m) => Some(m.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| applied_membership.clone())
 }
 
 /// Reads the data dir and says what recovery would do; changes nothing.
@@ -166,7 +183,10 @@ async fn plan_for(
         .try_get_log_entries(0..)
         .await
         .map_err(|e| e.to_string())?;
-    let membership = membership(state, &entries)?;
+    let (applied, applied_membership) =
+        super::state_machine::applied_in(state).map_err(|e| e.to_string())?;
+    let membership = membership(applied, applied_membership.membership(), &entries);
+    let learner = !membership.voter_ids().any(|v| v == me);
     let my_info = membership.get_node(&me).cloned().ok_or_else(|| {
         format!(
             "node {me} is not a member of the cluster its data dir records: recover on a member"
@@ -179,7 +199,10 @@ async fn plan_for(
         .collect();
     let committed = log.read_committed().await.map_err(|e| e.to_string())?;
     let vote = log.read_vote().await.map_err(|e| e.to_string())?;
-    let last = log.log_state_now().map_err(|e| e.to_string())?.last_log_id;
+    // The state may be ahead of the log (a snapshot installed past it): the new entries go
+    // after both, in a term above every term either holds.
+    let log_last = log.log_state_now().map_err(|e| e.to_string())?.last_log_id;
+    let last = log_last.max(applied);
     let term = vote
         .map_or(0, |v| v.leader_id().term)
         .max(last.map_or(0, |l| l.leader_id.term))
@@ -195,6 +218,7 @@ async fn plan_for(
         .ok_or("the state holds no cluster (no admin identity): nothing to recover")?;
     let plan = Plan {
         me,
+        learner,
         lost,
         last: last.map(|l| (l.index, l.leader_id.term)),
         committed: committed.map(|c| c.index),
@@ -207,6 +231,8 @@ async fn plan_for(
         admin,
         my_info,
         next_index: last.map_or(0, |l| l.index + 1),
+        // The log must go on from the applied state, without a hole.
+        purge_to: applied.filter(|a| log_last < Some(*a)),
     };
     Ok((plan, recovery))
 }
@@ -218,6 +244,7 @@ struct Recovery {
     admin: String,
     my_info: NodeInfo,
     next_index: u64,
+    purge_to: Option<LogId>,
 }
 
 /// Carries out the plan for the node in `data_dir`; answers the plan it carried out.
@@ -254,11 +281,16 @@ pub async fn force_new_cluster(data_dir: &Path) -> Result<Plan, String> {
         })
         .collect();
     let last = entries.last().expect("the membership entry").log_id;
-    r.log.append_now(&entries).map_err(|e| e.to_string())?;
+    // The vote first: entries in a term above the vote, should a crash come between the two,
+    // would let a node that was leader come back leading its old term after them.
     r.log
         .save_vote(&Vote::new(plan.term, me))
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(applied) = r.purge_to {
+        r.log.purge(applied).await.map_err(|e| e.to_string())?;
+    }
+    r.log.append_now(&entries).map_err(|e| e.to_string())?;
     r.log
         .save_committed(Some(last))
         .await

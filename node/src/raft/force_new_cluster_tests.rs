@@ -46,3 +46,34 @@ async fn a_data_dir_that_never_ran_a_node_is_refused() {
     let err = plan(dir.path()).await.unwrap_err();
     assert!(err.contains("holds no state"), "{err}");
 }
+
+#[test]
+fn the_membership_is_the_logs_last_past_the_applied_state_or_else_the_applied_one() {
+    let of = |ids: &[u64]| {
+        Membership::<NodeId, NodeInfo>::new(
+            vec![ids.iter().copied().collect()],
+            ids.iter()
+                .map(|&id| (id, NodeInfo::default()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    };
+    let at = |index| LogId::new(CommittedLeaderId::new(1, 1), index);
+    let entries = vec![
+        Entry::<TypeConfig> {
+            log_id: at(5),
+            payload: EntryPayload::Membership(of(&[1, 2])),
+        },
+        Entry::<TypeConfig> {
+            log_id: at(6),
+            payload: EntryPayload::Blank,
+        },
+    ];
+    let applied = of(&[1, 2, 3]);
+    let voters = |m: Membership<NodeId, NodeInfo>| m.voter_ids().collect::<Vec<_>>();
+    assert_eq!(voters(membership(Some(at(4)), &applied, &entries)), [1, 2]);
+    // A snapshot installed past the log: its membership is newer than any in the log.
+    assert_eq!(
+        voters(membership(Some(at(9)), &applied, &entries)),
+        [1, 2, 3]
+    );
+}
