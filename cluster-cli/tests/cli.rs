@@ -90,6 +90,41 @@ async fn key_commands_round_trip() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_version_commands() {
+    assert!(
+        run(&["key", "create", "rotated-by-cli"])
+            .await
+            .status
+            .success()
+    );
+    let o = run(&["key", "encrypt", "rotated-by-cli", "before"]).await;
+    let old = stdout(&o).trim().to_owned();
+    let o = run(&["key", "rotate", "rotated-by-cli"]).await;
+    assert_eq!(stdout(&o), "rotated-by-cli: version 2\n", "{}", stderr(&o));
+    let o = run(&["key", "info", "rotated-by-cli"]).await;
+    assert!(stdout(&o).contains("Version"), "{}", stdout(&o));
+    let o = run(&["key", "rewrap", "rotated-by-cli", &old]).await;
+    let rewrapped = stdout(&o).trim().to_owned();
+    assert!(o.status.success() && rewrapped != old, "{}", stderr(&o));
+    let o = run(&["key", "retire", "rotated-by-cli", "--below", "2"]).await;
+    assert_eq!(o.status.code(), Some(1), "retire without --yes");
+    assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
+    let o = run(&["key", "retire", "rotated-by-cli", "--below", "2", "--yes"]).await;
+    assert_eq!(
+        stdout(&o),
+        "rotated-by-cli: versions kept: 2\n",
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["key", "decrypt", "rotated-by-cli", &old]).await;
+    assert_eq!(o.status.code(), Some(1), "a retired version decrypted");
+    let o = run(&["key", "decrypt", "rotated-by-cli", &rewrapped]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["key", "min-version", "rotated-by-cli", "2"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_and_node_status_commands() {
     let node = node();
     let o = run(&["identity", "info"]).await;

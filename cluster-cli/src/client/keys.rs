@@ -84,17 +84,30 @@ impl Client {
         plaintext: &[u8],
         context: Option<&[u8]>,
     ) -> Result<Vec<u8>> {
+        self.to_ciphertext("encrypt", name, ("plaintext", plaintext), context)
+            .await
+    }
+
+    /// Calls `/v1/key/<route>/<name>` with `input` (a field name and its bytes, base64) and
+    /// `context`, for the ciphertext it answers.
+    async fn to_ciphertext(
+        &self,
+        route: &str,
+        name: &str,
+        input: (&str, &[u8]),
+        context: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
         #[derive(Deserialize)]
         struct Answer {
             ciphertext: String,
         }
         let mut body = Map::new();
-        body.insert("plaintext".into(), Value::String(b64(plaintext)));
+        body.insert(input.0.into(), Value::String(b64(input.1)));
         insert_context(&mut body, context);
         let answer: Answer = self
             .call(
                 Method::POST,
-                &format!("/v1/key/encrypt/{}", segment(name)),
+                &format!("/v1/key/{route}/{}", segment(name)),
                 Some(Value::Object(body)),
             )
             .await?
@@ -148,6 +161,48 @@ impl Client {
             .await?
             .json()?;
         unb64("plaintext", &answer.plaintext)
+    }
+
+    /// Adds a version to key `name` (kes-cluster); answers its number.
+    pub async fn rotate_key(&self, name: &str) -> Result<u32> {
+        #[derive(Deserialize)]
+        struct Answer {
+            version: u32,
+        }
+        let path = format!("/v1/key/rotate/{}", segment(name));
+        let answer: Answer = self.call(Method::PUT, &path, None).await?.json()?;
+        Ok(answer.version)
+    }
+
+    /// Deletes key `name`'s versions below `below` for good (kes-cluster); answers the kept.
+    pub async fn retire_key_versions(&self, name: &str, below: u32) -> Result<Vec<u32>> {
+        #[derive(Deserialize)]
+        struct Answer {
+            versions: Vec<u32>,
+        }
+        let path = format!("/v1/key/retire/{}", segment(name));
+        let body = json!({ "below": below });
+        let answer: Answer = self.call(Method::PUT, &path, Some(body)).await?.json()?;
+        Ok(answer.versions)
+    }
+
+    /// Makes key `name`'s versions below `min` refuse to decrypt (kes-cluster; 0: none).
+    pub async fn set_key_min_version(&self, name: &str, min: u32) -> Result<()> {
+        let path = format!("/v1/key/min-version/{}", segment(name));
+        self.call(Method::PUT, &path, Some(json!({ "decrypt": min })))
+            .await?;
+        Ok(())
+    }
+
+    /// `ciphertext` of key `name` re-encrypted under its newest version (kes-cluster).
+    pub async fn rewrap(
+        &self,
+        name: &str,
+        ciphertext: &[u8],
+        context: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
+        self.to_ciphertext("rewrap", name, ("ciphertext", ciphertext), context)
+            .await
     }
 
     /// HMAC-SHA256 of `message` under key `name`'s HMAC key.

@@ -43,8 +43,8 @@ pub use cluster::{
 };
 pub use response::Response;
 pub use types::{
-    ApiRoute, Dek, EnclaveInfo, IdentityInfo, KeyInfo, ListPage, Policy, PolicyDetails, PolicyInfo,
-    SelfIdentity, Status, Version,
+    ApiRoute, Dek, EnclaveInfo, IdentityInfo, KeyInfo, KeyVersionInfo, ListPage, Policy,
+    PolicyDetails, PolicyInfo, SelfIdentity, Status, Version,
 };
 
 use crate::error::{Error, Result};

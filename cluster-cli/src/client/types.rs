@@ -20,6 +20,20 @@ pub struct KeyInfo {
     pub created_at: String,
     /// Identity that created the key.
     pub created_by: String,
+    /// The newest version (kes-cluster; 0 from servers without versions).
+    pub version: u32,
+    /// The retained versions (kes-cluster; empty from servers without versions).
+    pub versions: Vec<KeyVersionInfo>,
+}
+
+/// One retained version in [`KeyInfo::versions`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeyVersionInfo {
+    /// The version number.
+    pub version: u32,
+    /// When it was made, RFC 3339.
+    pub created_at: String,
 }
 
 /// A data encryption key from `/v1/key/generate/<name>`.

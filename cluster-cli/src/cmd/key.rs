@@ -82,6 +82,49 @@ pub(crate) enum KeyCommand {
         /// The message (text).
         message: String,
     },
+    /// Add a version to a key: encrypt and generate use it from now on, and ciphertexts of
+    /// every retained version still decrypt.
+    Rotate {
+        /// Key name.
+        name: String,
+    },
+    /// Re-encrypt a ciphertext under the key's newest version; prints it (base64).
+    Rewrap {
+        /// Key name.
+        name: String,
+        /// The ciphertext, base64.
+        ciphertext: String,
+        /// The context it was encrypted with, base64.
+        context: Option<String>,
+    },
+    /// Make a key's versions below N refuse to decrypt (0: let every version decrypt again).
+    MinVersion {
+        /// Key name.
+        name: String,
+        /// The lowest version that may decrypt.
+        version: u32,
+    },
+    /// Delete a key's versions below N for good: their ciphertexts can never be decrypted.
+    Retire {
+        /// Key name.
+        name: String,
+        /// Keep this version and the newer ones.
+        #[arg(long)]
+        below: u32,
+        /// Confirm: the retired versions cannot be brought back.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// A ciphertext and its optional context, as given in base64 on the command line.
+fn ciphertext_and_context(
+    ciphertext: &str,
+    context: Option<String>,
+) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+    let ciphertext = unb64("the ciphertext", ciphertext)?;
+    let context = context.map(|c| unb64("the context", &c)).transpose()?;
+    Ok((ciphertext, context))
 }
 
 pub(crate) async fn run(command: KeyCommand, client: &Client) -> Result<String> {
@@ -109,12 +152,22 @@ pub(crate) async fn run(command: KeyCommand, client: &Client) -> Result<String> 
             if as_json {
                 return json(&info);
             }
-            Ok(fields(&[
+            let versions: Vec<String> = info
+                .versions
+                .iter()
+                .map(|v| format!("{} ({})", v.version, v.created_at))
+                .collect();
+            let mut shown = vec![
                 ("Name", info.name),
                 ("Algorithm", info.algorithm),
                 ("Created at", info.created_at),
                 ("Created by", info.created_by),
-            ]))
+            ];
+            if info.version > 0 {
+                shown.push(("Version", info.version.to_string()));
+                shown.push(("Versions", versions.join(", ")));
+            }
+            Ok(fields(&shown))
         }
         KeyCommand::Ls {
             prefix,
@@ -149,8 +202,7 @@ pub(crate) async fn run(command: KeyCommand, client: &Client) -> Result<String> 
             ciphertext,
             context,
         } => {
-            let ciphertext = unb64("the ciphertext", &ciphertext)?;
-            let context = context.map(|c| unb64("the context", &c)).transpose()?;
+            let (ciphertext, context) = ciphertext_and_context(&ciphertext, context)?;
             let plaintext = client
                 .decrypt(&name, &ciphertext, context.as_deref())
                 .await?;
@@ -175,6 +227,35 @@ pub(crate) async fn run(command: KeyCommand, client: &Client) -> Result<String> 
         KeyCommand::Hmac { name, message } => {
             let mac = client.hmac(&name, message.as_bytes()).await?;
             Ok(format!("{}\n", b64(&mac)))
+        }
+        KeyCommand::Rotate { name } => {
+            let version = client.rotate_key(&name).await?;
+            Ok(format!("{name}: version {version}\n"))
+        }
+        KeyCommand::Rewrap {
+            name,
+            ciphertext,
+            context,
+        } => {
+            let (ciphertext, context) = ciphertext_and_context(&ciphertext, context)?;
+            let rewrapped = client
+                .rewrap(&name, &ciphertext, context.as_deref())
+                .await?;
+            Ok(format!("{}\n", b64(&rewrapped)))
+        }
+        KeyCommand::MinVersion { name, version } => {
+            client.set_key_min_version(&name, version).await?;
+            Ok(String::new())
+        }
+        KeyCommand::Retire { name, below, yes } => {
+            if !yes {
+                return Err(kes_cluster::Error::Config(format!(
+                    "retiring deletes the versions of {name} below {below} for good: ciphertexts they made can never be decrypted again. Pass --yes to confirm"
+                )));
+            }
+            let kept = client.retire_key_versions(&name, below).await?;
+            let kept: Vec<String> = kept.iter().map(u32::to_string).collect();
+            Ok(format!("{name}: versions kept: {}\n", kept.join(", ")))
         }
     }
 }

@@ -105,6 +105,15 @@ fn outcome_to_result(outcome: Outcome) -> Result<(), ApiError> {
         ),
         Outcome::AlreadyInitialized => bad("cluster is already initialized"),
         Outcome::ConfigClash(msg) => ApiError::bad_request(msg),
+        Outcome::KeyChanged => ApiError::new(
+            StatusCode::CONFLICT,
+            "the key was rotated or retired concurrently; nothing was written, retry",
+        ),
+        Outcome::BadKeyVersion(msg) => ApiError::bad_request(msg),
+        Outcome::RekeyRunning => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a rekey is running; nothing was written, retry once it finishes",
+        ),
         Outcome::StaleClusterKey => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the cluster key was rekeyed while this request was in flight; nothing was written, retry",

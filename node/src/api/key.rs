@@ -4,9 +4,9 @@ use super::commit::{commit, new_id};
 use super::error::{empty, json};
 use super::request::{b64, to_b64};
 use super::{ApiError, Req, list, names};
-use crate::crypto::{Cipher, DecryptError, SecretKey, StoredKey, default_cipher, encode_protobuf};
+use crate::crypto::{Cipher, DecryptError, KeyVersions, SecretKey, StoredKey, default_cipher};
 use crate::seal::{RecordAad, seal_record};
-use crate::server::Node;
+use crate::server::{LoadedKey, Node};
 use crate::state::Op;
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode, header};
@@ -85,7 +85,7 @@ async fn store_new_key(node: &Node, req: &Req, key: SecretKey) -> Answer {
         name: &name,
         creation_id,
     };
-    let sealed = seal_record(&keys, aad, &encode_protobuf(&stored));
+    let sealed = seal_record(&keys, aad, &KeyVersions::first(stored).encode());
     let op = Op::CreateKey {
         name,
         creation_id,
@@ -100,19 +100,38 @@ pub(super) async fn describe(node: Arc<Node>, req: Req) -> Answer {
     let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
     let entry = node.key_entry(&req.enclave, &req.resource)?;
     let keys = node.keys_that_open(keys, &entry.sealed).await;
-    let stored = node.open_key(
+    let versions = node.open_key(
         &keys,
         &req.enclave,
         &req.resource,
         entry.creation_id,
         &entry.sealed,
     )?;
-    Ok(json(&serde_json::json!({
+    // The key's creation is its oldest retained version's; the algorithm is the newest's.
+    let oldest = &versions.versions()[0].stored;
+    let newest = versions.newest();
+    let retained: Vec<_> = versions
+        .versions()
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "version": v.number,
+                "created_at": super::sys::rfc3339(v.stored.created_at),
+            })
+        })
+        .collect();
+    let mut out = serde_json::json!({
         "name": req.resource,
-        "algorithm": stored.key.cipher().as_str(),
-        "created_at": super::sys::rfc3339(stored.created_at),
-        "created_by": stored.created_by,
-    })))
+        "algorithm": newest.stored.key.cipher().as_str(),
+        "created_at": super::sys::rfc3339(oldest.created_at),
+        "created_by": oldest.created_by,
+        "version": newest.number,
+        "versions": retained,
+    });
+    if entry.min_decrypt > 1 {
+        out["min_decrypt_version"] = entry.min_decrypt.into();
+    }
+    Ok(json(&out))
 }
 
 /// `GET /v1/key/list/<prefix>`
@@ -154,7 +173,7 @@ pub(super) fn field(v: &Option<String>) -> Result<Zeroizing<Vec<u8>>, ApiError> 
     }
 }
 
-async fn load(node: &Node, req: &Req) -> Result<Arc<SecretKey>, ApiError> {
+pub(super) async fn load(node: &Node, req: &Req) -> Result<Arc<LoadedKey>, ApiError> {
     names::key_name(&req.resource)?;
     node.load_key(&req.enclave, &req.resource).await
 }
@@ -164,9 +183,11 @@ pub(super) async fn encrypt(node: Arc<Node>, req: Req) -> Answer {
     let body: CryptoBody = req.json(BAD_BODY)?;
     let (plaintext, context) = (field(&body.plaintext)?, field(&body.context)?);
     let key = load(&node, &req).await?;
-    Ok(json(
-        &serde_json::json!({ "ciphertext": *to_b64(&key.encrypt(&plaintext, &context)) }),
-    ))
+    let ciphertext = key.versions.encrypt(&plaintext, &context);
+    Ok(json(&serde_json::json!({
+        "ciphertext": *to_b64(&ciphertext),
+        "version": key.versions.newest().number,
+    })))
 }
 
 /// `PUT /v1/key/generate/<name>`: a fresh 32-byte data key and its ciphertext.
@@ -174,12 +195,13 @@ pub(super) async fn generate(node: Arc<Node>, req: Req) -> Answer {
     let body: CryptoBody = req.json_or_default(BAD_BODY)?;
     let context = field(&body.context)?;
     let key = load(&node, &req).await?;
-    let dek = key.generate_data_key(&context);
+    let dek = key.versions.generate_data_key(&context);
     let plaintext = to_b64(dek.plaintext.as_ref());
     let ciphertext = to_b64(&dek.ciphertext);
     Ok(secret_json(&DataKeyOut {
         plaintext: &plaintext,
         ciphertext: &ciphertext,
+        version: key.versions.newest().number,
     }))
 }
 
@@ -187,12 +209,25 @@ fn not_authentic(_: DecryptError) -> ApiError {
     ApiError::bad_request("decryption failed: ciphertext is not authentic")
 }
 
+/// Decrypts with whichever version of `key` made `ciphertext`, among those retained and not
+/// below the key's minimum; a retired or refused version answers as a wrong key does.
+pub(super) fn open_any_version(
+    key: &LoadedKey,
+    ciphertext: &[u8],
+    context: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    key.versions
+        .decrypt(ciphertext, context, key.stamp.min_decrypt)
+        .map(|(plaintext, _)| plaintext)
+        .map_err(not_authentic)
+}
+
 /// `PUT /v1/key/decrypt/<name>`
 pub(super) async fn decrypt(node: Arc<Node>, req: Req) -> Answer {
     let body: CryptoBody = req.json(BAD_BODY)?;
     let (ciphertext, context) = (field(&body.ciphertext)?, field(&body.context)?);
     let key = load(&node, &req).await?;
-    let plaintext = key.decrypt(&ciphertext, &context).map_err(not_authentic)?;
+    let plaintext = open_any_version(&key, &ciphertext, &context)?;
     Ok(secret_json(&PlaintextOut {
         plaintext: &to_b64(&plaintext),
     }))
@@ -204,6 +239,7 @@ pub(super) async fn hmac(node: Arc<Node>, req: Req) -> Answer {
     let message = field(&body.message)?;
     let key = load(&node, &req).await?;
     let mac = key
+        .versions
         .hmac(&message)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
     Ok(json(&serde_json::json!({ "hmac": *to_b64(&mac) })))
@@ -221,7 +257,7 @@ pub(super) async fn bulk_decrypt(node: Arc<Node>, req: Req) -> Answer {
     let mut plaintexts = Vec::with_capacity(items.len());
     for item in &items {
         let (ct, ctx) = (field(&item.ciphertext)?, field(&item.context)?);
-        let pt = key.decrypt(&ct, &ctx).map_err(not_authentic)?;
+        let pt = open_any_version(&key, &ct, &ctx)?;
         plaintexts.push(to_b64(&pt));
     }
     let out: Vec<_> = plaintexts
@@ -240,11 +276,13 @@ struct PlaintextOut<'a> {
 struct DataKeyOut<'a> {
     plaintext: &'a str,
     ciphertext: &'a str,
+    /// The key version that made the ciphertext (KES clients ignore it).
+    version: u32,
 }
 
 /// A JSON answer that carries plaintext: serialised into a buffer sized up front (so no
 /// regrowth leaves a copy behind) that is wiped when the server has sent it.
-fn secret_json<T: Serialize>(value: &T) -> Response<Body> {
+pub(super) fn secret_json<T: Serialize>(value: &T) -> Response<Body> {
     // Sized by a first pass that writes nowhere; the second pass fills the real buffer.
     let mut counter = ByteCount(0);
     let _ = serde_json::to_writer(&mut counter, value);

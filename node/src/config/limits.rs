@@ -45,6 +45,10 @@ pub struct LimitsConfig {
     /// `max_log_streams`: `/v1/log/audit` and `/v1/log/error` subscribers at once, together.
     /// Default 32.
     pub max_log_streams: usize,
+    /// `max_versions`: the most versions a key retains; a rotation beyond it is refused
+    /// (retire old versions first). Decrypting an old ciphertext may try every retained
+    /// version, so this bounds its cost. Default 32.
+    pub max_versions: usize,
 }
 
 impl Default for LimitsConfig {
@@ -60,6 +64,7 @@ impl Default for LimitsConfig {
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(20),
             max_log_streams: 32,
+            max_versions: crate::api::DEFAULT_MAX_VERSIONS,
         }
     }
 }
@@ -70,6 +75,7 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<LimitsConfig, ConfigError> {
         "max_connections",
         "max_connections_per_ip",
         "max_log_streams",
+        "max_versions",
     ]
     .map(|k| sec.take(k));
     let durations = [
@@ -85,11 +91,12 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<LimitsConfig, ConfigError> {
     sec.finish()?;
 
     let mut l = LimitsConfig::default();
-    let [max_connections, per_ip, log_streams] = counts;
+    let [max_connections, per_ip, log_streams, max_versions] = counts;
     for (slot, field) in [
         (&mut l.max_connections, max_connections),
         (&mut l.max_connections_per_ip, per_ip),
         (&mut l.max_log_streams, log_streams),
+        (&mut l.max_versions, max_versions),
     ] {
         if let Some(n) = opt(&field, positive_count)? {
             *slot = n;
@@ -153,7 +160,7 @@ mod tests {
     #[test]
     fn each_setting_is_read() {
         let l = limits(
-            "limits:\n  max_connections: 10\n  max_connections_per_ip: 3\n  max_log_streams: 2\n  handshake_timeout: 1s\n  header_timeout: 2s\n  body_timeout: 3s\n  send_timeout: 7s\n  idle_timeout: 4s\n  http2_keep_alive_interval: 5s\n  http2_keep_alive_timeout: 6s\n",
+            "limits:\n  max_connections: 10\n  max_connections_per_ip: 3\n  max_log_streams: 2\n  max_versions: 5\n  handshake_timeout: 1s\n  header_timeout: 2s\n  body_timeout: 3s\n  send_timeout: 7s\n  idle_timeout: 4s\n  http2_keep_alive_interval: 5s\n  http2_keep_alive_timeout: 6s\n",
         )
         .unwrap();
         let s = Duration::from_secs;
@@ -170,6 +177,7 @@ mod tests {
                 http2_keep_alive_interval: s(5),
                 http2_keep_alive_timeout: s(6),
                 max_log_streams: 2,
+                max_versions: 5,
             }
         );
     }

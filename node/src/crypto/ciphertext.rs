@@ -44,6 +44,9 @@ pub(crate) struct Parts<'a> {
     pub(crate) nonce: [u8; NONCE_LEN],
     /// Encrypted bytes followed by the AEAD tag.
     pub(crate) aead_out: Cow<'a, [u8]>,
+    /// The key id a legacy format names (hex), if any: a hint of which version to try first,
+    /// never a reason to refuse.
+    pub(crate) key_id: Option<Cow<'a, [u8]>>,
 }
 
 /// Splits `ciphertext` into its parts, or `None` if it is too short to be any format.
@@ -69,6 +72,7 @@ fn parse_raw(ciphertext: &[u8]) -> Option<Parts<'_>> {
         iv: iv.try_into().ok()?,
         nonce: nonce.try_into().ok()?,
         aead_out: Cow::Borrowed(aead_out),
+        key_id: None,
     })
 }
 
@@ -79,8 +83,8 @@ fn parse_msgpack(ciphertext: &[u8]) -> Option<Parts<'_>> {
         return None;
     }
     let algorithm = read_str(&mut rest)?;
-    // The key ID is ignored, as current KES does: decryption with the wrong key fails anyway.
-    let _key_id = read_str(&mut rest)?;
+    // Only a hint (see `Parts::key_id`): decryption with the wrong key fails anyway.
+    let key_id = read_str(&mut rest)?;
     let iv = read_bin(&mut rest)?.try_into().ok()?;
     let nonce = read_bin(&mut rest)?.try_into().ok()?;
     let aead_out = read_bin(&mut rest)?;
@@ -93,6 +97,7 @@ fn parse_msgpack(ciphertext: &[u8]) -> Option<Parts<'_>> {
         iv,
         nonce,
         aead_out: Cow::Borrowed(aead_out),
+        key_id: Some(Cow::Borrowed(key_id)),
     })
 }
 
@@ -118,9 +123,11 @@ fn take<'a>(rest: &mut &'a [u8], len: u32) -> Option<&'a [u8]> {
     Some(head)
 }
 
-/// The era A/B JSON shape. Unknown fields (such as the optional key `id`) are ignored.
+/// The era A/B JSON shape. Unknown fields are ignored; the optional key `id` is a hint.
 #[derive(Deserialize)]
 struct JsonCiphertext {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
     aead: String,
     iv: String,
     nonce: String,
@@ -138,6 +145,11 @@ fn parse_json(ciphertext: &[u8]) -> Option<Parts<'static>> {
         iv,
         nonce,
         aead_out: Cow::Owned(aead_out),
+        key_id: json
+            .id
+            .as_ref()
+            .and_then(|id| id.as_str())
+            .map(|id| Cow::Owned(id.as_bytes().to_vec())),
     })
 }
 

@@ -186,6 +186,17 @@ impl SecretKey {
         }
     }
 
+    /// The next version of this key: fresh material for the same cipher, and the same HMAC key
+    /// (`versions.rs` says why it must not change).
+    pub fn next_version(&self) -> SecretKey {
+        SecretKey {
+            cipher: self.cipher,
+            cipher_explicit: true,
+            material: random_key(),
+            hmac_key: self.hmac_key.clone(),
+        }
+    }
+
     /// Decrypts a ciphertext in any format KES ever produced (raw, MessagePack or JSON), checking
     /// that it was made with `associated_data`.
     ///
@@ -199,6 +210,15 @@ impl SecretKey {
         associated_data: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
         let parts = ciphertext::parse(ciphertext).ok_or(DecryptError)?;
+        self.open(&parts, associated_data)
+    }
+
+    /// [`SecretKey::decrypt`] of a ciphertext already parsed.
+    pub(crate) fn open(
+        &self,
+        parts: &ciphertext::Parts<'_>,
+        associated_data: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
         let cipher = match parts.named_cipher {
             Some(named) if !self.cipher_explicit => named,
             _ => self.cipher,

@@ -24,6 +24,7 @@ mod cipher;
 mod ciphertext;
 mod key;
 mod message;
+mod versions;
 
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ mod tests;
 pub use at_rest::{KeyFormatError, StoredKey, encode_protobuf, parse_key_at_rest, parse_protobuf};
 pub use cipher::{Cipher, default_cipher};
 pub use key::{DataKey, DecryptError, KEY_LEN, KeyError, NoHmacKey, SecretKey};
+pub use versions::{KeyVersion, KeyVersions, VersionError};
 // For `crate::fuzzing`: the fuzz targets read ciphertexts through the parser decryption uses.
 pub(crate) use ciphertext::parse as parse_ciphertext;
 pub(crate) use message::{IV_LEN, NONCE_LEN};

@@ -11,8 +11,8 @@
 //! makes a delete stick: the read path looks the key record up in the applied state before it
 //! asks the cache, and asks with that record's creation id.
 
-use crate::crypto::SecretKey;
-use crate::state::{Command, Op};
+use crate::crypto::KeyVersions;
+use crate::state::{Command, KeyEntry, Op};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,10 +21,44 @@ use std::time::{Duration, Instant};
 type Entries = HashMap<String, HashMap<String, Entry>>;
 
 struct Entry {
-    creation_id: u128,
-    key: Arc<SecretKey>,
+    stamp: KeyStamp,
+    key: Arc<LoadedKey>,
     loaded: Instant,
     used: Instant,
+}
+
+/// Which record a key was opened from: its incarnation, its newest version and the lowest
+/// that may decrypt. A cached key serves only reads of the same record: a rotation, a
+/// retirement or a minimum version changes the stamp, so the old key is never served after
+/// one is applied, even before [`KeyCache::forget_applied`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyStamp {
+    /// The incarnation of the name.
+    pub creation_id: u128,
+    /// The newest version.
+    pub version: u32,
+    /// Versions below it refuse to decrypt.
+    pub min_decrypt: u32,
+}
+
+impl KeyStamp {
+    /// The stamp of the record `entry`.
+    pub fn of(entry: &KeyEntry) -> KeyStamp {
+        KeyStamp {
+            creation_id: entry.creation_id,
+            version: entry.version,
+            min_decrypt: entry.min_decrypt,
+        }
+    }
+}
+
+/// A key opened for crypto: its retained versions, and the record they came from.
+#[derive(Debug)]
+pub struct LoadedKey {
+    /// The retained versions.
+    pub versions: KeyVersions,
+    /// The record's stamp (its `min_decrypt` bounds decryption).
+    pub stamp: KeyStamp,
 }
 
 /// Unsealed keys in memory.
@@ -54,13 +88,11 @@ impl KeyCache {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A cached key, if present, of incarnation `creation_id`, and fresh.
-    pub fn get(&self, enclave: &str, name: &str, creation_id: u128) -> Option<Arc<SecretKey>> {
+    /// A cached key, if present, opened from the record `stamp` names, and fresh.
+    pub fn get(&self, enclave: &str, name: &str, stamp: KeyStamp) -> Option<Arc<LoadedKey>> {
         let mut map = self.lock();
         let names = map.get_mut(enclave)?;
-        let e = names
-            .get_mut(name)
-            .filter(|e| e.creation_id == creation_id)?;
+        let e = names.get_mut(name).filter(|e| e.stamp == stamp)?;
         let now = Instant::now();
         if !self.any.is_zero() && now.duration_since(e.loaded) > self.any {
             names.remove(name);
@@ -70,13 +102,13 @@ impl KeyCache {
         Some(e.key.clone())
     }
 
-    /// Caches a freshly unsealed key, replacing any other incarnation of the name.
-    pub fn insert(&self, enclave: &str, name: &str, creation_id: u128, key: Arc<SecretKey>) {
+    /// Caches a freshly unsealed key, replacing any other record of the name.
+    pub fn insert(&self, enclave: &str, name: &str, key: Arc<LoadedKey>) {
         let now = Instant::now();
         self.lock().entry(enclave.to_owned()).or_default().insert(
             name.to_owned(),
             Entry {
-                creation_id,
+                stamp: key.stamp,
                 key,
                 loaded: now,
                 used: now,
@@ -100,17 +132,21 @@ impl KeyCache {
         self.lock().remove(enclave);
     }
 
-    /// Forgets what an applied command took away: one key for a key delete, an enclave's keys
-    /// for an enclave delete, and everything after a snapshot install (`None`), which may have
-    /// replaced any record. Other commands never change a key's material under the same
-    /// creation id (a rekey re-seals the same material), so they keep the cache.
+    /// Forgets what an applied command took away or changed: one key for a key delete,
+    /// rotation, retirement or minimum version, an enclave's keys for an enclave delete, and
+    /// everything after a snapshot install (`None`), which may have replaced any record. Other
+    /// commands never change a key's versions under the same stamp (a rekey re-seals the same
+    /// material), so they keep the cache.
     pub fn forget_applied(&self, applied: Option<&Command>) {
         let Some(cmd) = applied else {
             self.clear();
             return;
         };
         match &cmd.op {
-            Op::DeleteKey { name } => self.remove_name(&cmd.enclave, name),
+            Op::DeleteKey { name }
+            | Op::RotateKey { name, .. }
+            | Op::RetireKeyVersions { name, .. }
+            | Op::SetKeyMinVersion { name, .. } => self.remove_name(&cmd.enclave, name),
             Op::DeleteEnclave { name, .. } => self.remove_enclave(name),
             _ => {}
         }
@@ -149,15 +185,32 @@ impl KeyCache {
 
 #[cfg(test)]
 mod tests {
-    use super::KeyCache;
-    use crate::crypto::{Cipher, SecretKey};
+    use super::{KeyCache, KeyStamp, LoadedKey};
+    use crate::crypto::{Cipher, KeyVersions, SecretKey, StoredKey};
     use crate::state::{Command, Op};
     use std::sync::Arc;
     use std::time::Duration;
 
+    /// The stamp of version 1 of incarnation `creation_id`.
+    fn stamp(creation_id: u128) -> KeyStamp {
+        KeyStamp {
+            creation_id,
+            version: 1,
+            min_decrypt: 0,
+        }
+    }
+
+    fn cached_at(cache: &KeyCache, enclave: &str, name: &str, stamp: KeyStamp) {
+        let versions = KeyVersions::first(StoredKey {
+            key: SecretKey::generate(Cipher::Aes256),
+            created_at: None,
+            created_by: String::new(),
+        });
+        cache.insert(enclave, name, Arc::new(LoadedKey { versions, stamp }));
+    }
+
     fn cached(cache: &KeyCache, enclave: &str, name: &str, creation_id: u128) {
-        let key = Arc::new(SecretKey::generate(Cipher::Aes256));
-        cache.insert(enclave, name, creation_id, key);
+        cached_at(cache, enclave, name, stamp(creation_id));
     }
 
     /// A cache holding (enclave, name, creation id) of `keys`, with no expiry.
@@ -186,12 +239,15 @@ mod tests {
         let delete_a = applied("default", Op::DeleteKey { name: "a".into() });
         cache.forget_applied(Some(&delete_a));
         assert!(
-            cache.get("default", "a", 1).is_none(),
+            cache.get("default", "a", stamp(1)).is_none(),
             "a deleted key must never be served from the cache"
         );
-        assert!(cache.get("default", "b", 2).is_some(), "key b was evicted");
         assert!(
-            cache.get("tenant", "a", 3).is_some(),
+            cache.get("default", "b", stamp(2)).is_some(),
+            "key b was evicted"
+        );
+        assert!(
+            cache.get("tenant", "a", stamp(3)).is_some(),
             "the same name in another enclave was evicted"
         );
     }
@@ -204,19 +260,44 @@ mod tests {
             force: true,
         };
         cache.forget_applied(Some(&applied("default", force)));
-        assert!(cache.get("tenant", "a", 2).is_none());
-        assert!(cache.get("tenant", "b", 3).is_none());
-        assert!(cache.get("default", "a", 1).is_some());
+        assert!(cache.get("tenant", "a", stamp(2)).is_none());
+        assert!(cache.get("tenant", "b", stamp(3)).is_none());
+        assert!(cache.get("default", "a", stamp(1)).is_some());
         cache.forget_applied(None);
-        assert!(cache.get("default", "a", 1).is_none());
+        assert!(cache.get("default", "a", stamp(1)).is_none());
     }
 
     #[test]
     fn a_new_incarnation_is_never_served_the_old_material() {
         let cache = holding(&[("default", "a", 1)]);
-        assert!(cache.get("default", "a", 2).is_none());
+        assert!(cache.get("default", "a", stamp(2)).is_none());
         cached(&cache, "default", "a", 2);
-        assert!(cache.get("default", "a", 1).is_none());
-        assert!(cache.get("default", "a", 2).is_some());
+        assert!(cache.get("default", "a", stamp(1)).is_none());
+        assert!(cache.get("default", "a", stamp(2)).is_some());
+    }
+
+    #[test]
+    fn a_rotated_retired_or_restricted_record_is_never_served_from_the_old_one() {
+        let cache = holding(&[("default", "a", 1)]);
+        for changed in [
+            KeyStamp {
+                version: 2,
+                ..stamp(1)
+            },
+            KeyStamp {
+                min_decrypt: 2,
+                ..stamp(1)
+            },
+        ] {
+            assert!(cache.get("default", "a", changed).is_none(), "{changed:?}");
+        }
+        let rotate = Op::RotateKey {
+            name: "a".into(),
+            creation_id: 1,
+            from_version: 1,
+            sealed: Vec::new(),
+        };
+        cache.forget_applied(Some(&applied("default", rotate)));
+        assert!(cache.get("default", "a", stamp(1)).is_none());
     }
 }

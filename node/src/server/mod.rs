@@ -14,7 +14,7 @@ mod slots;
 mod startup;
 mod unseal;
 
-pub use key_cache::KeyCache;
+pub use key_cache::{KeyCache, KeyStamp, LoadedKey};
 pub use listener::serve;
 pub use node::Node;
 pub use rate_limiter::{RateLimiter, RetryAfter};

@@ -1,10 +1,10 @@
 //! The shared context of a running node, handed to every request.
 
 use super::KeyCache;
+use super::key_cache::{KeyStamp, LoadedKey};
 use crate::api::ApiError;
 use crate::api::Route;
 use crate::cluster::Cluster;
-use crate::crypto::SecretKey;
 use crate::obs::{EventBus, Metrics};
 use crate::seal::{RecordAad, SealState, Unsealed, open_record, record_version};
 use crate::state::State;
@@ -67,17 +67,17 @@ impl Node {
     }
 
     /// Loads a key for a crypto operation: from the cache, or by opening its sealed record.
-    pub async fn load_key(&self, enclave: &str, name: &str) -> Result<Arc<SecretKey>, ApiError> {
+    pub async fn load_key(&self, enclave: &str, name: &str) -> Result<Arc<LoadedKey>, ApiError> {
         let keys = self.seal.keys().ok_or_else(ApiError::sealed)?;
         let entry = self.key_entry(enclave, name)?;
-        if let Some(k) = self.cache.get(enclave, name, entry.creation_id) {
+        let stamp = KeyStamp::of(&entry);
+        if let Some(k) = self.cache.get(enclave, name, stamp) {
             return Ok(k);
         }
         let keys = self.keys_that_open(keys, &entry.sealed).await;
-        let stored = self.open_key(&keys, enclave, name, entry.creation_id, &entry.sealed)?;
-        let key = Arc::new(stored.key);
-        self.cache
-            .insert(enclave, name, entry.creation_id, key.clone());
+        let versions = self.open_key(&keys, enclave, name, entry.creation_id, &entry.sealed)?;
+        let key = Arc::new(LoadedKey { versions, stamp });
+        self.cache.insert(enclave, name, key.clone());
         Ok(key)
     }
 
@@ -127,7 +127,7 @@ impl Node {
         name: &str,
         creation_id: u128,
         sealed: &[u8],
-    ) -> Result<crate::crypto::StoredKey, ApiError> {
+    ) -> Result<crate::crypto::KeyVersions, ApiError> {
         let aad = RecordAad {
             enclave,
             name,
@@ -137,7 +137,7 @@ impl Node {
             tracing::error!("key '{name}' in enclave '{enclave}': {e}");
             ApiError::internal("failed to read key")
         })?;
-        crate::crypto::parse_protobuf(&record).map_err(|e| {
+        crate::crypto::KeyVersions::decode(&record).map_err(|e| {
             tracing::error!("key '{name}' in enclave '{enclave}': {e}");
             ApiError::internal("failed to read key")
         })

@@ -100,6 +100,9 @@ impl Op {
                 ]
             }
             Op::DeleteKey { name } => vec![format!("/v1/key/delete/{name}")],
+            Op::RotateKey { name, .. } => vec![format!("/v1/key/rotate/{name}")],
+            Op::RetireKeyVersions { name, .. } => vec![format!("/v1/key/retire/{name}")],
+            Op::SetKeyMinVersion { name, .. } => vec![format!("/v1/key/min-version/{name}")],
             Op::WritePolicy { name, .. } => vec![format!("/v1/policy/write/{name}")],
             Op::AssignPolicy {
                 policy, identity, ..

@@ -22,6 +22,7 @@ mod batch;
 mod current_key;
 mod dedup;
 mod index;
+mod key_versions;
 mod pending;
 
 use pending::Pending;
@@ -266,6 +267,8 @@ impl State {
                     let entry = KeyEntry {
                         creation_id: *creation_id,
                         sealed: sealed.clone(),
+                        version: 1,
+                        min_decrypt: 0,
                     };
                     Ok(vec![Write::Put(
                         TreeId::Keys,
@@ -274,6 +277,45 @@ impl State {
                     )])
                 }
             }
+            Op::RotateKey {
+                name,
+                creation_id,
+                from_version,
+                sealed,
+            } => self.plan_key_change(e, name, *creation_id, *from_version, |entry| {
+                entry.version = from_version
+                    .checked_add(1)
+                    .ok_or_else(|| Outcome::BadKeyVersion("no version after the highest".into()))?;
+                entry.sealed = sealed.clone();
+                Ok(())
+            })?,
+            Op::RetireKeyVersions {
+                name,
+                creation_id,
+                version,
+                below,
+                sealed,
+            } => self.plan_key_change(e, name, *creation_id, *version, |entry| {
+                if *below > entry.version {
+                    return Err(Outcome::BadKeyVersion(format!(
+                        "cannot retire the newest version ({})",
+                        entry.version
+                    )));
+                }
+                entry.sealed = sealed.clone();
+                Ok(())
+            })?,
+            Op::SetKeyMinVersion { name, min_decrypt } => match self.key(e, name)? {
+                None => Err(Outcome::KeyNotFound),
+                Some(entry) if *min_decrypt > entry.version => Err(Outcome::BadKeyVersion(format!(
+                    "the key's newest version is {}",
+                    entry.version
+                ))),
+                Some(mut entry) => {
+                    entry.min_decrypt = *min_decrypt;
+                    Ok(vec![Write::Put(TreeId::Keys, scoped(e, name), encode(&entry))])
+                }
+            },
             Op::DeleteKey { name } => {
                 if self.key_exists(pending, &scoped(e, name))? {
                     Ok(vec![Write::Del(TreeId::Keys, scoped(e, name))])

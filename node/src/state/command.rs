@@ -95,6 +95,42 @@ pub enum Op {
         /// Signature of the stored record.
         sig: super::Signature,
     },
+    /// Adds a version to a key: its record re-sealed with every version it held at
+    /// `from_version` and a new one (`/v1/key/rotate`). Refused if the key changed meanwhile.
+    RotateKey {
+        /// Key name.
+        name: String,
+        /// The incarnation the record was made from.
+        creation_id: u128,
+        /// The newest version the record was made from; the new one is the next.
+        from_version: u32,
+        /// The new sealed record.
+        #[serde(with = "serde_bytes")]
+        sealed: Vec<u8>,
+    },
+    /// Deletes a key's versions below `below` for good: its record re-sealed without them
+    /// (`/v1/key/retire`). Refused if the key changed meanwhile.
+    RetireKeyVersions {
+        /// Key name.
+        name: String,
+        /// The incarnation the record was made from.
+        creation_id: u128,
+        /// The newest version when the record was made.
+        version: u32,
+        /// The lowest version kept.
+        below: u32,
+        /// The new sealed record.
+        #[serde(with = "serde_bytes")]
+        sealed: Vec<u8>,
+    },
+    /// Makes a key's versions below `min_decrypt` refuse to decrypt, or (lower) lets them again
+    /// (`/v1/key/min-version`).
+    SetKeyMinVersion {
+        /// Key name.
+        name: String,
+        /// The lowest version that may decrypt (0 or 1: all).
+        min_decrypt: u32,
+    },
     /// Records a removed member's SPKI, which is refused for good afterwards.
     Tombstone {
         /// The removed node.
@@ -234,4 +270,11 @@ pub enum Outcome {
     /// The record was sealed or signed under a cluster key that a finished rekey dropped
     /// (see `apply/current_key.rs`); nothing was written.
     StaleClusterKey,
+    /// The key was rotated or retired since the record in the command was made from it.
+    KeyChanged,
+    /// A key version that does not exist, or may not be used so.
+    BadKeyVersion(String),
+    /// A rekey is re-sealing every key record: a record re-sealed by a rotation or retirement
+    /// now could be overwritten by it.
+    RekeyRunning,
 }

@@ -8,9 +8,29 @@ use serde::{Deserialize, Serialize};
 pub struct KeyEntry {
     /// Unique per creation, so a deleted and re-created name never opens the old record.
     pub creation_id: u128,
-    /// The KES key record (protobuf), sealed with the storage key.
+    /// The key's versions (`crypto::KeyVersions`), sealed with the storage key: the KES
+    /// protobuf record itself while the key was never rotated.
     #[serde(with = "serde_bytes")]
     pub sealed: Vec<u8>,
+    /// The newest version's number: 1 until the key is first rotated. Left out of the record
+    /// while it is 1, so a key never rotated is stored as before versions existed.
+    #[serde(default = "first_version", skip_serializing_if = "is_first_version")]
+    pub version: u32,
+    /// Versions below it refuse to decrypt (`/v1/key/min-version`); 0 (or 1): none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub min_decrypt: u32,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+fn is_first_version(v: &u32) -> bool {
+    *v == 1
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// A metadata MAC: the storage-key version whose MAC key made it, and the MAC. Records made

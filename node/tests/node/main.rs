@@ -6,6 +6,7 @@ mod support;
 mod bootstrap;
 mod config;
 mod durability;
+mod key_versions;
 mod keys;
 mod observability;
 mod persistence;

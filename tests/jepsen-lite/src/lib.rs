@@ -706,6 +706,16 @@ impl Cluster {
             .await
     }
 
+    /// A data key of key `name` from node `i`, with context `Y3R4`: the JSON answer
+    /// (`plaintext`, `ciphertext`, `version`). Panics unless the node answers 200.
+    pub async fn generate(&self, i: usize, name: &str) -> serde_json::Value {
+        let path = format!("/v1/key/generate/{name}");
+        let r = self.call(i, Method::PUT, &path, r#"{"context":"Y3R4"}"#);
+        let r = r.await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        r.json().expect("a data key")
+    }
+
     /// The "became leader" lines of every node's log, as (term, node index).
     pub fn leader_terms(&self) -> Vec<(u64, usize)> {
         let mut out = Vec::new();

@@ -38,17 +38,7 @@ async fn after_losing_two_of_three_nodes_the_survivor_recovers_every_acknowledge
         let r = c.call(leader, Method::PUT, &path, "").await.unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    let dek: serde_json::Value = c
-        .call(
-            leader,
-            Method::POST,
-            "/v1/key/generate/k0",
-            r#"{"context":"Y3R4"}"#,
-        )
-        .await
-        .unwrap()
-        .json()
-        .unwrap();
+    let dek = c.generate(leader, "k0").await;
     // Every acknowledged key is on the survivor before the loss (a read there waits for it).
     let r = c.call(survivor, Method::GET, "/v1/key/describe/k19", "");
     assert_eq!(r.await.unwrap().status, 200);

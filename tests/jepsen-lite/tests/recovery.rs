@@ -17,19 +17,18 @@ async fn snapshot_save_after_a_rekey_then_restore_into_a_fresh_cluster() {
             .await
             .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
-        let dek: serde_json::Value = a
-            .call(
-                0,
-                Method::PUT,
-                &format!("/v1/key/generate/{name}"),
-                r#"{"context":"Y3R4"}"#,
-            )
-            .await
-            .unwrap()
-            .json()
-            .unwrap();
+        let dek = a.generate(0, &name).await;
         deks.push((name, dek));
     }
+    // A rotated key: the rekey re-seals, and the snapshot and restore carry, both versions.
+    let r = a
+        .call(2, Method::PUT, "/v1/key/rotate/saved-0", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let dek = a.generate(1, "saved-0").await;
+    assert_eq!(dek["version"], 2);
+    deks.push(("saved-0".to_owned(), dek));
     let r = a
         .call(
             0,

@@ -1,0 +1,171 @@
+//! The key-version API: rotate, rewrap, min-version and retire (README "Key versions").
+//!
+//! A rotation or retirement re-seals the key's whole record here, in the handler, from the
+//! record this node holds, and commits it with the version it was made from. `apply` takes it
+//! only if the key is still at that version (`state/apply/key_versions.rs`); otherwise another
+//! change landed first, and the handler makes its record again from the newer one.
+
+use super::commit::commit;
+use super::error::json;
+use super::key::{BAD_BODY, CryptoBody, field, load, open_any_version};
+use super::{ApiError, Req, names};
+use crate::crypto::{KeyVersions, VersionError};
+use crate::seal::{RecordAad, seal_record};
+use crate::server::Node;
+use crate::state::{KeyEntry, Op};
+use axum::body::Body;
+use axum::http::{Response, StatusCode};
+use serde::Deserialize;
+use std::sync::Arc;
+
+type Answer = Result<Response<Body>, ApiError>;
+
+/// How many times a rotation or retirement is made again after another change landed first.
+const ATTEMPTS: usize = 5;
+
+/// The most versions a key retains unless the config says otherwise: each decrypt of an old
+/// ciphertext may try every one of them.
+pub const DEFAULT_MAX_VERSIONS: usize = 32;
+
+/// A change of a key's versions.
+#[derive(Clone, Copy)]
+enum Change {
+    /// Add a version.
+    Rotate,
+    /// Delete the versions below this one.
+    RetireBelow(u32),
+}
+
+fn bad_version(e: VersionError) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}
+
+/// Makes the change on the key the request names, again from the newer record if another
+/// change landed first; answers what `answer` makes of the new versions.
+async fn change_versions(
+    node: &Node,
+    req: &Req,
+    change: Change,
+    answer: impl Fn(&KeyVersions) -> serde_json::Value,
+) -> Answer {
+    names::key_name(&req.resource)?;
+    let (enclave, name) = (&req.enclave, &req.resource);
+    let by = req.caller()?.to_string();
+    for attempt in 1..=ATTEMPTS {
+        let keys = node.sealing_keys().await?;
+        let entry: KeyEntry = node.key_entry(enclave, name)?;
+        let opening = node.keys_that_open(keys.clone(), &entry.sealed).await;
+        let versions = node.open_key(&opening, enclave, name, entry.creation_id, &entry.sealed)?;
+        if versions.newest().number != entry.version {
+            tracing::error!(
+                "key '{name}' in enclave '{enclave}': its record's newest version is {}, its entry says {}",
+                versions.newest().number,
+                entry.version
+            );
+            return Err(ApiError::internal("failed to read key"));
+        }
+        let changed = match change {
+            Change::Rotate => {
+                let max = node.limits.max_versions;
+                if versions.versions().len() >= max {
+                    return Err(ApiError::bad_request(format!(
+                        "the key retains {max} versions, the most max_versions allows: retire old versions first"
+                    )));
+                }
+                versions
+                    .rotated(time::OffsetDateTime::now_utc(), &by)
+                    .map_err(bad_version)?
+            }
+            Change::RetireBelow(below) => versions.retired_below(below).map_err(bad_version)?,
+        };
+        let aad = RecordAad {
+            enclave,
+            name,
+            creation_id: entry.creation_id,
+        };
+        let sealed = seal_record(&keys, aad, &changed.encode());
+        let op = match change {
+            Change::Rotate => Op::RotateKey {
+                name: name.clone(),
+                creation_id: entry.creation_id,
+                from_version: entry.version,
+                sealed,
+            },
+            Change::RetireBelow(below) => Op::RetireKeyVersions {
+                name: name.clone(),
+                creation_id: entry.creation_id,
+                version: entry.version,
+                below,
+                sealed,
+            },
+        };
+        match commit(node, req, op, json(&answer(&changed))).await {
+            // Another change landed first; this node has applied it by now (the refusal was
+            // applied after it), so the next attempt starts from it.
+            Err(e) if e.status == StatusCode::CONFLICT && attempt < ATTEMPTS => continue,
+            done => return done,
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// `PUT /v1/key/rotate/<name>`: adds a version, which encrypt and generate use from now on;
+/// answers `{"version": N}`.
+pub(super) async fn rotate(node: Arc<Node>, req: Req) -> Answer {
+    change_versions(
+        &node,
+        &req,
+        Change::Rotate,
+        |v| serde_json::json!({ "version": v.newest().number }),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct RetireBody {
+    below: u32,
+}
+
+/// `PUT /v1/key/retire/<name>` with `{"below": N}`: deletes every version below N for good;
+/// answers the versions kept.
+pub(super) async fn retire(node: Arc<Node>, req: Req) -> Answer {
+    let body: RetireBody = req.json("invalid retire request body: expected {\"below\": N}")?;
+    change_versions(&node, &req, Change::RetireBelow(body.below), |v| {
+        let kept: Vec<u32> = v.versions().iter().map(|v| v.number).collect();
+        serde_json::json!({ "versions": kept })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct MinVersionBody {
+    decrypt: u32,
+}
+
+/// `PUT /v1/key/min-version/<name>` with `{"decrypt": N}`: versions below N refuse to decrypt
+/// until a lower minimum is set (0 or 1: every retained version decrypts).
+pub(super) async fn min_version(node: Arc<Node>, req: Req) -> Answer {
+    names::key_name(&req.resource)?;
+    let body: MinVersionBody =
+        req.json("invalid min-version request body: expected {\"decrypt\": N}")?;
+    let op = Op::SetKeyMinVersion {
+        name: req.resource.clone(),
+        min_decrypt: body.decrypt,
+    };
+    let ok = json(&serde_json::json!({ "decrypt": body.decrypt }));
+    commit(&node, &req, op, ok).await
+}
+
+/// `PUT /v1/key/rewrap/<name>` with `{"ciphertext", "context"}`: the same plaintext under the
+/// newest version, which never leaves the node.
+pub(super) async fn rewrap(node: Arc<Node>, req: Req) -> Answer {
+    let body: CryptoBody = req.json(BAD_BODY)?;
+    let (ciphertext, context) = (field(&body.ciphertext)?, field(&body.context)?);
+    let key = load(&node, &req).await?;
+    let plaintext = open_any_version(&key, &ciphertext, &context)?;
+    let rewrapped = key.versions.encrypt(&plaintext, &context);
+    Ok(json(&serde_json::json!({
+        "ciphertext": *super::request::to_b64(&rewrapped),
+        "version": key.versions.newest().number,
+    })))
+}

@@ -1,0 +1,185 @@
+//! Key versions over real mTLS on a real node: rotate, then old and new ciphertexts, rewrap,
+//! min-version, retire, the cap, policies, and a restart.
+
+use crate::support::*;
+use kes_cluster::{Client, Method};
+
+/// A data key of `name`: (plaintext, ciphertext, version).
+async fn dek(c: &Client, name: &str) -> (Vec<u8>, String, u64) {
+    let path = format!("/v1/key/generate/{name}");
+    let d = json(&call(c, Method::PUT, &path, r#"{"context":"Y3R4"}"#).await);
+    (
+        unb64(d["plaintext"].as_str().unwrap()),
+        d["ciphertext"].as_str().unwrap().to_owned(),
+        d["version"].as_u64().unwrap(),
+    )
+}
+
+/// The answer to decrypting `ciphertext` with key `name`.
+async fn decrypt(c: &Client, name: &str, ciphertext: &str) -> kes_cluster::Response {
+    let body = format!(r#"{{"ciphertext":"{ciphertext}","context":"Y3R4"}}"#);
+    call(c, Method::PUT, &format!("/v1/key/decrypt/{name}"), &body).await
+}
+
+async fn put(c: &Client, path: &str, body: &str) -> kes_cluster::Response {
+    call(c, Method::PUT, path, body).await
+}
+
+#[tokio::test]
+async fn rotate_then_every_version_decrypts_until_restricted_or_retired() {
+    let mut n = TestNode::dev_with_config(Some("limits:\n  max_versions: 3\n")).await;
+    let c = n.admin();
+    assert_eq!(put(&c, "/v1/key/create/k", "").await.status, 200);
+    let hmac = json(&put(&c, "/v1/key/hmac/k", r#"{"message":"bWluaW8="}"#).await)["hmac"].clone();
+    let (pt1, ct1, v1) = dek(&c, "k").await;
+    assert_eq!(v1, 1, "a key never rotated is version 1");
+
+    let r = put(&c, "/v1/key/rotate/k", "").await;
+    assert_eq!(json(&r)["version"], 2, "{}", r.text());
+    let (pt2, ct2, v2) = dek(&c, "k").await;
+    assert_eq!(v2, 2, "generate uses the newest version");
+    let enc = json(
+        &put(
+            &c,
+            "/v1/key/encrypt/k",
+            r#"{"plaintext":"aGk=","context":"Y3R4"}"#,
+        )
+        .await,
+    );
+    assert_eq!(enc["version"], 2);
+    for (ct, pt) in [(&ct1, &pt1), (&ct2, &pt2)] {
+        let out = json(&decrypt(&c, "k", ct).await);
+        assert_eq!(&unb64(out["plaintext"].as_str().unwrap()), pt);
+    }
+    let same = json(&put(&c, "/v1/key/hmac/k", r#"{"message":"bWluaW8="}"#).await)["hmac"].clone();
+    assert_eq!(same, hmac, "a rotation never changes the HMAC");
+    let d = json(&call(&c, Method::GET, "/v1/key/describe/k", "").await);
+    assert_eq!(d["version"], 2);
+    let listed: Vec<u64> = d["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, [1, 2]);
+
+    // Rewrap: the v1 ciphertext under v2, without the plaintext leaving the node.
+    let body = format!(r#"{{"ciphertext":"{ct1}","context":"Y3R4"}}"#);
+    let w = json(&put(&c, "/v1/key/rewrap/k", &body).await);
+    assert_eq!(w["version"], 2);
+    assert!(w.get("plaintext").is_none());
+    let rewrapped = w["ciphertext"].as_str().unwrap().to_owned();
+    assert_ne!(rewrapped, ct1);
+
+    // min-version: v1 refuses, as a wrong key does, and lowering it undoes that.
+    assert_eq!(
+        json(&put(&c, "/v1/key/min-version/k", r#"{"decrypt":2}"#).await)["decrypt"],
+        2
+    );
+    let refused = decrypt(&c, "k", &ct1).await;
+    assert_error(
+        &refused,
+        400,
+        "decryption failed: ciphertext is not authentic",
+    );
+    assert_eq!(decrypt(&c, "k", &rewrapped).await.status, 200);
+    assert_eq!(
+        put(&c, "/v1/key/min-version/k", r#"{"decrypt":0}"#)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        decrypt(&c, "k", &ct1).await.status,
+        200,
+        "min-version undone"
+    );
+    let r = put(&c, "/v1/key/min-version/k", r#"{"decrypt":3}"#).await;
+    assert_eq!(r.status, 400, "no version 3 yet: {}", r.text());
+
+    // Retire: v1 is gone for good, the newest can never go, and a restart keeps all of it.
+    let r = put(&c, "/v1/key/retire/k", r#"{"below":3}"#).await;
+    assert_error(
+        &r,
+        400,
+        "cannot retire the newest version (2): retire versions below it",
+    );
+    assert_eq!(
+        json(&put(&c, "/v1/key/retire/k", r#"{"below":2}"#).await)["versions"],
+        serde_json::json!([2])
+    );
+    assert_error(
+        &decrypt(&c, "k", &ct1).await,
+        400,
+        "decryption failed: ciphertext is not authentic",
+    );
+    n.restart().await;
+    let c = n.admin();
+    assert_error(
+        &decrypt(&c, "k", &ct1).await,
+        400,
+        "decryption failed: ciphertext is not authentic",
+    );
+    assert_eq!(decrypt(&c, "k", &ct2).await.status, 200);
+    assert_eq!(decrypt(&c, "k", &rewrapped).await.status, 200);
+    let same = json(&put(&c, "/v1/key/hmac/k", r#"{"message":"bWluaW8="}"#).await)["hmac"].clone();
+    assert_eq!(same, hmac, "retiring v1 keeps its HMAC key");
+
+    // The cap: 3 retained versions at most.
+    assert_eq!(json(&put(&c, "/v1/key/rotate/k", "").await)["version"], 3);
+    assert_eq!(json(&put(&c, "/v1/key/rotate/k", "").await)["version"], 4);
+    let r = put(&c, "/v1/key/rotate/k", "").await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("max_versions"), "{}", r.text());
+}
+
+#[tokio::test]
+async fn the_version_routes_are_policy_checked_like_every_route() {
+    let n = TestNode::dev().await;
+    let admin = n.admin();
+    assert_eq!(put(&admin, "/v1/key/create/app-key", "").await.status, 200);
+    let (app, id) = n.new_client("app");
+    write_policy(
+        &admin,
+        "crypto-only",
+        &["/v1/key/generate/*", "/v1/key/decrypt/*"],
+        &[],
+    )
+    .await;
+    assign(&admin, "crypto-only", &id).await;
+    let (_, ct, _) = dek(&app, "app-key").await;
+    for (path, body) in [
+        ("/v1/key/rotate/app-key", ""),
+        ("/v1/key/retire/app-key", r#"{"below":1}"#),
+        ("/v1/key/min-version/app-key", r#"{"decrypt":1}"#),
+    ] {
+        assert_eq!(put(&app, path, body).await.status, 403, "{path}");
+    }
+    let body = format!(r#"{{"ciphertext":"{ct}","context":"Y3R4"}}"#);
+    assert_eq!(put(&app, "/v1/key/rewrap/app-key", &body).await.status, 403);
+    let d = json(&call(&admin, Method::GET, "/v1/key/describe/app-key", "").await);
+    assert_eq!(d["version"], 1, "a refused rotate changed nothing");
+}
+
+#[tokio::test]
+async fn concurrent_rotations_each_add_one_version() {
+    let n = TestNode::dev().await;
+    let c = n.admin();
+    assert_eq!(put(&c, "/v1/key/create/busy", "").await.status, 200);
+    let rotations: Vec<_> = (0..6)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { put(&c, "/v1/key/rotate/busy", "").await })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for r in rotations {
+        let r = r.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        versions.push(json(&r)["version"].as_u64().unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, [2, 3, 4, 5, 6, 7], "no rotation lost or doubled");
+    let d = json(&call(&c, Method::GET, "/v1/key/describe/busy", "").await);
+    assert_eq!(d["versions"].as_array().unwrap().len(), 7);
+}
