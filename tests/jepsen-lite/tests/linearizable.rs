@@ -397,3 +397,48 @@ async fn a_read_lease_skips_the_round_and_a_stopped_holder_holds_a_delete_back_f
         other + 1
     );
 }
+
+/// Key versions take things away too: once a minimum version or a retirement is acknowledged
+/// through the leader, no follower decrypts a data key of a refused or retired version, and
+/// once the minimum is lowered again, every follower decrypts it at once.
+#[tokio::test]
+async fn a_refused_or_retired_key_version_stops_decrypting_at_once_on_every_follower() {
+    let _serial = serial().await;
+    let Setup {
+        c: _cluster,
+        lead,
+        followers,
+        ..
+    } = three_nodes().await;
+    let mut seen = Seen::default();
+    for round in 0..ROUNDS / 3 {
+        let name = format!("versions-{round}");
+        write(&lead, Method::PUT, &format!("/v1/key/create/{name}"), "").await;
+        let (status, dek) = send(
+            &lead,
+            Method::PUT,
+            &format!("/v1/key/generate/{name}"),
+            "{}",
+        )
+        .await;
+        assert_eq!(status, 200, "{dek}");
+        let dek: serde_json::Value = serde_json::from_str(&dek).unwrap();
+        let body = serde_json::json!({ "ciphertext": dek["ciphertext"] }).to_string();
+        let decrypt = format!("/v1/key/decrypt/{name}");
+        write(&lead, Method::PUT, &format!("/v1/key/rotate/{name}"), "").await;
+        let answers = on_followers(&followers, Method::PUT, &decrypt, &body).await;
+        seen.tally("v1 decrypt after rotate", 200, answers);
+        let min = format!("/v1/key/min-version/{name}");
+        write(&lead, Method::PUT, &min, r#"{"decrypt":2}"#).await;
+        let answers = on_followers(&followers, Method::PUT, &decrypt, &body).await;
+        seen.tally("v1 decrypt after min-version 2", 400, answers);
+        write(&lead, Method::PUT, &min, r#"{"decrypt":0}"#).await;
+        let answers = on_followers(&followers, Method::PUT, &decrypt, &body).await;
+        seen.tally("v1 decrypt after min-version 0", 200, answers);
+        let retire = format!("/v1/key/retire/{name}");
+        write(&lead, Method::PUT, &retire, r#"{"below":2}"#).await;
+        let answers = on_followers(&followers, Method::PUT, &decrypt, &body).await;
+        seen.tally("v1 decrypt after retire", 400, answers);
+    }
+    seen.assert_all_right();
+}
