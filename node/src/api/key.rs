@@ -18,10 +18,36 @@ type Answer = Result<Response<Body>, ApiError>;
 
 pub(super) const BAD_BODY: &str = "invalid request body";
 
+/// The create body: none, as KES clients send, or our `{"rotate_every": "720h"}`.
+#[derive(Deserialize, Default)]
+struct CreateBody {
+    rotate_every: Option<String>,
+}
+
 /// `PUT /v1/key/create/<name>`
 pub(super) async fn create(node: Arc<Node>, req: Req) -> Answer {
     names::key_name(&req.resource)?;
-    store_new_key(&node, &req, SecretKey::generate(default_cipher())).await
+    let body: CreateBody = req.json_or_default(
+        "invalid create request body: expected none, or {\"rotate_every\": \"720h\"}",
+    )?;
+    let every = match body.rotate_every.as_deref() {
+        None => 0,
+        Some(text) => rotation_period(text)?,
+    };
+    store_new_key(&node, &req, SecretKey::generate(default_cipher()), every).await
+}
+
+/// A rotation period, as `rotate_every` gives it ("720h", "30d"): whole seconds, at least 1.
+fn rotation_period(text: &str) -> Result<u64, ApiError> {
+    humantime::parse_duration(text)
+        .ok()
+        .map(|d| d.as_secs())
+        .filter(|s| *s >= 1)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid rotate_every '{text}': give a duration of at least 1s, such as 720h"
+            ))
+        })
 }
 
 /// The import body carries the key itself, in base64: wiped when dropped, and no `Debug`.
@@ -37,7 +63,7 @@ struct ImportBody {
 pub(super) async fn import(node: Arc<Node>, req: Req) -> Answer {
     names::key_name(&req.resource)?;
     let key = import_body(&req)?;
-    store_new_key(&node, &req, key).await
+    store_new_key(&node, &req, key, 0).await
 }
 
 /// The key an import body names. Pure (no node), so the fuzz targets run exactly this.
@@ -68,7 +94,7 @@ pub(super) fn import_body(req: &Req) -> Result<SecretKey, ApiError> {
 
 /// Seals the key record here, in the handler, so the command (and every log entry and
 /// snapshot made from it) only ever carries sealed bytes.
-async fn store_new_key(node: &Node, req: &Req, key: SecretKey) -> Answer {
+async fn store_new_key(node: &Node, req: &Req, key: SecretKey, rotate_every: u64) -> Answer {
     let keys = node.sealing_keys().await?;
     let name = req.resource.clone();
     if node.state.key(&req.enclave, &name)?.is_some() {
@@ -90,6 +116,7 @@ async fn store_new_key(node: &Node, req: &Req, key: SecretKey) -> Answer {
         name,
         creation_id,
         sealed,
+        rotate_every,
     };
     commit(node, req, op, empty()).await
 }
@@ -332,17 +359,21 @@ pub(super) fn bulk_items(req: &Req) -> Result<Vec<CryptoBody>, ApiError> {
 
 /// Creates a key on behalf of `identity` (the admin, for the `keys:` list of the config),
 /// through the same path as `PUT /v1/key/create/<name>`.
-pub async fn create_key_as(node: Arc<Node>, name: &str, identity: &str) -> Result<(), ApiError> {
-    let req = Req {
-        identity: Some(crate::tls::Identity::new(identity)),
-        enclave: crate::state::DEFAULT_ENCLAVE.to_owned(),
-        resource: name.to_owned(),
-        path: format!("/v1/key/create/{name}"),
-        query: Vec::new(),
-        headers: Default::default(),
-        body: Default::default(),
-        body_too_large: false,
-        chain: Default::default(),
-    };
-    create(node, req).await.map(|_| ())
+pub async fn create_key_as(
+    node: Arc<Node>,
+    name: &str,
+    identity: &str,
+    rotate_every: u64,
+) -> Result<(), ApiError> {
+    let req = Req::system(
+        identity,
+        crate::state::DEFAULT_ENCLAVE,
+        "/v1/key/create/",
+        name,
+    );
+    names::key_name(&req.resource)?;
+    let key = SecretKey::generate(default_cipher());
+    store_new_key(&node, &req, key, rotate_every)
+        .await
+        .map(|_| ())
 }

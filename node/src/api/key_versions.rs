@@ -41,13 +41,13 @@ fn bad_version(e: VersionError) -> ApiError {
 }
 
 /// Makes the change on the key the request names, again from the newer record if another
-/// change landed first; answers what `answer` makes of the new versions.
+/// change landed first; answers what `answer` makes of the new versions, and the newest.
 async fn change_versions(
     node: &Node,
     req: &Req,
     change: Change,
     answer: impl Fn(&KeyVersions) -> serde_json::Value,
-) -> Answer {
+) -> Result<(Response<Body>, u32), ApiError> {
     names::key_name(&req.resource)?;
     let (enclave, name) = (&req.enclave, &req.resource);
     let by = req.caller()?.to_string();
@@ -89,12 +89,14 @@ async fn change_versions(
                 name: name.clone(),
                 creation_id: entry.creation_id,
                 from_version: entry.version,
+                revision: entry.revision,
                 sealed,
             },
             Change::RetireBelow(below) => Op::RetireKeyVersions {
                 name: name.clone(),
                 creation_id: entry.creation_id,
                 version: entry.version,
+                revision: entry.revision,
                 below,
                 sealed,
             },
@@ -103,7 +105,7 @@ async fn change_versions(
             // Another change landed first; this node has applied it by now (the refusal was
             // applied after it), so the next attempt starts from it.
             Err(e) if e.status == StatusCode::CONFLICT && attempt < ATTEMPTS => continue,
-            done => return done,
+            done => return done.map(|r| (r, changed.newest().number)),
         }
     }
     unreachable!("the last attempt returns")
@@ -112,13 +114,27 @@ async fn change_versions(
 /// `PUT /v1/key/rotate/<name>`: adds a version, which encrypt and generate use from now on;
 /// answers `{"version": N}`.
 pub(super) async fn rotate(node: Arc<Node>, req: Req) -> Answer {
-    change_versions(
-        &node,
-        &req,
-        Change::Rotate,
-        |v| serde_json::json!({ "version": v.newest().number }),
-    )
-    .await
+    change_versions(&node, &req, Change::Rotate, new_version)
+        .await
+        .map(|(answer, _)| answer)
+}
+
+fn new_version(v: &KeyVersions) -> serde_json::Value {
+    serde_json::json!({ "version": v.newest().number })
+}
+
+/// Rotates key `name` of `enclave` on behalf of `identity` (the admin, for `rotate_every`),
+/// through the same path as `PUT /v1/key/rotate/<name>`; answers the new version.
+pub async fn rotate_as(
+    node: Arc<Node>,
+    enclave: &str,
+    name: &str,
+    identity: &str,
+) -> Result<u32, ApiError> {
+    let req = Req::system(identity, enclave, "/v1/key/rotate/", name);
+    change_versions(&node, &req, Change::Rotate, new_version)
+        .await
+        .map(|(_, version)| version)
 }
 
 #[derive(Deserialize)]
@@ -135,6 +151,7 @@ pub(super) async fn retire(node: Arc<Node>, req: Req) -> Answer {
         serde_json::json!({ "versions": kept })
     })
     .await
+    .map(|(answer, _)| answer)
 }
 
 #[derive(Deserialize)]

@@ -28,7 +28,7 @@ pub use commit::new_id as new_request_id;
 pub use dispatch::{ConnInfo, dispatch};
 pub use error::ApiError;
 pub use key::create_key_as;
-pub use key_versions::DEFAULT_MAX_VERSIONS;
+pub use key_versions::{DEFAULT_MAX_VERSIONS, rotate_as};
 pub use names::is_valid_name;
 pub use request::Req;
 pub use route::{Auth, Route, default_routes};

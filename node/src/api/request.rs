@@ -33,6 +33,24 @@ pub struct Req {
     pub chain: std::sync::Arc<[rustls_pki_types::CertificateDer<'static>]>,
 }
 
+impl Req {
+    /// A request the node makes itself, as `identity` (the admin), on `route` + `resource`
+    /// in `enclave`, with no body: it is authorised and committed like a client's.
+    pub fn system(identity: &str, enclave: &str, route: &str, resource: &str) -> Req {
+        Req {
+            identity: Some(Identity::new(identity)),
+            enclave: enclave.to_owned(),
+            resource: resource.to_owned(),
+            path: format!("{route}{resource}"),
+            query: Vec::new(),
+            headers: Default::default(),
+            body: Default::default(),
+            body_too_large: false,
+            chain: Default::default(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Req {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Req")

@@ -168,7 +168,7 @@ pub fn default_routes() -> Vec<Route> {
         route(M::GET, "/v1/status", x, 0, S15, Verify, false, handlers::status),
         route(M::GET, "/v1/metrics", x, 0, S15, Verify, false, handlers::metrics),
         route(M::GET, "/v1/api", x, 0, S10, Verify, false, handlers::api),
-        route(M::PUT, "/v1/key/create/", p, 0, S15, Verify, true, handlers::key_create),
+        route(M::PUT, "/v1/key/create/", p, 4096, S15, Verify, true, handlers::key_create),
         route(M::PUT, "/v1/key/import/", p, MB, S15, Verify, true, handlers::key_import),
         route(M::GET, "/v1/key/describe/", p, 0, S15, Verify, true, handlers::key_describe),
         route(M::GET, "/v1/key/list/", p, 0, S15, Verify, true, handlers::key_list),

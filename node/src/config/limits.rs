@@ -102,6 +102,12 @@ pub(crate) fn parse(field: &Field<'_>) -> Result<LimitsConfig, ConfigError> {
             *slot = n;
         }
     }
+    if l.max_versions < 2 {
+        return Err(ConfigError::invalid(
+            "limits.max_versions".to_owned(),
+            "a key must be able to hold 2 versions, or it could never be rotated",
+        ));
+    }
     let [handshake, header, body, send, idle, ka_interval, ka_timeout] = durations;
     for (slot, field) in [
         (&mut l.handshake_timeout, handshake),

@@ -31,6 +31,7 @@ mod duration;
 mod env;
 mod error;
 mod keys;
+pub use keys::KeySpec;
 mod keystore;
 mod limits;
 mod log;
@@ -91,8 +92,8 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     /// `policy`: policies declared in the file (read-only in the cluster), by name.
     pub policies: BTreeMap<String, PolicyConfig>,
-    /// `keys[].name`: keys created once a leader is known, in file order.
-    pub keys: Vec<String>,
+    /// `keys[]`: keys created once a leader is known, in file order, with their rotation.
+    pub keys: Vec<keys::KeySpec>,
     /// `cluster`: peers and Raft timings.
     pub cluster: ClusterConfig,
     /// `seal`: root-key providers.

@@ -61,6 +61,7 @@ fn ops() -> Vec<(&'static str, Op)> {
         (
             "create-key",
             Op::CreateKey {
+                rotate_every: 0,
                 name: "app-key".into(),
                 creation_id: u128::MAX / 3,
                 // Record format 1, storage-key version 1, then nonce and ciphertext.

@@ -8,6 +8,7 @@ fn create(name: &str) -> Command {
         "admin-identity",
         &format!("/v1/key/create/{name}"),
         Op::CreateKey {
+            rotate_every: 0,
             name: name.into(),
             creation_id: 7,
             sealed: b"SEALED-RECORD-BYTES".to_vec(),

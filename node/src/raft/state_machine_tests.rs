@@ -54,6 +54,7 @@ fn init() -> Op {
 
 fn create_key(name: &str) -> Op {
     Op::CreateKey {
+        rotate_every: 0,
         name: name.into(),
         creation_id: 1,
         sealed: crate::seal::record_shaped_under(1),

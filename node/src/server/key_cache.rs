@@ -39,6 +39,8 @@ pub struct KeyStamp {
     pub version: u32,
     /// Versions below it refuse to decrypt.
     pub min_decrypt: u32,
+    /// The record's revision: a retirement keeps the newest version but not the revision.
+    pub revision: u64,
 }
 
 impl KeyStamp {
@@ -48,6 +50,7 @@ impl KeyStamp {
             creation_id: entry.creation_id,
             version: entry.version,
             min_decrypt: entry.min_decrypt,
+            revision: entry.revision,
         }
     }
 }
@@ -148,6 +151,8 @@ impl KeyCache {
             | Op::RetireKeyVersions { name, .. }
             | Op::SetKeyMinVersion { name, .. } => self.remove_name(&cmd.enclave, name),
             Op::DeleteEnclave { name, .. } => self.remove_enclave(name),
+            // A restore writes key records wholesale.
+            Op::RestoreChunk { .. } | Op::RestoreFinish { .. } => self.clear(),
             _ => {}
         }
     }
@@ -197,6 +202,7 @@ mod tests {
             creation_id,
             version: 1,
             min_decrypt: 0,
+            revision: 0,
         }
     }
 
@@ -288,6 +294,10 @@ mod tests {
                 min_decrypt: 2,
                 ..stamp(1)
             },
+            KeyStamp {
+                revision: 1,
+                ..stamp(1)
+            },
         ] {
             assert!(cache.get("default", "a", changed).is_none(), "{changed:?}");
         }
@@ -295,6 +305,7 @@ mod tests {
             name: "a".into(),
             creation_id: 1,
             from_version: 1,
+            revision: 0,
             sealed: Vec::new(),
         };
         cache.forget_applied(Some(&applied("default", rotate)));

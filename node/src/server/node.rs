@@ -24,6 +24,8 @@ pub struct Node {
     pub cluster: Arc<Cluster>,
     /// Unsealed keys.
     pub cache: Arc<KeyCache>,
+    /// When each automatically rotated key is due (`rotation_schedule.rs`).
+    pub rotation_schedule: Arc<super::RotationSchedule>,
     /// Metric families.
     pub metrics: Metrics,
     /// Audit and error streams.

@@ -188,9 +188,15 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         opts.config.cache.any,
         opts.config.cache.unused,
     ));
-    let hook_cache = cache.clone();
-    let hook: crate::raft::AppliedHook =
-        Arc::new(move |applied| hook_cache.forget_applied(applied));
+    let rotation_schedule = Arc::new(super::RotationSchedule::default());
+    let (hook_cache, hook_schedule, hook_state) =
+        (cache.clone(), rotation_schedule.clone(), state.clone());
+    let hook: crate::raft::AppliedHook = Arc::new(move |applied| {
+        hook_cache.forget_applied(applied);
+        hook_schedule.follow(&hook_state, applied);
+    });
+    // Off the start path: a million keys take a second or two to read.
+    rotation_schedule.rebuild_in_background(&state);
     let cluster_id = Arc::new(RwLock::new(String::new()));
     let channels = PeerChannels::new(tls.clone()).from_source(opts.config.cluster.grpc.source);
     let mut log = LogStore::open(&state)
@@ -275,6 +281,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         seal,
         cluster: cluster.clone(),
         cache,
+        rotation_schedule,
         metrics,
         events: opts.events.clone(),
         routes: routes(&opts.config),
@@ -332,6 +339,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     ));
     tokio::spawn(sweep_cache(node.clone()));
     tokio::spawn(crate::cluster::evict_tombstoned(cluster.clone()));
+    tokio::spawn(super::rotation_schedule::rotate_due_keys(node.clone()));
     if let Some(after) = ccfg.cleanup_dead_after {
         tokio::spawn(crate::cluster::remove_dead_voters(
             cluster.clone(),
@@ -573,7 +581,7 @@ async fn join_loop(node: Arc<Node>, members: Vec<String>, tls: crate::config::Cl
 async fn sync_config(
     node: Arc<Node>,
     policies: Vec<(String, Policy, Vec<String>)>,
-    keys: Vec<String>,
+    keys: Vec<crate::config::KeySpec>,
     admin: String,
 ) {
     loop {
@@ -596,15 +604,45 @@ async fn sync_config(
             Err(e) => tracing::error!("config policies not applied: {e}"),
         }
     }
-    for name in keys {
-        match crate::api::create_key_as(node.clone(), &name, &admin).await {
+    for key in keys {
+        let name = &key.name;
+        let every = key.rotate_every.unwrap_or(0);
+        match crate::api::create_key_as(node.clone(), name, &admin, every).await {
             Ok(()) => tracing::info!("created key '{name}' from the config"),
-            Err(e) if e.message == "key already exists" => {}
+            Err(e) if e.message == "key already exists" => sync_rotation(&node, &key, &admin).await,
             Err(e) => tracing::error!("cannot create key '{name}' from the config: {}", e.message),
         }
     }
     node.config_synced
         .store(true, std::sync::atomic::Ordering::Release);
+}
+
+/// Gives an existing key the rotation period its `keys:` entry states, if it states one that
+/// the key does not have.
+async fn sync_rotation(node: &Node, key: &crate::config::KeySpec, admin: &str) {
+    let Some(every) = key.rotate_every else {
+        return;
+    };
+    let held = node.state.key(DEFAULT_ENCLAVE, &key.name).ok().flatten();
+    if held.is_none_or(|entry| entry.rotate_every == every) {
+        return;
+    }
+    let op = crate::state::Op::SetKeyRotation {
+        name: key.name.clone(),
+        rotate_every: every,
+    };
+    let path = format!("/v1/key/rotate/{}", key.name);
+    match node
+        .cluster
+        .write(crate::cluster::system_command(admin, &path, op))
+        .await
+    {
+        Ok(c) if c.outcome == Outcome::Done => {
+            tracing::info!("key '{}' now rotates every {every} s (config)", key.name)
+        }
+        Ok(c) => tracing::error!("rotation of key '{}' not set: {:?}", key.name, c.outcome),
+        Err(e) => tracing::error!("rotation of key '{}' not set: {e}", key.name),
+    }
 }
 
 fn config_policies_match(node: &Node, policies: &[(String, Policy, Vec<String>)]) -> bool {

@@ -210,6 +210,7 @@ mod tests {
         assert_eq!(c.run(TENANT_ADMIN, "t", write("p", &wide)), Outcome::Done);
         assert_eq!(c.run(TENANT_ADMIN, "t", assign("p", TENANT)), Outcome::Done);
         let key = Op::CreateKey {
+            rotate_every: 0,
             name: "k".into(),
             creation_id: 1,
             sealed: crate::seal::record_shaped_under(1),

@@ -260,6 +260,7 @@ impl State {
                 name,
                 creation_id,
                 sealed,
+                rotate_every,
             } => {
                 if self.key_exists(pending, &scoped(e, name))? {
                     Err(Outcome::KeyExists)
@@ -269,6 +270,9 @@ impl State {
                         sealed: sealed.clone(),
                         version: 1,
                         min_decrypt: 0,
+                        revision: 0,
+                        rotate_every: *rotate_every,
+                        rotated_at: if *rotate_every > 0 { cmd.time } else { 0 },
                     };
                     Ok(vec![Write::Put(
                         TreeId::Keys,
@@ -281,21 +285,26 @@ impl State {
                 name,
                 creation_id,
                 from_version,
+                revision,
                 sealed,
-            } => self.plan_key_change(e, name, *creation_id, *from_version, |entry| {
+            } => self.plan_key_change(e, name, (*creation_id, *from_version, *revision), |entry| {
                 entry.version = from_version
                     .checked_add(1)
                     .ok_or_else(|| Outcome::BadKeyVersion("no version after the highest".into()))?;
                 entry.sealed = sealed.clone();
+                if entry.rotate_every > 0 {
+                    entry.rotated_at = cmd.time;
+                }
                 Ok(())
             })?,
             Op::RetireKeyVersions {
                 name,
                 creation_id,
                 version,
+                revision,
                 below,
                 sealed,
-            } => self.plan_key_change(e, name, *creation_id, *version, |entry| {
+            } => self.plan_key_change(e, name, (*creation_id, *version, *revision), |entry| {
                 if *below > entry.version {
                     return Err(Outcome::BadKeyVersion(format!(
                         "cannot retire the newest version ({})",
@@ -305,6 +314,16 @@ impl State {
                 entry.sealed = sealed.clone();
                 Ok(())
             })?,
+            Op::SetKeyRotation { name, rotate_every } => match self.key(e, name)? {
+                None => Err(Outcome::KeyNotFound),
+                Some(mut entry) => {
+                    // A new period counts from now, not from the last version (which may be
+                    // long past): setting one never rotates at once.
+                    entry.rotate_every = *rotate_every;
+                    entry.rotated_at = if *rotate_every > 0 { cmd.time } else { 0 };
+                    Ok(vec![Write::Put(TreeId::Keys, scoped(e, name), encode(&entry))])
+                }
+            },
             Op::SetKeyMinVersion { name, min_decrypt } => match self.key(e, name)? {
                 None => Err(Outcome::KeyNotFound),
                 Some(entry) if *min_decrypt > entry.version => Err(Outcome::BadKeyVersion(format!(

@@ -51,6 +51,9 @@ pub enum Op {
         /// Sealed record.
         #[serde(with = "serde_bytes")]
         sealed: Vec<u8>,
+        /// Rotate it automatically this often, in seconds (0: never).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        rotate_every: u64,
     },
     /// Deletes a key.
     DeleteKey {
@@ -104,6 +107,9 @@ pub enum Op {
         creation_id: u128,
         /// The newest version the record was made from; the new one is the next.
         from_version: u32,
+        /// The revision of the record it was made from (`KeyEntry::revision`).
+        #[serde(default)]
+        revision: u64,
         /// The new sealed record.
         #[serde(with = "serde_bytes")]
         sealed: Vec<u8>,
@@ -117,11 +123,22 @@ pub enum Op {
         creation_id: u128,
         /// The newest version when the record was made.
         version: u32,
+        /// The revision of the record it was made from (`KeyEntry::revision`).
+        #[serde(default)]
+        revision: u64,
         /// The lowest version kept.
         below: u32,
         /// The new sealed record.
         #[serde(with = "serde_bytes")]
         sealed: Vec<u8>,
+    },
+    /// Sets how often a key is rotated automatically, in seconds (0: never); only the admin
+    /// (the config's `keys[].rotate_every`).
+    SetKeyRotation {
+        /// Key name.
+        name: String,
+        /// The period in seconds, or 0.
+        rotate_every: u64,
     },
     /// Makes a key's versions below `min_decrypt` refuse to decrypt, or (lower) lets them again
     /// (`/v1/key/min-version`).
@@ -277,4 +294,8 @@ pub enum Outcome {
     /// A rekey is re-sealing every key record: a record re-sealed by a rotation or retirement
     /// now could be overwritten by it.
     RekeyRunning,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }

@@ -19,6 +19,29 @@ pub struct KeyEntry {
     /// Versions below it refuse to decrypt (`/v1/key/min-version`); 0 (or 1): none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub min_decrypt: u32,
+    /// Counts the changes of `sealed` (rotations, retirements): a change is made from one
+    /// revision and applied only to it, and the key cache holds a record by its revision.
+    /// The version alone cannot tell, as a retirement keeps the newest version.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub revision: u64,
+    /// Rotate it automatically this often, in seconds; 0: never.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub rotate_every: u64,
+    /// When its newest version was made (the creating or rotating command's time, Unix
+    /// nanoseconds), while it rotates automatically; 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub rotated_at: i64,
+}
+
+impl KeyEntry {
+    /// When its next automatic rotation is due (Unix nanoseconds), if it rotates on its own.
+    pub fn rotation_due(&self) -> Option<i64> {
+        let every = i64::try_from(self.rotate_every).ok().filter(|e| *e > 0)?;
+        Some(
+            self.rotated_at
+                .saturating_add(every.saturating_mul(1_000_000_000)),
+        )
+    }
 }
 
 fn first_version() -> u32 {
@@ -30,6 +53,14 @@ fn is_first_version(v: &u32) -> bool {
 }
 
 fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_i64(v: &i64) -> bool {
     *v == 0
 }
 

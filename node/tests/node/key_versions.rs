@@ -183,3 +183,54 @@ async fn concurrent_rotations_each_add_one_version() {
     let d = json(&call(&c, Method::GET, "/v1/key/describe/busy", "").await);
     assert_eq!(d["versions"].as_array().unwrap().len(), 7);
 }
+
+/// `rotate_every`, on create and in the config: the leader rotates the key when it is due,
+/// once per period (not once per node), and a bad period is refused.
+#[tokio::test]
+async fn keys_with_a_period_are_rotated_when_due() {
+    let yaml = "keys:\n  - name: from-config\n    rotate_every: 2s\n  - name: never\n";
+    let n = TestNode::dev_with_config(Some(yaml)).await;
+    let c = n.admin();
+    let r = put(&c, "/v1/key/create/on-create", r#"{"rotate_every":"2s"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = put(
+        &c,
+        "/v1/key/create/bad-period",
+        r#"{"rotate_every":"soon"}"#,
+    )
+    .await;
+    assert_error(
+        &r,
+        400,
+        "invalid rotate_every 'soon': give a duration of at least 1s, such as 720h",
+    );
+    let (_, old, _) = dek(&c, "on-create").await;
+    let version = |name: &'static str| {
+        let c = c.clone();
+        async move {
+            let d = json(&call(&c, Method::GET, &format!("/v1/key/describe/{name}"), "").await);
+            d["version"].as_u64().unwrap()
+        }
+    };
+    let t0 = std::time::Instant::now();
+    while version("on-create").await < 3 || version("from-config").await < 3 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "not rotated in time:\n{}",
+            n.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let elapsed = t0.elapsed().as_secs();
+    let v = version("on-create").await;
+    assert!(
+        v <= elapsed / 2 + 3,
+        "version {v} after {elapsed} s: rotated more than once per period"
+    );
+    assert_eq!(version("never").await, 1);
+    assert_eq!(
+        decrypt(&c, "on-create", &old).await.status,
+        200,
+        "old versions still decrypt"
+    );
+}

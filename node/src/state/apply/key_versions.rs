@@ -10,20 +10,20 @@ use super::{TreeId, Write};
 
 impl State {
     /// The write that `change` makes to key `name` of `enclave`, if the key is still the
-    /// incarnation `creation_id` at newest version `version`, and no rekey runs: a rekey
-    /// re-seals every record from what it read, and would overwrite a record changed meanwhile.
+    /// record the change was made from (`from`: incarnation, newest version, revision), and no
+    /// rekey runs: a rekey re-seals every record from what it read, and would overwrite a
+    /// record changed meanwhile. The change counts as a new revision.
     pub(super) fn plan_key_change(
         &self,
         enclave: &str,
         name: &str,
-        creation_id: u128,
-        version: u32,
+        from: (u128, u32, u64),
         change: impl FnOnce(&mut KeyEntry) -> Result<(), Outcome>,
     ) -> Result<Result<Vec<Write>, Outcome>, StateError> {
         let Some(mut entry) = self.key(enclave, name)? else {
             return Ok(Err(Outcome::KeyNotFound));
         };
-        if entry.creation_id != creation_id || entry.version != version {
+        if (entry.creation_id, entry.version, entry.revision) != from {
             return Ok(Err(Outcome::KeyChanged));
         }
         if self.cluster_meta()?.is_some_and(|m| m.previous.is_some()) {
@@ -32,6 +32,7 @@ impl State {
         if let Err(refused) = change(&mut entry) {
             return Ok(Err(refused));
         }
+        entry.revision = entry.revision.wrapping_add(1);
         Ok(Ok(vec![Write::Put(
             TreeId::Keys,
             scoped(enclave, name),

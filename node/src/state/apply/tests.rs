@@ -70,6 +70,7 @@ fn command(enclave: &str, op: Op) -> Command {
 
 fn create_key(name: &str) -> Op {
     Op::CreateKey {
+        rotate_every: 0,
         name: name.into(),
         creation_id: rand::random(),
         sealed: crate::seal::record_shaped_under(1),
@@ -421,6 +422,7 @@ fn remac_op(state: &State, tree: &str, key: Vec<u8>, version: u32) -> Op {
 fn rekey_finish_waits_for_every_record_under_the_old_key() {
     let mut log = Log::new(DEDUP_WINDOW);
     let key = |version| Op::CreateKey {
+        rotate_every: 0,
         name: "k".into(),
         creation_id: 5,
         sealed: crate::seal::record_shaped_under(version),
@@ -491,6 +493,7 @@ fn an_unreadable_record_holds_rekey_finish_back_without_failing_apply() {
 fn records_under_a_key_a_finished_rekey_dropped_are_refused() {
     let mut log = Log::new(DEDUP_WINDOW);
     let key = |name: &str, version| Op::CreateKey {
+        rotate_every: 0,
         name: name.into(),
         creation_id: 5,
         sealed: crate::seal::record_shaped_under(version),
@@ -736,4 +739,48 @@ fn a_batch_applies_exactly_as_its_commands_one_entry_each() {
         assert_eq!(data(&batched), data(&alone), "seed {seed}");
         assert_indexes_exact(&batched.state);
     }
+}
+
+/// A change of a key's versions is made from one record and applies only to it: a rotation or
+/// a retirement made from the record before a retirement cannot land after it and bring the
+/// retired versions back (a retirement keeps the newest version, so the version alone would
+/// not tell).
+#[test]
+fn a_change_made_from_the_record_before_a_retirement_is_refused() {
+    let mut log = Log::new(1000);
+    let create = create_key("k");
+    let Op::CreateKey { creation_id, .. } = &create else {
+        unreachable!()
+    };
+    let creation_id = *creation_id;
+    assert_eq!(log.op("default", create), Outcome::Done);
+    let sealed = || crate::seal::record_shaped_under(1);
+    let rotate = |from_version, revision| Op::RotateKey {
+        name: "k".into(),
+        creation_id,
+        from_version,
+        revision,
+        sealed: sealed(),
+    };
+    let retire = |below, revision| Op::RetireKeyVersions {
+        name: "k".into(),
+        creation_id,
+        version: 3,
+        revision,
+        below,
+        sealed: sealed(),
+    };
+    assert_eq!(log.op("default", rotate(1, 0)), Outcome::Done);
+    assert_eq!(log.op("default", rotate(2, 1)), Outcome::Done);
+    assert_eq!(
+        log.op("default", rotate(2, 1)),
+        Outcome::KeyChanged,
+        "same record twice"
+    );
+    // Both made from revision 2 (versions 1..=3); the retirement lands first.
+    assert_eq!(log.op("default", retire(3, 2)), Outcome::Done);
+    assert_eq!(log.op("default", rotate(3, 2)), Outcome::KeyChanged);
+    assert_eq!(log.op("default", retire(2, 2)), Outcome::KeyChanged);
+    let entry = log.state.key("default", "k").unwrap().unwrap();
+    assert_eq!((entry.version, entry.revision), (3, 3));
 }
