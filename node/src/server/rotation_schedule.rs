@@ -34,6 +34,10 @@ type Due = (i64, String, String);
 struct Table {
     due: BTreeSet<Due>,
     by_key: HashMap<(String, String), i64>,
+    /// Rebuilds under way, and the keys refreshed meanwhile: a rebuild's scan may have read
+    /// them before the change, so they are read again once it is swapped in.
+    rebuilding: usize,
+    touched: Vec<(String, String)>,
 }
 
 impl Table {
@@ -69,6 +73,7 @@ impl RotationSchedule {
     /// Reads every key of `state` again. Entries that a concurrent apply refreshed while the
     /// scan ran may come out older; the leader checks a key's record before it rotates it.
     pub fn rebuild(&self, state: &State) {
+        self.lock().rebuilding += 1;
         let mut fresh = Table::default();
         match state.all_keys() {
             Ok(keys) => {
@@ -78,7 +83,17 @@ impl RotationSchedule {
             }
             Err(e) => tracing::error!("key rotation schedule: cannot read the keys: {e}"),
         }
-        *self.lock() = fresh;
+        let touched = {
+            let mut table = self.lock();
+            let rebuilding = table.rebuilding - 1;
+            let touched = std::mem::take(&mut table.touched);
+            *table = fresh;
+            table.rebuilding = rebuilding;
+            touched
+        };
+        for (enclave, name) in touched {
+            self.refresh(state, &enclave, &name);
+        }
     }
 
     /// Reads key `name` of `enclave` again: due when its record says, or not at all.
@@ -88,7 +103,11 @@ impl RotationSchedule {
             .ok()
             .flatten()
             .and_then(|e| e.rotation_due());
-        self.lock().set(enclave, name, at);
+        let mut table = self.lock();
+        table.set(enclave, name, at);
+        if table.rebuilding > 0 {
+            table.touched.push((enclave.to_owned(), name.to_owned()));
+        }
     }
 
     /// Follows a command this node applied (`None`: a snapshot was installed). A restore or a
