@@ -34,6 +34,16 @@ pub(super) async fn create(node: Arc<Node>, req: Req) -> Answer {
         None => 0,
         Some(text) => rotation_period(text)?,
     };
+    // The leader rotates the key as the admin from then on: whoever sets that up must be
+    // allowed to rotate it.
+    let rotate = format!("/v1/key/rotate/{}", req.resource);
+    if every > 0
+        && !node
+            .state
+            .is_allowed(req.caller()?.as_str(), &req.enclave, &[rotate])?
+    {
+        return Err(ApiError::forbidden());
+    }
     store_new_key(&node, &req, SecretKey::generate(default_cipher()), every).await
 }
 

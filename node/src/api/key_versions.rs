@@ -41,17 +41,19 @@ fn bad_version(e: VersionError) -> ApiError {
 }
 
 /// Makes the change on the key the request names, again from the newer record if another
-/// change landed first; answers what `answer` makes of the new versions, and the newest.
+/// change landed first (up to `attempts` in all); answers what `answer` makes of the new
+/// versions, and the newest.
 async fn change_versions(
     node: &Node,
     req: &Req,
     change: Change,
+    attempts: usize,
     answer: impl Fn(&KeyVersions) -> serde_json::Value,
 ) -> Result<(Response<Body>, u32), ApiError> {
     names::key_name(&req.resource)?;
     let (enclave, name) = (&req.enclave, &req.resource);
     let by = req.caller()?.to_string();
-    for attempt in 1..=ATTEMPTS {
+    for attempt in 1..=attempts {
         let keys = node.sealing_keys().await?;
         let entry: KeyEntry = node.key_entry(enclave, name)?;
         let opening = node.keys_that_open(keys.clone(), &entry.sealed).await;
@@ -104,7 +106,7 @@ async fn change_versions(
         match commit(node, req, op, json(&answer(&changed))).await {
             // Another change landed first; this node has applied it by now (the refusal was
             // applied after it), so the next attempt starts from it.
-            Err(e) if e.status == StatusCode::CONFLICT && attempt < ATTEMPTS => continue,
+            Err(e) if e.status == StatusCode::CONFLICT && attempt < attempts => continue,
             done => return done.map(|r| (r, changed.newest().number)),
         }
     }
@@ -114,7 +116,7 @@ async fn change_versions(
 /// `PUT /v1/key/rotate/<name>`: adds a version, which encrypt and generate use from now on;
 /// answers `{"version": N}`.
 pub(super) async fn rotate(node: Arc<Node>, req: Req) -> Answer {
-    change_versions(&node, &req, Change::Rotate, new_version)
+    change_versions(&node, &req, Change::Rotate, ATTEMPTS, new_version)
         .await
         .map(|(answer, _)| answer)
 }
@@ -124,7 +126,9 @@ fn new_version(v: &KeyVersions) -> serde_json::Value {
 }
 
 /// Rotates key `name` of `enclave` on behalf of `identity` (the admin, for `rotate_every`),
-/// through the same path as `PUT /v1/key/rotate/<name>`; answers the new version.
+/// through the same path as `PUT /v1/key/rotate/<name>`; answers the new version. Made once:
+/// a key that changed meanwhile (409) was rotated by someone else, and its next due time
+/// decides whether it needs another rotation.
 pub async fn rotate_as(
     node: Arc<Node>,
     enclave: &str,
@@ -132,7 +136,7 @@ pub async fn rotate_as(
     identity: &str,
 ) -> Result<u32, ApiError> {
     let req = Req::system(identity, enclave, "/v1/key/rotate/", name);
-    change_versions(&node, &req, Change::Rotate, new_version)
+    change_versions(&node, &req, Change::Rotate, 1, new_version)
         .await
         .map(|(_, version)| version)
 }
@@ -146,10 +150,16 @@ struct RetireBody {
 /// answers the versions kept.
 pub(super) async fn retire(node: Arc<Node>, req: Req) -> Answer {
     let body: RetireBody = req.json("invalid retire request body: expected {\"below\": N}")?;
-    change_versions(&node, &req, Change::RetireBelow(body.below), |v| {
-        let kept: Vec<u32> = v.versions().iter().map(|v| v.number).collect();
-        serde_json::json!({ "versions": kept })
-    })
+    change_versions(
+        &node,
+        &req,
+        Change::RetireBelow(body.below),
+        ATTEMPTS,
+        |v| {
+            let kept: Vec<u32> = v.versions().iter().map(|v| v.number).collect();
+            serde_json::json!({ "versions": kept })
+        },
+    )
     .await
     .map(|(answer, _)| answer)
 }

@@ -27,6 +27,10 @@ const PER_LOOK: usize = 64;
 /// How long a rotation that failed waits before this node tries it again (in memory only).
 const RETRY_AFTER: Duration = Duration::from_secs(30);
 
+/// How long a key at `limits.max_versions` waits before the leader tries again: retiring its
+/// old versions takes an operator.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// (due time in Unix nanoseconds, enclave, key name).
 type Due = (i64, String, String);
 
@@ -34,9 +38,12 @@ type Due = (i64, String, String);
 struct Table {
     due: BTreeSet<Due>,
     by_key: HashMap<(String, String), i64>,
-    /// Rebuilds under way, and the keys refreshed meanwhile: a rebuild's scan may have read
-    /// them before the change, so they are read again once it is swapped in.
-    rebuilding: usize,
+    /// The last rebuild started: only it may swap its scan in (an older scan that finishes
+    /// later would bring back what a newer one dropped).
+    generation: u64,
+    /// Whether a rebuild is under way, and the keys refreshed meanwhile: its scan may have
+    /// read them before the change, so they are read again once it is swapped in.
+    rebuilding: bool,
     touched: Vec<(String, String)>,
 }
 
@@ -73,7 +80,12 @@ impl RotationSchedule {
     /// Reads every key of `state` again. Entries that a concurrent apply refreshed while the
     /// scan ran may come out older; the leader checks a key's record before it rotates it.
     pub fn rebuild(&self, state: &State) {
-        self.lock().rebuilding += 1;
+        let generation = {
+            let mut table = self.lock();
+            table.generation += 1;
+            table.rebuilding = true;
+            table.generation
+        };
         let mut fresh = Table::default();
         match state.all_keys() {
             Ok(keys) => {
@@ -83,29 +95,27 @@ impl RotationSchedule {
             }
             Err(e) => tracing::error!("key rotation schedule: cannot read the keys: {e}"),
         }
-        let touched = {
-            let mut table = self.lock();
-            let rebuilding = table.rebuilding - 1;
-            let touched = std::mem::take(&mut table.touched);
-            *table = fresh;
-            table.rebuilding = rebuilding;
-            touched
-        };
+        let mut table = self.lock();
+        if table.generation != generation {
+            return; // A newer rebuild started: its scan replaces this one.
+        }
+        let touched = std::mem::take(&mut table.touched);
+        fresh.generation = generation;
+        *table = fresh;
         for (enclave, name) in touched {
-            self.refresh(state, &enclave, &name);
+            let at = due_of(state, &enclave, &name);
+            table.set(&enclave, &name, at);
         }
     }
 
     /// Reads key `name` of `enclave` again: due when its record says, or not at all.
     pub fn refresh(&self, state: &State, enclave: &str, name: &str) {
-        let at = state
-            .key(enclave, name)
-            .ok()
-            .flatten()
-            .and_then(|e| e.rotation_due());
+        // Read under the lock: two refreshes of one key (the apply hook's, the leader loop's)
+        // then land in the order they read, and an older read never overwrites a newer.
         let mut table = self.lock();
+        let at = due_of(state, enclave, name);
         table.set(enclave, name, at);
-        if table.rebuilding > 0 {
+        if table.rebuilding {
             table.touched.push((enclave.to_owned(), name.to_owned()));
         }
     }
@@ -162,6 +172,15 @@ impl RotationSchedule {
     }
 }
 
+/// When key `name` of `enclave` is due, as its record says now.
+fn due_of(state: &State, enclave: &str, name: &str) -> Option<i64> {
+    state
+        .key(enclave, name)
+        .ok()
+        .flatten()
+        .and_then(|e| e.rotation_due())
+}
+
 fn now_nanos() -> i64 {
     crate::state::unix_nanos_now()
 }
@@ -194,13 +213,23 @@ pub(super) async fn rotate_due_keys(node: Arc<super::Node>) {
                         "rotated key '{name}' in enclave '{enclave}' to version {version} (rotate_every)"
                     )
                 }
+                // Rotated or retired meanwhile (by an operator, or by the previous leader,
+                // whose rotation this node had not applied yet): its record says when next.
+                Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
+                    node.rotation_schedule.refresh(&node.state, &enclave, &name);
+                }
                 Err(e) => {
+                    let wait = if e.message.contains("max_versions") {
+                        FULL_RETRY_AFTER
+                    } else {
+                        RETRY_AFTER
+                    };
                     tracing::warn!(
                         "cannot rotate key '{name}' in enclave '{enclave}' (rotate_every): {}; trying again in {}s",
                         e.message,
-                        RETRY_AFTER.as_secs()
+                        wait.as_secs()
                     );
-                    let until = now.saturating_add(RETRY_AFTER.as_nanos() as i64);
+                    let until = now.saturating_add(wait.as_nanos() as i64);
                     node.rotation_schedule.postpone(&enclave, &name, until);
                 }
             }

@@ -316,6 +316,7 @@ impl State {
             })?,
             Op::SetKeyRotation { name, rotate_every } => match self.key(e, name)? {
                 None => Err(Outcome::KeyNotFound),
+                Some(entry) if entry.rotate_every == *rotate_every => Ok(Vec::new()),
                 Some(mut entry) => {
                     // A new period counts from now, not from the last version (which may be
                     // long past): setting one never rotates at once.

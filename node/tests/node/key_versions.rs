@@ -159,6 +159,13 @@ async fn the_version_routes_are_policy_checked_like_every_route() {
     assert_eq!(put(&app, "/v1/key/rewrap/app-key", &body).await.status, 403);
     let d = json(&call(&admin, Method::GET, "/v1/key/describe/app-key", "").await);
     assert_eq!(d["version"], 1, "a refused rotate changed nothing");
+    // Creating a key that the leader will rotate as the admin takes the right to rotate it.
+    let (creator, id) = n.new_client("creator");
+    write_policy(&admin, "create-only", &["/v1/key/create/*"], &[]).await;
+    assign(&admin, "create-only", &id).await;
+    let r = put(&creator, "/v1/key/create/storm", r#"{"rotate_every":"1s"}"#).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(put(&creator, "/v1/key/create/plain", "").await.status, 200);
 }
 
 #[tokio::test]
