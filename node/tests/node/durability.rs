@@ -147,7 +147,32 @@ impl TracedNode {
         if !found.is_empty() {
             let _ = std::fs::copy(&self.trace, &kept);
         }
-        let blobs = format!("{data}/state/blobs/");
+        // Blob files of the store the node serves from: after a move from 512 KiB segments
+        // (`state/migrate.rs`) has put the new store in place. Before it, `state/` is the old
+        // store, which sled may still write blobs into while the copy reads it; the move
+        // discards it.
+        let store = format!("{data}/state");
+        let serving_since = events
+            .iter()
+            .filter(|e| matches!(&e.effect, Effect::Rename(from, to) if *to == store && from.ends_with(".migrating")))
+            .map(|e| e.end)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let blobs = format!("{store}/blobs/");
+        let blob_creations: Vec<String> = events
+            .iter()
+            .filter(|e| matches!(&e.effect, Effect::Create(p) if p.starts_with(&blobs)))
+            .map(|e| {
+                let when = if e.start > serving_since {
+                    "serving"
+                } else {
+                    "old store, during the move"
+                };
+                format!("{:?} at {:.6} ({when})", e.effect, e.start)
+            })
+            .collect();
+        if !blob_creations.is_empty() {
+            eprintln!("blob files made: {blob_creations:?}");
+        }
         Checked {
             acks: acks.len(),
             events: events.len(),
@@ -156,6 +181,7 @@ impl TracedNode {
             kept,
             blobs_written: events
                 .iter()
+                .filter(|e| e.start > serving_since)
                 .filter(|e| matches!(&e.effect, Effect::Create(p) if p.starts_with(&blobs)))
                 .count(),
         }
