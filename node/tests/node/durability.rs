@@ -263,10 +263,22 @@ fn to_older_segments(dir: &Path) {
     }
     // Older versions kept the Raft log in the sled tree `raft_log`, keyed by big-endian index;
     // it now has files of its own (`raft/log_files.rs`: magic, then records of length, CRC,
-    // index and entry).
+    // index and entry). The tree held only the entries past the purge mark: a purge removed
+    // the others, where the files keep them until a whole file is purged.
+    let purged = current
+        .open_tree("raft_meta")
+        .unwrap()
+        .get("last_purged")
+        .unwrap()
+        .map(|v| {
+            let id: serde_json::Value = rmp_serde::from_slice(&v).expect("the purge mark");
+            id["index"].as_u64().expect("its index")
+        });
     let log = old.open_tree("raft_log").unwrap();
     for (index, entry) in log_file_entries(&dir.join("raft-log")) {
-        log.insert(index.to_be_bytes(), entry).expect("insert");
+        if purged.is_none_or(|p| index > p) {
+            log.insert(index.to_be_bytes(), entry).expect("insert");
+        }
     }
     old.flush().expect("flush");
     drop((current, old));
