@@ -352,14 +352,16 @@ impl LogFiles {
         segment.file.read_exact_at(&mut record, pos.offset)?;
         let header: &[u8; HEADER] = record[..HEADER].try_into().expect("header length");
         let (len, crc, stored_index) = parse_header(header);
-        let entry = record.split_off(HEADER);
-        if len != entry.len() || stored_index != index || crc != checksum(index, &entry) {
+        let entry = &record[HEADER..];
+        if len != entry.len() || stored_index != index || crc != checksum(index, entry) {
             return Err(damaged(
                 &segment.path,
                 format!("the record of entry {index} changed since it was written"),
             ));
         }
-        Ok(Some(entry))
+        // In place: the entry moves to the front of the buffer it was read into.
+        record.drain(..HEADER);
+        Ok(Some(record))
     }
 
     fn segment(&self, first: u64) -> &Segment {
@@ -528,11 +530,6 @@ impl LogFiles {
             crate::dir_sync::sync_dir(&self.dir)?;
         }
         Ok(())
-    }
-
-    /// The file appended to, for a sync that covers every append so far.
-    pub(super) fn last_file(&self) -> Option<Arc<File>> {
-        self.segments.back().map(|s| s.file.clone())
     }
 }
 

@@ -114,15 +114,7 @@ impl LogStore {
         // The tree's purges removed entries in the same transaction as the mark moved, so
         // nothing should be at or below it; were anything, openraft must not see it.
         entries.retain(|(index, _)| purged.is_none_or(|p| *index > p.index));
-        {
-            let mut files = self.lock();
-            for chunk in entries.chunks(256) {
-                files.append(chunk).map_err(write_err)?;
-            }
-            if let Some(last) = files.last_file() {
-                last.sync_data().map_err(write_err)?;
-            }
-        }
+        self.append_encoded_now(&entries)?;
         if !entries.is_empty() {
             tracing::info!(
                 "moved {} Raft log entries from the sled store to {}",
@@ -190,7 +182,12 @@ impl LogStore {
             .iter()
             .map(|e| (e.log_id.index, encode(e)))
             .collect();
-        let files = self.lock().append(&encoded).map_err(write_err)?;
+        self.append_encoded_now(&encoded)
+    }
+
+    /// [`LogStore::append_now`] of entries already encoded.
+    fn append_encoded_now(&self, encoded: &[(u64, Vec<u8>)]) -> Result<(), StorageError<NodeId>> {
+        let files = self.lock().append(encoded).map_err(write_err)?;
         files
             .iter()
             .try_for_each(|f| f.sync_data())

@@ -110,9 +110,24 @@ impl RotationSchedule {
 
     /// Reads key `name` of `enclave` again: due when its record says, or not at all.
     pub fn refresh(&self, state: &State, enclave: &str, name: &str) {
+        self.refresh_if(state, enclave, name, true);
+    }
+
+    /// [`RotationSchedule::refresh`], unless the change cannot have made the key due and the
+    /// schedule does not hold it: a create or delete of a key that does not rotate, the bulk of
+    /// what nodes apply, costs no read of the key store.
+    fn refresh_if(&self, state: &State, enclave: &str, name: &str, may_rotate: bool) {
         // Read under the lock: two refreshes of one key (the apply hook's, the leader loop's)
         // then land in the order they read, and an older read never overwrites a newer.
         let mut table = self.lock();
+        let held = || {
+            table
+                .by_key
+                .contains_key(&(enclave.to_owned(), name.to_owned()))
+        };
+        if !may_rotate && !table.rebuilding && !held() {
+            return;
+        }
         let at = due_of(state, enclave, name);
         table.set(enclave, name, at);
         if table.rebuilding {
@@ -127,11 +142,15 @@ impl RotationSchedule {
             return self.rebuild_in_background(state);
         };
         match &cmd.op {
-            Op::CreateKey { name, .. }
-            | Op::DeleteKey { name }
+            Op::CreateKey {
+                name, rotate_every, ..
+            } => self.refresh_if(state, &cmd.enclave, name, *rotate_every > 0),
+            Op::DeleteKey { name }
             | Op::RotateKey { name, .. }
-            | Op::RetireKeyVersions { name, .. }
-            | Op::SetKeyRotation { name, .. } => self.refresh(state, &cmd.enclave, name),
+            | Op::RetireKeyVersions { name, .. } => {
+                self.refresh_if(state, &cmd.enclave, name, false)
+            }
+            Op::SetKeyRotation { name, .. } => self.refresh(state, &cmd.enclave, name),
             Op::DeleteEnclave { name, .. } => {
                 let mut table = self.lock();
                 let gone: Vec<(String, String)> = table
@@ -194,6 +213,9 @@ pub(super) async fn rotate_due_keys(node: Arc<super::Node>) {
             continue;
         }
         let now = now_nanos();
+        let Some(admin) = node.state.admin().ok().flatten() else {
+            continue;
+        };
         for (enclave, name) in node.rotation_schedule.due(now, PER_LOOK) {
             // The record decides, not the schedule, which may be a moment behind.
             let entry = node.state.key(&enclave, &name).ok().flatten();
@@ -204,9 +226,6 @@ pub(super) async fn rotate_due_keys(node: Arc<super::Node>) {
                 node.rotation_schedule.refresh(&node.state, &enclave, &name);
                 continue;
             }
-            let Some(admin) = node.state.admin().ok().flatten() else {
-                break;
-            };
             match crate::api::rotate_as(node.clone(), &enclave, &name, &admin).await {
                 Ok(version) => {
                     tracing::info!(

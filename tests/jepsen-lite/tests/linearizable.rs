@@ -425,20 +425,29 @@ async fn a_refused_or_retired_key_version_stops_decrypting_at_once_on_every_foll
         let dek: serde_json::Value = serde_json::from_str(&dek).unwrap();
         let body = serde_json::json!({ "ciphertext": dek["ciphertext"] }).to_string();
         let decrypt = format!("/v1/key/decrypt/{name}");
-        write(&lead, Method::PUT, &format!("/v1/key/rotate/{name}"), "").await;
-        let answers = on_followers(&followers, Method::PUT, &decrypt, &body).await;
-        seen.tally("v1 decrypt after rotate", 200, answers);
-        let min = format!("/v1/key/min-version/{name}");
-        write(&lead, Method::PUT, &min, r#"{"decrypt":2}"#).await;
-        let answers = on_followers(&followers, Method::PUT, &decrypt, &body).await;
-        seen.tally("v1 decrypt after min-version 2", 400, answers);
-        write(&lead, Method::PUT, &min, r#"{"decrypt":0}"#).await;
-        let answers = on_followers(&followers, Method::PUT, &decrypt, &body).await;
-        seen.tally("v1 decrypt after min-version 0", 200, answers);
-        let retire = format!("/v1/key/retire/{name}");
-        write(&lead, Method::PUT, &retire, r#"{"below":2}"#).await;
-        let answers = on_followers(&followers, Method::PUT, &decrypt, &body).await;
-        seen.tally("v1 decrypt after retire", 400, answers);
+        // Each change through the leader, then at once the v1 data key on both followers.
+        let steps = [
+            ("rotate", "", "v1 decrypt after rotate", 200),
+            (
+                "min-version",
+                r#"{"decrypt":2}"#,
+                "v1 decrypt after min-version 2",
+                400,
+            ),
+            (
+                "min-version",
+                r#"{"decrypt":0}"#,
+                "v1 decrypt after min-version 0",
+                200,
+            ),
+            ("retire", r#"{"below":2}"#, "v1 decrypt after retire", 400),
+        ];
+        for (route, change, what, expected) in steps {
+            let path = format!("/v1/key/{route}/{name}");
+            write(&lead, Method::PUT, &path, change).await;
+            let answers = on_followers(&followers, Method::PUT, &decrypt, &body).await;
+            seen.tally(what, expected, answers);
+        }
     }
     seen.assert_all_right();
 }
