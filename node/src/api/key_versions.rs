@@ -3,7 +3,9 @@
 //! A rotation or retirement re-seals the key's whole record here, in the handler, from the
 //! record this node holds, and commits it with the version it was made from. `apply` takes it
 //! only if the key is still at that version (`state/apply/key_versions.rs`); otherwise another
-//! change landed first, and the handler makes its record again from the newer one.
+//! change landed first, and the handler makes its record again from the newer one. Changes
+//! of one key through one node wait for each other (`server/key_change_locks.rs`), so only
+//! changes through different nodes at once make each other start over.
 
 use super::commit::commit;
 use super::error::json;
@@ -53,6 +55,7 @@ async fn change_versions(
     names::key_name(&req.resource)?;
     let (enclave, name) = (&req.enclave, &req.resource);
     let by = req.caller()?.to_string();
+    let _one_change_at_a_time = node.key_changes.lock(enclave, name).await;
     for attempt in 1..=attempts {
         let keys = node.sealing_keys().await?;
         let entry: KeyEntry = node.key_entry(enclave, name)?;

@@ -7,6 +7,7 @@ mod data_dir;
 mod fd_limit;
 mod founding;
 mod key_cache;
+mod key_change_locks;
 mod listener;
 mod node;
 mod rate_limiter;
@@ -16,6 +17,7 @@ mod startup;
 mod unseal;
 
 pub use key_cache::{KeyCache, KeyStamp, LoadedKey};
+pub use key_change_locks::KeyChangeLocks;
 pub use listener::serve;
 pub use node::Node;
 pub use rate_limiter::{RateLimiter, RetryAfter};

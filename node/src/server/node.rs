@@ -26,6 +26,8 @@ pub struct Node {
     pub cache: Arc<KeyCache>,
     /// When each automatically rotated key is due (`rotation_schedule.rs`).
     pub rotation_schedule: Arc<super::RotationSchedule>,
+    /// Rotations and retirements through this node take the key's lock (`key_change_locks.rs`).
+    pub key_changes: super::KeyChangeLocks,
     /// Metric families.
     pub metrics: Metrics,
     /// Audit and error streams.

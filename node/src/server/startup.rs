@@ -282,6 +282,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         cluster: cluster.clone(),
         cache,
         rotation_schedule,
+        key_changes: Default::default(),
         metrics,
         events: opts.events.clone(),
         routes: routes(&opts.config),
