@@ -6,9 +6,9 @@
 //! and installs it again: the node starts on the whole old or the whole new state.
 
 use super::snapshot_body::SnapshotBody;
-use super::snapshot_file::{SnapshotFile, Written};
+use super::snapshot_file::SnapshotFile;
 use super::{ApplyResponse, LogId, NodeId, NodeInfo, TypeConfig, decode, encode, io_err};
-use crate::state::{Command, DumpSource, Op, State, StateError};
+use crate::state::{Command, DumpSource, Op, RunningDump, State, StateError};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     Entry, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
@@ -183,17 +183,8 @@ impl StateMachine {
         applied_in(&self.state)
     }
 
-    /// Puts a written snapshot in place off the async runtime (see [`SnapshotFile::place`])
-    /// and returns a body that reads it.
-    async fn place(&self, written: Written) -> Result<SnapshotBody, StorageError<NodeId>> {
-        let file = self.snapshot_file.clone();
-        tokio::task::spawn_blocking(move || SnapshotBody::reading(file.place(written)?.0))
-            .await
-            .map_err(snap_err)?
-            .map_err(snap_err)
-    }
-
-    /// Writes the state, as it is between two applies, to a new snapshot temp file.
+    /// Begins a snapshot of the state as it is between two applies: its meta, and a dump that
+    /// writes that state however many applies run meanwhile (`state/dump_view.rs`).
     fn capture(&self) -> Result<Captured, StorageError<NodeId>> {
         let (last_applied, membership) = self.applied()?;
         let snapshot_id = match last_applied {
@@ -205,25 +196,23 @@ impl StateMachine {
             last_membership: membership,
             snapshot_id,
         };
-        let written = self
-            .snapshot_file
-            .write(&meta, |out| {
-                self.state.dump_into(out).map(drop).map_err(io_err)
-            })
-            .map_err(sm_read)?;
-        Ok(Captured { meta, written })
+        Ok(Captured {
+            meta,
+            dump: self.state.begin_dump(),
+        })
     }
 }
 
-/// A snapshot captured between two applies: written to its temp file, not yet synced.
+/// A snapshot begun between two applies, not yet written.
 struct Captured {
     meta: Meta,
-    written: Written,
+    dump: RunningDump,
 }
 
-/// A snapshot taken when openraft asked for a builder: the data is captured then, so applies
-/// that run while the snapshot is written cannot tear it. If the capture failed, the build
-/// fails: an empty snapshot would let openraft purge the log it stands for.
+/// A snapshot begun when openraft asked for a builder: its view is fixed then, so applies
+/// that run while the snapshot is written cannot tear it, and do not wait for it. If the
+/// capture failed, the build fails: an empty snapshot would let openraft purge the log it
+/// stands for.
 pub struct SnapshotBuilder {
     sm: StateMachine,
     started: std::time::Instant,
@@ -232,11 +221,24 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let Captured { meta, written } = self
+        let Captured { meta, dump } = self
             .captured
             .take()
             .unwrap_or_else(|| Err(sm_read("this snapshot builder was used already")))?;
-        let body = self.sm.place(written).await?;
+        let file = self.sm.snapshot_file.clone();
+        let saving = meta.clone();
+        let failpoints = crate::state::failpoint::carry();
+        let body = tokio::task::spawn_blocking(move || {
+            let _failpoints = failpoints.adopt();
+            let written = file.write(&saving, |out| {
+                dump.write_into(out).map(drop).map_err(io_err)
+            })?;
+            drop(dump);
+            SnapshotBody::reading(file.place(written)?.0)
+        })
+        .await
+        .map_err(snap_err)?
+        .map_err(snap_err)?;
         self.sm
             .build_seconds
             .observe(self.started.elapsed().as_secs_f64());
@@ -309,7 +311,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        // Called between applies, so this dump is a consistent view.
+        // Called between applies, so the dump begins on a consistent view.
         let started = std::time::Instant::now();
         SnapshotBuilder {
             sm: self.clone(),

@@ -399,8 +399,8 @@ async fn a_dump_that_fails_fails_the_snapshot_build() {
         _ => Ok(()),
     });
     let mut builder = sm.get_snapshot_builder().await;
-    failpoint::clear();
     let built = builder.build_snapshot().await;
+    failpoint::clear();
     assert!(
         built.is_err(),
         "a failed dump built snapshot {:?}",

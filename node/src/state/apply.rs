@@ -138,6 +138,8 @@ impl State {
         );
         let result: Result<(), TransactionError<()>> = trees.transaction(
             |(keys, policies, identities, enclaves, meta, requests, log)| {
+                // A running dump keeps the value each write replaces (`dump_view.rs`).
+                let view = &self.dump_view;
                 for w in &writes {
                     let tree = |t: TreeId| match t {
                         TreeId::Keys => keys,
@@ -146,20 +148,19 @@ impl State {
                         TreeId::Enclaves => enclaves,
                         TreeId::Meta => meta,
                     };
-                    match w {
-                        Write::Put(t, k, v) => {
-                            tree(*t).insert(k.as_slice(), v.as_slice())?;
-                        }
-                        Write::Del(t, k) => {
-                            tree(*t).remove(k.as_slice())?;
-                        }
-                    }
+                    let (t, k, old) = match w {
+                        Write::Put(t, k, v) => (t, k, tree(*t).insert(k.as_slice(), v.as_slice())?),
+                        Write::Del(t, k) => (t, k, tree(*t).remove(k.as_slice())?),
+                    };
+                    view.keep(t.name(), k, old);
                 }
-                dedup::remember(requests, log, &records, &expired)?;
-                meta.insert(META_APPLIED, &index.to_be_bytes())?;
-                meta.insert(INDEX_THROUGH, &index.to_be_bytes())?;
-                for (k, v) in marks {
-                    meta.insert(*k, v.as_slice())?;
+                dedup::remember(requests, log, &records, &expired, view)?;
+                let applied = index.to_be_bytes();
+                let fixed: [(&[u8], &[u8]); 2] =
+                    [(META_APPLIED, &applied), (INDEX_THROUGH, &applied)];
+                let given = marks.iter().map(|(k, v)| (*k, v.as_slice()));
+                for (k, v) in fixed.into_iter().chain(given) {
+                    view.keep("meta", k, meta.insert(k, v)?);
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             },
@@ -176,12 +177,16 @@ impl State {
     /// `marks`, atomically. The indexes stay current if they were (see [`index`]).
     pub fn record_applied(&self, index: u64, marks: &[(&[u8], Vec<u8>)]) -> Result<(), StateError> {
         let mut batch = sled::Batch::default();
+        let mut keep = |k: &[u8], v: &[u8]| {
+            batch.insert(k, v);
+            self.dump_view.keep_current("meta", &self.meta, k)
+        };
         if self.indexes_current()? {
-            batch.insert(INDEX_THROUGH, &index.to_be_bytes());
+            keep(INDEX_THROUGH, &index.to_be_bytes())?;
         }
-        batch.insert(META_APPLIED, &index.to_be_bytes());
+        keep(META_APPLIED, &index.to_be_bytes())?;
         for (k, v) in marks {
-            batch.insert(*k, v.as_slice());
+            keep(k, v)?;
         }
         self.meta.apply_batch(batch)?;
         Ok(())

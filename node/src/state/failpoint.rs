@@ -5,7 +5,7 @@
 //! process never trip each other's. Outside `cfg(test)`, [`hit`] is an empty inline function.
 
 #[cfg(test)]
-type Hook = Box<dyn FnMut(&str) -> std::io::Result<()>>;
+type Hook = Box<dyn FnMut(&str) -> std::io::Result<()> + Send>;
 
 #[cfg(test)]
 thread_local! {
@@ -15,7 +15,7 @@ thread_local! {
 /// Runs `hook` at every failpoint this thread passes, until [`clear`]. An `Err` it returns
 /// becomes the failure of the step at that point.
 #[cfg(test)]
-pub(crate) fn set(hook: impl FnMut(&str) -> std::io::Result<()> + 'static) {
+pub(crate) fn set(hook: impl FnMut(&str) -> std::io::Result<()> + Send + 'static) {
     HOOK.with_borrow_mut(|h| *h = Some(Box::new(hook)));
 }
 
@@ -32,6 +32,57 @@ pub(crate) fn hit(point: &str) -> std::io::Result<()> {
         Some(hook) => hook(point),
         None => Ok(()),
     })
+}
+
+/// This thread's hook, taken away to run in a thread that does this thread's work for it
+/// (`spawn_blocking`), where [`Carried::adopt`] sets it until the guard drops.
+#[cfg(test)]
+pub(crate) struct Carried(Option<Hook>);
+
+/// Takes this thread's hook away, to be [`Carried::adopt`]ed by another thread.
+#[cfg(test)]
+pub(crate) fn carry() -> Carried {
+    Carried(HOOK.with_borrow_mut(|h| h.take()))
+}
+
+#[cfg(test)]
+impl Carried {
+    /// Sets the carried hook for this thread until the returned guard drops: a pooled thread
+    /// must not keep a test's hook for the next task it runs.
+    pub(crate) fn adopt(self) -> Adopted {
+        HOOK.with_borrow_mut(|h| *h = self.0);
+        Adopted
+    }
+}
+
+/// Clears the adopted hook when dropped (in tests).
+pub(crate) struct Adopted;
+
+#[cfg(test)]
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        clear();
+    }
+}
+
+/// Nothing to carry outside tests.
+#[cfg(not(test))]
+pub(crate) struct Carried;
+
+/// Nothing to carry outside tests.
+#[cfg(not(test))]
+#[inline(always)]
+pub(crate) fn carry() -> Carried {
+    Carried
+}
+
+#[cfg(not(test))]
+impl Carried {
+    /// Nothing to adopt outside tests.
+    #[inline(always)]
+    pub(crate) fn adopt(self) -> Adopted {
+        Adopted
+    }
 }
 
 /// The failpoint `point`: nothing outside tests.

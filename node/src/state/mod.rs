@@ -13,6 +13,7 @@ mod access;
 mod apply;
 mod command;
 mod dump_format;
+mod dump_view;
 pub(crate) mod failpoint;
 mod migrate;
 mod model;
@@ -22,6 +23,7 @@ mod snapshot;
 mod store;
 
 pub use command::{Command, Op, Outcome};
+pub use dump_view::RunningDump;
 pub use model::{
     ClusterMeta, EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry, PreviousKey, Signature,
     Signed, SignedMembership, unix_nanos_now,

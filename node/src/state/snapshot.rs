@@ -18,7 +18,7 @@ use std::io::{Read, Seek, Write};
 /// The trees a snapshot carries: every tree of the replicated state, and only those (the Raft
 /// log and the install record are the node's own). A tree that `State::open` opens belongs
 /// here; the test `every_tree_state_opens_is_snapshotted` fails until it is.
-const DATA_TREES: [&str; 7] = [
+pub(super) const DATA_TREES: [&str; 7] = [
     "keys",
     "policies",
     "identities",
@@ -58,19 +58,10 @@ impl State {
     }
 
     /// Writes every data tree to `out` as a dump, one record at a time, and returns `out`
-    /// positioned after it. The caller must not apply concurrently (the Raft state machine
-    /// calls this between applies), so the view is consistent.
+    /// positioned after it: the state as it stands when this is called, whatever is applied
+    /// while it writes (`dump_view.rs`).
     pub fn dump_into<W: Write + Seek>(&self, out: W) -> Result<W, StateError> {
-        let mut dump = DumpWriter::new(out)?;
-        for name in DATA_TREES {
-            failpoint::hit("dump: tree")?;
-            dump.tree(name)?;
-            for kv in self.data_tree(name)?.iter() {
-                let (k, v) = kv?;
-                dump.record(&k, &v)?;
-            }
-        }
-        Ok(dump.finish()?)
+        self.begin_dump().write_into(out)
     }
 
     /// [`State::dump_into`] memory: for tests, and for states known to be small.
@@ -113,6 +104,11 @@ impl State {
         install_id: &[u8],
     ) -> Result<(), StateError> {
         Self::check_dump(dump)?;
+        // Clearing trees keeps no pre-images, so a snapshot being built must end first.
+        let view = self.dump_view.clone();
+        tokio::task::spawn_blocking(move || view.wait_idle())
+            .await
+            .map_err(std::io::Error::other)?;
         failpoint::hit("install: begin")?;
         let progress = self.db.open_tree(INSTALL_TREE)?;
         progress.insert(INSTALLING, install_id)?;

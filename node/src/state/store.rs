@@ -43,6 +43,8 @@ pub struct State {
     pub(super) admin_cache: std::sync::Arc<std::sync::OnceLock<String>>,
     /// What [`State::make_durable`] has synced besides `db`.
     synced: std::sync::Arc<std::sync::Mutex<SyncedFiles>>,
+    /// What a running dump needs of the applies made meanwhile (`dump_view.rs`).
+    pub(super) dump_view: std::sync::Arc<super::dump_view::DumpView>,
 }
 
 /// sled's segment size for new stores: 16 MiB, the largest sled 0.34 accepts.
@@ -231,6 +233,7 @@ impl State {
             request_log: tree("request_log")?,
             admin_cache: Default::default(),
             synced: Default::default(),
+            dump_view: Default::default(),
             dir: dir.to_owned(),
             db,
         };

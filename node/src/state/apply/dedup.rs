@@ -25,6 +25,7 @@
 //! free; the limit drains them a batch per command rather than in one giant transaction.
 
 use super::super::command::Outcome;
+use super::super::dump_view::DumpView;
 use super::super::store::{State, StateError, get};
 use sled::IVec;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
@@ -69,6 +70,8 @@ impl State {
         let Some(last) = self.applied_index().checked_sub(window) else {
             return Ok(0);
         };
+        // A bulk rewrite keeps no pre-images: it waits for a running dump instead (`dump_view.rs`).
+        self.dump_view.wait_idle();
         let mut removed = 0;
         let mut batch = sled::Batch::default();
         let mut in_batch = 0;
@@ -120,20 +123,25 @@ pub(super) fn log_key(index: u64, position: u32) -> [u8; 12] {
 }
 
 /// Inside `apply`'s transaction: remembers each `(log key, request id, outcome record)` of
-/// `records` and forgets the `expired` records.
+/// `records` and forgets the `expired` records, keeping what they replace for a running dump.
 pub(super) fn remember(
     requests: &TransactionalTree,
     request_log: &TransactionalTree,
     records: &[([u8; 12], [u8; 16], Vec<u8>)],
     expired: &Expired,
+    view: &DumpView,
 ) -> Result<(), ConflictableTransactionError<()>> {
     for (at, old_id) in expired {
-        requests.remove(old_id)?;
-        request_log.remove(at)?;
+        view.keep("requests", old_id, requests.remove(old_id)?);
+        view.keep("request_log", at, request_log.remove(at)?);
     }
     for (at, request_id, record) in records {
-        requests.insert(request_id, record.as_slice())?;
-        request_log.insert(at, request_id)?;
+        view.keep(
+            "requests",
+            request_id,
+            requests.insert(request_id, record.as_slice())?,
+        );
+        view.keep("request_log", at, request_log.insert(at, request_id)?);
     }
     Ok(())
 }

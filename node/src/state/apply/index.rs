@@ -46,15 +46,20 @@ struct Indexed {
 }
 
 impl TreeId {
+    /// The tree's name in sled and in dumps.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            TreeId::Keys => "keys",
+            TreeId::Policies => "policies",
+            TreeId::Identities => "identities",
+            TreeId::Enclaves => "enclaves",
+            TreeId::Meta => "meta",
+        }
+    }
+
     /// The tree's name in census keys; `None` for `meta`, which is not indexed.
     fn census_name(self) -> Option<&'static [u8]> {
-        match self {
-            TreeId::Keys => Some(b"keys"),
-            TreeId::Policies => Some(b"policies"),
-            TreeId::Identities => Some(b"identities"),
-            TreeId::Enclaves => Some(b"enclaves"),
-            TreeId::Meta => None,
-        }
+        (self != TreeId::Meta).then(|| self.name().as_bytes())
     }
 }
 
@@ -157,6 +162,8 @@ impl State {
     /// batch, and marks them current at the applied index. Runs once per data dir or
     /// snapshot written by an older version; O(records).
     pub(super) fn rebuild_indexes(&self) -> Result<(), StateError> {
+        // A bulk rewrite keeps no pre-images: it waits for a running dump instead (`dump_view.rs`).
+        self.dump_view.wait_idle();
         let mut batch = sled::Batch::default();
         for kv in self.meta.scan_prefix(INDEX_PREFIX) {
             batch.remove(kv?.0);
