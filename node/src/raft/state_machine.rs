@@ -228,17 +228,22 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let file = self.sm.snapshot_file.clone();
         let saving = meta.clone();
         let failpoints = crate::state::failpoint::carry();
-        let body = tokio::task::spawn_blocking(move || {
-            let _failpoints = failpoints.adopt();
-            let written = file.write(&saving, |out| {
-                dump.write_into(out).map(drop).map_err(io_err)
-            })?;
-            drop(dump);
-            SnapshotBody::reading(file.place(written)?.0)
+        let (body, failpoints) = tokio::task::spawn_blocking(move || {
+            let adopted = failpoints.adopt();
+            let body = file
+                .write(&saving, |out| {
+                    dump.write_into(out).map(drop).map_err(io_err)
+                })
+                .and_then(|written| {
+                    drop(dump);
+                    SnapshotBody::reading(file.place(written)?.0)
+                });
+            (body, adopted.give_back())
         })
         .await
-        .map_err(snap_err)?
         .map_err(snap_err)?;
+        failpoints.restore();
+        let body = body.map_err(snap_err)?;
         self.sm
             .build_seconds
             .observe(self.started.elapsed().as_secs_f64());

@@ -400,6 +400,10 @@ async fn a_dump_that_fails_fails_the_snapshot_build() {
     });
     let mut builder = sm.get_snapshot_builder().await;
     let built = builder.build_snapshot().await;
+    assert!(
+        failpoint::hit("dump: tree").is_err(),
+        "the hook the build carried came back"
+    );
     failpoint::clear();
     assert!(
         built.is_err(),

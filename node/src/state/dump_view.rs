@@ -21,27 +21,44 @@
 //!   found now is the same value.
 //!
 //! The writers that keep pre-images are `apply`'s transaction (sled's insert and remove hand
-//! back the value they replace, so this costs no read) and `record_applied`. The bulk writers
-//! (a snapshot install clears whole trees; the index rebuild and the sweep of expired request
-//! records at start rewrite many) wait for a running dump to end instead: they are rare.
+//! back the value they replace, so this costs no read), `record_applied` and the index rebuild.
+//! Those run on the Raft state machine's worker, which is also where a dump begins. A snapshot
+//! install clears whole trees, so it waits for a running dump to end; the sweep of expired
+//! request records at start, which runs beside Raft, removes records only while no dump runs
+//! and keeps one from beginning meanwhile ([`DumpView::without_dump`]).
+//!
+//! What is kept is bounded by what the applies change while one dump is written: at some 7,000
+//! creates a second and a dump of two seconds, a few tens of thousands of small records. A
+//! forced enclave delete or a restore chunk applied meanwhile keeps every record it replaces.
 
 use super::failpoint;
 use super::store::{State, StateError};
 use sled::IVec;
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::io::{Seek, Write};
 use std::ops::Bound;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-/// Pre-images, keyed by the tree's number in [`super::snapshot::DATA_TREES`] followed by the
-/// record's key.
-type Preimages = BTreeMap<Vec<u8>, Option<IVec>>;
+/// The pre-images of one dump.
+#[derive(Debug, Default)]
+struct Preimages {
+    /// Keyed by the tree's number in [`super::snapshot::DATA_TREES`] followed by the record's
+    /// key.
+    kept: BTreeMap<Vec<u8>, Option<IVec>>,
+    /// How many of them each tree has: most dumps see changes to a few `meta` records only, and
+    /// a tree with none is read at sled's pace.
+    per_tree: [usize; super::snapshot::DATA_TREES.len()],
+}
 
 /// The pre-images of the dump that runs, if one runs (at most one at a time).
 #[derive(Debug, Default)]
 pub(super) struct DumpView {
     running: Mutex<Option<Preimages>>,
     ended: Condvar,
+    /// Held by [`DumpView::begin`], and by a writer that keeps no pre-images for as long as it
+    /// writes, so that no dump begins under such a writer.
+    unkept_writes: Mutex<()>,
 }
 
 fn tree_number(tree: &str) -> u8 {
@@ -62,13 +79,19 @@ impl DumpView {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts keeping pre-images for a new dump, once any dump that runs has ended.
-    fn begin(&self) {
+    /// Waits, holding `running`, until no dump runs.
+    fn idle(&self) -> MutexGuard<'_, Option<Preimages>> {
         let mut running = self.lock();
         while running.is_some() {
             running = self.ended.wait(running).unwrap_or_else(|e| e.into_inner());
         }
-        *running = Some(Preimages::new());
+        running
+    }
+
+    /// Starts keeping pre-images for a new dump, once any dump that runs has ended.
+    fn begin(&self) {
+        let _no_unkept_writes = self.unkept_writes.lock().unwrap_or_else(|e| e.into_inner());
+        *self.idle() = Some(Preimages::default());
     }
 
     fn end(&self) {
@@ -76,73 +99,90 @@ impl DumpView {
         self.ended.notify_all();
     }
 
-    /// Waits until no dump runs. The caller must be the only writer, so none begins meanwhile.
+    /// Waits until no dump runs. The caller must write on the state machine's worker, where
+    /// dumps begin, so that none begins before it writes.
     pub(super) fn wait_idle(&self) {
-        let mut running = self.lock();
-        while running.is_some() {
-            running = self.ended.wait(running).unwrap_or_else(|e| e.into_inner());
-        }
+        drop(self.idle());
+    }
+
+    /// Runs `write`, which keeps no pre-images, once no dump runs, and keeps a dump from
+    /// beginning until it returns: for a writer beside the state machine's worker.
+    pub(super) fn without_dump<R>(&self, write: impl FnOnce() -> R) -> R {
+        let _no_dump_begins = self.unkept_writes.lock().unwrap_or_else(|e| e.into_inner());
+        drop(self.idle());
+        write()
     }
 
     /// Before record `key` of data tree `tree` changes: `old` is its value now, which is kept
     /// if a dump runs and nothing was kept for the record yet.
     pub(super) fn keep(&self, tree: &str, key: &[u8], old: Option<IVec>) {
-        if let Some(kept) = self.lock().as_mut() {
-            kept.entry(composite(tree_number(tree), key)).or_insert(old);
+        if let Some(p) = self.lock().as_mut() {
+            let n = tree_number(tree);
+            if let Entry::Vacant(first) = p.kept.entry(composite(n, key)) {
+                first.insert(old);
+                p.per_tree[usize::from(n)] += 1;
+            }
         }
     }
 
     /// [`DumpView::keep`] for a writer that does not know the value it replaces: reads it
-    /// from `tree` (named `name`) only if a dump runs.
+    /// from `tree` (named `name`) if a dump runs. Only the state machine's worker calls this:
+    /// no dump begins between the look and the read, and no other writer changes the record.
+    /// The read is made without the lock, as `keep` takes the lock under sled's.
     pub(super) fn keep_current(
         &self,
         name: &str,
         tree: &sled::Tree,
         key: &[u8],
     ) -> Result<(), StateError> {
-        if let Some(kept) = self.lock().as_mut() {
-            let k = composite(tree_number(name), key);
-            if let std::collections::btree_map::Entry::Vacant(first) = kept.entry(k) {
-                first.insert(tree.get(key)?);
-            }
+        if self.lock().is_some() {
+            self.keep(name, key, tree.get(key)?);
         }
         Ok(())
     }
 
-    /// The pre-images kept so far in tree `tree` between `after` (excluded; `None`: the tree's
-    /// start) and `before` (excluded; `None`: the tree's end).
-    fn kept_between(
-        &self,
-        tree: u8,
-        after: Option<&[u8]>,
-        before: Option<&[u8]>,
-    ) -> Vec<(Vec<u8>, Option<IVec>)> {
+    /// For the dump's iterator, which has just read record `key` of tree `tree` and, before it,
+    /// `after` (`None`: none yet): the pre-images kept so far between the two (records deleted
+    /// since the dump began, in order), and the one kept for `key`, if any. With `key` `None`,
+    /// those after `after` to the end of the tree.
+    fn kept_around(&self, tree: u8, after: Option<&[u8]>, key: Option<&[u8]>) -> Kept {
         let running = self.lock();
-        let Some(kept) = running.as_ref().filter(|k| !k.is_empty()) else {
-            return Vec::new();
+        let Some(p) = running
+            .as_ref()
+            .filter(|p| p.per_tree[usize::from(tree)] > 0)
+        else {
+            return Kept::default();
         };
         let low = match after {
             Some(a) => Bound::Excluded(composite(tree, a)),
             None => Bound::Included(vec![tree]),
         };
-        let high = match before {
-            Some(b) => Bound::Excluded(composite(tree, b)),
+        let this = key.map(|k| composite(tree, k));
+        let high = match &this {
+            Some(k) => Bound::Excluded(k.clone()),
             None => match tree.checked_add(1) {
                 Some(next) => Bound::Excluded(vec![next]),
                 None => Bound::Unbounded,
             },
         };
-        kept.range((low, high))
-            .map(|(k, v)| (k[1..].to_vec(), v.clone()))
-            .collect()
+        Kept {
+            deleted: p
+                .kept
+                .range((low, high))
+                .filter_map(|(k, v)| Some((k[1..].to_vec(), v.clone()?)))
+                .collect(),
+            this: this.and_then(|k| p.kept.get(&k).cloned()),
+        }
     }
+}
 
-    /// The pre-image kept for record `key` of tree `tree`, if one was.
-    fn kept(&self, tree: u8, key: &[u8]) -> Option<Option<IVec>> {
-        let running = self.lock();
-        let kept = running.as_ref().filter(|k| !k.is_empty())?;
-        kept.get(&composite(tree, key)).cloned()
-    }
+/// What [`DumpView::kept_around`] found.
+#[derive(Default)]
+struct Kept {
+    /// Records that existed when the dump began and are gone from where the iterator read.
+    deleted: Vec<(Vec<u8>, IVec)>,
+    /// The pre-image of the record the iterator read: `Some(None)` if it did not exist then.
+    this: Option<Option<IVec>>,
 }
 
 /// A dump that has begun: it writes the state as it stood at [`State::begin_dump`], however
@@ -182,13 +222,11 @@ impl RunningDump {
             let mut after: Option<IVec> = None;
             for kv in self.state.db.open_tree(name)?.iter() {
                 let (key, now) = kv?;
-                // Records deleted since the dump began, which sort before this one.
-                for (gone, was) in view.kept_between(number, after.as_deref(), Some(&key)) {
-                    if let Some(was) = was {
-                        dump.record(&gone, &was)?;
-                    }
+                let kept = view.kept_around(number, after.as_deref(), Some(&key));
+                for (gone, was) in kept.deleted {
+                    dump.record(&gone, &was)?;
                 }
-                match view.kept(number, &key) {
+                match kept.this {
                     None => dump.record(&key, &now)?,
                     Some(Some(was)) => dump.record(&key, &was)?,
                     // Made after the dump began.
@@ -197,10 +235,8 @@ impl RunningDump {
                 after = Some(key);
                 failpoint::hit("dump: record")?;
             }
-            for (gone, was) in view.kept_between(number, after.as_deref(), None) {
-                if let Some(was) = was {
-                    dump.record(&gone, &was)?;
-                }
+            for (gone, was) in view.kept_around(number, after.as_deref(), None).deleted {
+                dump.record(&gone, &was)?;
             }
         }
         Ok(dump.finish()?)

@@ -35,7 +35,7 @@ pub(crate) fn hit(point: &str) -> std::io::Result<()> {
 }
 
 /// This thread's hook, taken away to run in a thread that does this thread's work for it
-/// (`spawn_blocking`), where [`Carried::adopt`] sets it until the guard drops.
+/// (`spawn_blocking`), where [`Carried::adopt`] sets it until the guard drops or gives it back.
 #[cfg(test)]
 pub(crate) struct Carried(Option<Hook>);
 
@@ -50,8 +50,22 @@ impl Carried {
     /// Sets the carried hook for this thread until the returned guard drops: a pooled thread
     /// must not keep a test's hook for the next task it runs.
     pub(crate) fn adopt(self) -> Adopted {
-        HOOK.with_borrow_mut(|h| *h = self.0);
+        self.restore();
         Adopted
+    }
+
+    /// Sets the carried hook for this thread, back where [`carry`] took it.
+    pub(crate) fn restore(self) {
+        HOOK.with_borrow_mut(|h| *h = self.0);
+    }
+}
+
+#[cfg(test)]
+impl Adopted {
+    /// Takes the adopted hook away again, to be [`Carried::restore`]d by the thread it came
+    /// from.
+    pub(crate) fn give_back(self) -> Carried {
+        carry()
     }
 }
 
@@ -82,6 +96,19 @@ impl Carried {
     #[inline(always)]
     pub(crate) fn adopt(self) -> Adopted {
         Adopted
+    }
+
+    /// Nothing to restore outside tests.
+    #[inline(always)]
+    pub(crate) fn restore(self) {}
+}
+
+#[cfg(not(test))]
+impl Adopted {
+    /// Nothing to give back outside tests.
+    #[inline(always)]
+    pub(crate) fn give_back(self) -> Carried {
+        Carried
     }
 }
 

@@ -70,8 +70,12 @@ impl State {
         let Some(last) = self.applied_index().checked_sub(window) else {
             return Ok(0);
         };
-        // A bulk rewrite keeps no pre-images: it waits for a running dump instead (`dump_view.rs`).
-        self.dump_view.wait_idle();
+        // This runs beside Raft and keeps no pre-images: each batch is removed while no
+        // snapshot dump runs (`dump_view.rs`).
+        let remove = |batch: sled::Batch| {
+            self.dump_view
+                .without_dump(|| self.requests.apply_batch(batch))
+        };
         let mut removed = 0;
         let mut batch = sled::Batch::default();
         let mut in_batch = 0;
@@ -83,12 +87,12 @@ impl State {
                 in_batch += 1;
             }
             if in_batch == SWEEP_LIMIT {
-                self.requests.apply_batch(std::mem::take(&mut batch))?;
+                remove(std::mem::take(&mut batch))?;
                 removed += in_batch;
                 in_batch = 0;
             }
         }
-        self.requests.apply_batch(batch)?;
+        remove(batch)?;
         Ok(removed + in_batch)
     }
 

@@ -162,12 +162,16 @@ impl State {
     /// batch, and marks them current at the applied index. Runs once per data dir or
     /// snapshot written by an older version; O(records).
     pub(super) fn rebuild_indexes(&self) -> Result<(), StateError> {
-        // A bulk rewrite keeps no pre-images: it waits for a running dump instead (`dump_view.rs`).
-        self.dump_view.wait_idle();
         let mut batch = sled::Batch::default();
+        // Every record written below is under INDEX_PREFIX, so each one either is read here
+        // or did not exist: what a running snapshot dump keeps (`dump_view.rs`).
+        let mut replaced = Vec::new();
         for kv in self.meta.scan_prefix(INDEX_PREFIX) {
-            batch.remove(kv?.0);
+            let (k, v) = kv?;
+            batch.remove(&k);
+            replaced.push((k, v));
         }
+        let mut made = Vec::new();
         let mut census: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         for tree in CENSUS_TREES {
             let name = tree.census_name().expect("data trees have census names");
@@ -176,14 +180,24 @@ impl State {
                 let i = indexed(tree, &k, &v);
                 *census.entry(census_key(name, i.version)).or_default() += 1;
                 if let Some(m) = i.member {
-                    batch.insert(m, &[]);
+                    batch.insert(m.as_slice(), &[]);
+                    made.push(m);
                 }
             }
         }
         for (k, n) in census {
-            batch.insert(k, &n.to_be_bytes());
+            batch.insert(k.as_slice(), &n.to_be_bytes());
+            made.push(k);
         }
         batch.insert(INDEX_THROUGH, &self.applied_index().to_be_bytes());
+        made.push(INDEX_THROUGH.to_vec());
+        for (k, v) in replaced {
+            self.dump_view.keep("meta", &k, Some(v));
+        }
+        for k in made {
+            // A no-op for a record kept above: the first pre-image stays.
+            self.dump_view.keep("meta", &k, None);
+        }
         self.meta.apply_batch(batch)?;
         Ok(())
     }

@@ -44,6 +44,13 @@ impl Log {
         self.state.record_applied(self.index, &[]).unwrap();
     }
 
+    /// `n` blank entries.
+    fn blanks(&mut self, n: u64) {
+        for _ in 0..n {
+            self.blank();
+        }
+    }
+
     /// Applies `op` as the next log entry, with a request id taken from the index, so replicas
     /// fed the same ops get the same commands.
     fn op(&mut self, enclave: &str, op: Op) -> Outcome {
@@ -146,9 +153,7 @@ fn log_with_an_unswept_record(window: u64) -> (Log, Command) {
 fn a_record_older_than_the_window_decides_nothing() {
     const WINDOW: u64 = 10;
     let (mut log, first) = log_with_an_unswept_record(WINDOW);
-    for _ in 0..WINDOW {
-        log.blank();
-    }
+    log.blanks(WINDOW);
     // Past the window the retry is a new request, on every replica alike, whether or not the
     // record was swept there.
     assert_eq!(log.run(&first), Outcome::KeyExists);
@@ -164,6 +169,31 @@ fn records_no_sweep_finds_are_forgotten_once_past_the_window() {
     assert_eq!(log.state.forget_expired_requests_in(WINDOW).unwrap(), 0);
     log.blank();
     assert_eq!(log.state.forget_expired_requests_in(WINDOW).unwrap(), 1);
+    assert_eq!(log.remembered_requests(), (0, 0));
+}
+
+/// The sweep at start runs beside Raft, so beside snapshot dumps: it removes nothing while one
+/// runs, and no dump begins under it.
+#[test]
+fn the_start_up_sweep_waits_for_a_running_dump() {
+    const WINDOW: u64 = 10;
+    let (mut log, _) = log_with_an_unswept_record(WINDOW);
+    log.blanks(WINDOW);
+    let as_it_began = log.state.dump().unwrap();
+    let dump = log.state.begin_dump();
+    let sweep = {
+        let state = log.state.clone();
+        std::thread::spawn(move || state.forget_expired_requests_in(WINDOW).unwrap())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        !sweep.is_finished(),
+        "the sweep removed a record under a dump"
+    );
+    let written = dump.write_into(std::io::Cursor::new(Vec::new())).unwrap();
+    assert!(written.into_inner() == as_it_began);
+    drop(dump);
+    assert_eq!(sweep.join().unwrap(), 1);
     assert_eq!(log.remembered_requests(), (0, 0));
 }
 
@@ -370,9 +400,15 @@ async fn indexes_a_node_cannot_trust_are_rebuilt_before_they_are_used() {
         window: DEDUP_WINDOW,
         _dir: dir,
     };
+    // A snapshot dump running meanwhile still writes the state as it was before the rebuild.
+    let as_it_began = old.state.dump().unwrap();
+    let dump = old.state.begin_dump();
     assert_eq!(old.op("default", delete_policy("p")), Outcome::Done);
     assert!(assigned(&old.state, "default").is_empty());
     assert_indexes_exact(&old.state);
+    let written = dump.write_into(std::io::Cursor::new(Vec::new())).unwrap();
+    assert!(written.into_inner() == as_it_began);
+    drop(dump);
 
     // An older binary applied an assignment without keeping the indexes: the applied index
     // moved past `index/through`, so the next apply rebuilds rather than trust them.
