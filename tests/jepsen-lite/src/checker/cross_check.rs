@@ -29,11 +29,14 @@ const MATERIALS: [&str; 3] = ["m1", "m2", "m3"];
 impl Workload for KeyRegister {
     fn random_input(&self, rng: &mut StdRng) -> KeyInput {
         let m = MATERIALS.choose(rng).expect("materials").to_string();
-        match rng.random_range(0..10) {
+        match rng.random_range(0..13) {
             0..=2 => KeyInput::Import(m),
             3..=4 => KeyInput::Describe,
             5 => KeyInput::Generate,
             6..=7 => KeyInput::Decrypt(m),
+            8 => KeyInput::Rotate,
+            9 => KeyInput::MinVersion(*[0, 2].choose(rng).expect("minimums")),
+            10 => KeyInput::Retire(2),
             _ => KeyInput::Delete,
         }
     }
@@ -48,6 +51,20 @@ impl Workload for KeyRegister {
                 .collect(),
             KeyInput::Generate | KeyInput::Delete => vec![KeyOutput::Done, KeyOutput::NotFound],
             KeyInput::Decrypt(_) => vec![KeyOutput::Done, KeyOutput::WrongKey, KeyOutput::NotFound],
+            KeyInput::Rotate => (2..=4)
+                .map(KeyOutput::Rotated)
+                .chain([KeyOutput::Refused, KeyOutput::NotFound])
+                .collect(),
+            KeyInput::MinVersion(_) => {
+                vec![KeyOutput::Done, KeyOutput::Refused, KeyOutput::NotFound]
+            }
+            KeyInput::Retire(_) => {
+                vec![
+                    KeyOutput::Retired(2),
+                    KeyOutput::Refused,
+                    KeyOutput::NotFound,
+                ]
+            }
         }
     }
 }

@@ -29,9 +29,9 @@ pub async fn final_reads(c: &Cluster, load: &Load, names: &[String]) {
     }
 }
 
-/// Acknowledged imports that no delete can have undone (every delete, acknowledged or unknown,
-/// ended before the import was invoked) and whose material some node does not hold at the end:
-/// acknowledged keys that were lost.
+/// Acknowledged imports that no delete, minimum version or retirement can have undone (every
+/// such operation, acknowledged or unknown, ended before the import was invoked) and whose
+/// material some node does not hold at the end: acknowledged keys that were lost.
 pub fn lost_keys(history: &History<KeyInput, KeyOutput>) -> usize {
     let mut lost = 0;
     for import in &history.ops {
@@ -41,12 +41,10 @@ pub fn lost_keys(history: &History<KeyInput, KeyOutput>) -> usize {
             continue;
         };
         let ops = history.ops.iter().filter(|o| o.key == import.key);
-        let may_be_deleted = ops.clone().any(|o| {
-            matches!(o.input, KeyInput::Delete)
-                && !o.is_fail()
-                && o.deadline_ns() > import.invoke_ns
-        });
-        if may_be_deleted {
+        let may_be_taken = ops
+            .clone()
+            .any(|o| takes_away(&o.input, 1) && !o.is_fail() && o.deadline_ns() > import.invoke_ns);
+        if may_be_taken {
             continue;
         }
         let done = import.complete_ns.unwrap_or(u64::MAX);
@@ -62,17 +60,17 @@ pub fn lost_keys(history: &History<KeyInput, KeyOutput>) -> usize {
 }
 
 /// DEKs that do not decrypt to their plaintext on some node, among those whose key saw no
-/// delete invoked after the generate.
+/// delete, and no minimum or retirement above the DEK's version, invoked after the generate.
 pub async fn bad_deks(c: &Cluster, history: &History<KeyInput, KeyOutput>, deks: &[Dek]) -> usize {
     let mut bad = 0;
     for dek in deks {
-        let deleted_since = history.ops.iter().any(|o| {
+        let taken_since = history.ops.iter().any(|o| {
             o.key == dek.name
-                && matches!(o.input, KeyInput::Delete)
+                && takes_away(&o.input, dek.version)
                 && !o.is_fail()
                 && o.deadline_ns() > dek.invoked_ns
         });
-        if deleted_since {
+        if taken_since {
             continue;
         }
         let body = serde_json::json!({ "ciphertext": dek.ciphertext }).to_string();
@@ -94,6 +92,16 @@ pub async fn bad_deks(c: &Cluster, history: &History<KeyInput, KeyOutput>, deks:
         }
     }
     bad
+}
+
+/// Whether `input` can make version `version` of its key refuse to decrypt: a delete, a
+/// minimum above it, or a retirement of it.
+fn takes_away(input: &KeyInput, version: u32) -> bool {
+    match input {
+        KeyInput::Delete => true,
+        KeyInput::MinVersion(n) | KeyInput::Retire(n) => *n > version,
+        _ => false,
+    }
 }
 
 /// Create races with two winners: two acknowledged imports of one name with no delete that

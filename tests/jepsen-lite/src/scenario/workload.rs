@@ -11,9 +11,11 @@
 //! - Every request goes to a node picked at random, without `Kes-Cluster-Index`: reads must be
 //!   linearizable on every node without it.
 //! - A generated DEK is kept, to be decrypted on every node once the faults heal.
+//! - Some operations rotate the key, restrict or allow version 1 (the imported material) again,
+//!   or retire it: the register checks the version numbers and what decrypts after each.
 
 use crate::history::{PendingOp, Recorder};
-use crate::model::{KeyInput, KeyOutput, Material};
+use crate::model::{KeyInput, KeyOutput, KeyRegister, Material, Model};
 use base64::Engine;
 use kes_cluster::{Client, Method};
 use kes_node::crypto::{Cipher, SecretKey};
@@ -47,6 +49,8 @@ pub struct Dek {
     pub plaintext: String,
     /// See `plaintext`.
     pub ciphertext: String,
+    /// The key version it was made under.
+    pub version: u32,
 }
 
 /// Material a client imported: its name in the history, and its bytes.
@@ -99,7 +103,7 @@ impl Load {
     }
 
     /// A random operation on `name`: imports, generates, decrypts (of any material ever
-    /// imported on the name) and deletes.
+    /// imported on the name), rotations, minimum versions, retirements and deletes.
     fn pick_input(&self, name: &str, rng: &mut StdRng) -> KeyInput {
         let known = self
             .materials
@@ -120,11 +124,15 @@ impl Load {
                     .push((id.clone(), bytes.to_vec()));
                 KeyInput::Import(id)
             }
-            25..45 => KeyInput::Generate,
-            45..85 if !known.is_empty() => {
+            25..41 => KeyInput::Generate,
+            41..75 if !known.is_empty() => {
                 KeyInput::Decrypt(known[rng.random_range(0..known.len())].0.clone())
             }
-            45..85 => KeyInput::Generate,
+            41..75 => KeyInput::Generate,
+            75..81 => KeyInput::Rotate,
+            // Version 1 (the imported material) refused, or allowed again.
+            81..85 => KeyInput::MinVersion(if rng.random_bool(0.5) { 2 } else { 0 }),
+            85..87 => KeyInput::Retire(2),
             _ => KeyInput::Delete,
         }
     }
@@ -180,6 +188,17 @@ impl Load {
                 format!("/v1/key/delete/{name}"),
                 String::new(),
             ),
+            KeyInput::Rotate => (Method::PUT, format!("/v1/key/rotate/{name}"), String::new()),
+            KeyInput::MinVersion(n) => (
+                Method::PUT,
+                format!("/v1/key/min-version/{name}"),
+                serde_json::json!({ "decrypt": n }).to_string(),
+            ),
+            KeyInput::Retire(below) => (
+                Method::PUT,
+                format!("/v1/key/retire/{name}"),
+                serde_json::json!({ "below": below }).to_string(),
+            ),
         }
     }
 
@@ -200,7 +219,7 @@ impl Load {
         invoked_ns: u64,
         answer: Result<kes_cluster::Response, kes_cluster::Error>,
     ) -> bool {
-        let writes = matches!(input, KeyInput::Import(_) | KeyInput::Delete);
+        let writes = !KeyRegister.is_read_only(input);
         let r = match answer {
             Ok(r) => r,
             // Never sent: no connection, or no TLS session.
@@ -228,6 +247,7 @@ impl Load {
                     invoked_ns,
                     plaintext: v["plaintext"].as_str().unwrap_or_default().to_owned(),
                     ciphertext: v["ciphertext"].as_str().unwrap_or_default().to_owned(),
+                    version: v["version"].as_u64().unwrap_or(1) as u32,
                 });
                 KeyOutput::Done
             }
@@ -242,12 +262,28 @@ impl Load {
                     KeyOutput::Done
                 }
             }
+            (200, KeyInput::Rotate) => {
+                let v: serde_json::Value = r.json().unwrap_or_default();
+                KeyOutput::Rotated(v["version"].as_u64().unwrap_or_default() as u32)
+            }
+            (200, KeyInput::Retire(_)) => {
+                let v: serde_json::Value = r.json().unwrap_or_default();
+                KeyOutput::Retired(v["versions"][0].as_u64().unwrap_or_default() as u32)
+            }
             (200, _) => KeyOutput::Done,
             (404, _) if text.contains("key does not exist") => KeyOutput::NotFound,
             (400, KeyInput::Import(_)) if text.contains("key already exists") => {
                 KeyOutput::AlreadyExists
             }
             (400, KeyInput::Decrypt(_)) if text.contains("not authentic") => KeyOutput::WrongKey,
+            (400, KeyInput::Rotate | KeyInput::MinVersion(_) | KeyInput::Retire(_)) => {
+                KeyOutput::Refused
+            }
+            // Another version change kept landing first: nothing was written.
+            (409, KeyInput::Rotate | KeyInput::Retire(_)) => {
+                op.fail(format!("409 {}", text.trim()));
+                return false;
+            }
             // 503: not applied (no leader, the leader unreachable, sealed).
             (503, _) => {
                 op.fail(format!("503 {}", text.trim()));
