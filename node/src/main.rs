@@ -220,7 +220,15 @@ async fn run(args: Args, events: EventBus) -> Result<(), String> {
     println!("admin identity: {admin}");
     server_cert.spawn_reloader();
     tracing::info!("serving the KES API on https://{addr}");
+    let state = node.state.clone();
     serve(node, listener, Arc::new(tls), shutdown_signal()).await;
+    // The log holds every acknowledged write; flushing the applied state as well spares the
+    // next start replaying what was applied since sled last flushed on its own.
+    if let Err(e) = state.make_durable().await {
+        tracing::warn!(
+            "the applied state was not flushed at shutdown: {e}; the next start replays it from the log"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -137,13 +137,7 @@ pub(super) async fn describe(node: Arc<Node>, req: Req) -> Answer {
     let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
     let entry = node.key_entry(&req.enclave, &req.resource)?;
     let keys = node.keys_that_open(keys, &entry.sealed).await;
-    let versions = node.open_key(
-        &keys,
-        &req.enclave,
-        &req.resource,
-        entry.creation_id,
-        &entry.sealed,
-    )?;
+    let versions = node.open_key(&keys, &req.enclave, &req.resource, &entry)?;
     // The key's creation is its oldest retained version's; the algorithm is the newest's.
     let oldest = &versions.versions()[0].stored;
     let newest = versions.newest();

@@ -1,7 +1,8 @@
 //! The key-version API: rotate, rewrap, min-version and retire (README "Key versions").
 //!
-//! A rotation or retirement re-seals the key's whole record here, in the handler, from the
-//! record this node holds, and commits it with the version it was made from. `apply` takes it
+//! A rotation, retirement or minimum version re-seals the key's whole record here, in the
+//! handler, from the record this node holds, and commits it with the version it was made from
+//! (the minimum is sealed with the versions, so that it cannot be lowered on disk). `apply` takes it
 //! only if the key is still at that version (`state/apply/key_versions.rs`); otherwise another
 //! change landed first, and the handler makes its record again from the newer one. Changes
 //! of one key through one node wait for each other (`server/key_change_locks.rs`), so only
@@ -14,7 +15,7 @@ use super::{ApiError, Req, names};
 use crate::crypto::{KeyVersions, VersionError};
 use crate::seal::{RecordAad, seal_record};
 use crate::server::Node;
-use crate::state::{KeyEntry, Op};
+use crate::state::{KeyEntry, Op, ResealedFrom};
 use axum::body::Body;
 use axum::http::{Response, StatusCode};
 use serde::Deserialize;
@@ -36,6 +37,8 @@ enum Change {
     Rotate,
     /// Delete the versions below this one.
     RetireBelow(u32),
+    /// Make the versions below this one refuse to decrypt (0 or 1: none refuses).
+    MinDecrypt(u32),
 }
 
 fn bad_version(e: VersionError) -> ApiError {
@@ -60,15 +63,7 @@ async fn change_versions(
         let keys = node.sealing_keys().await?;
         let entry: KeyEntry = node.key_entry(enclave, name)?;
         let opening = node.keys_that_open(keys.clone(), &entry.sealed).await;
-        let versions = node.open_key(&opening, enclave, name, entry.creation_id, &entry.sealed)?;
-        if versions.newest().number != entry.version {
-            tracing::error!(
-                "key '{name}' in enclave '{enclave}': its record's newest version is {}, its entry says {}",
-                versions.newest().number,
-                entry.version
-            );
-            return Err(ApiError::internal("failed to read key"));
-        }
+        let versions = node.open_key(&opening, enclave, name, &entry)?;
         let changed = match change {
             Change::Rotate => {
                 let max = node.limits.max_versions;
@@ -82,6 +77,7 @@ async fn change_versions(
                     .map_err(bad_version)?
             }
             Change::RetireBelow(below) => versions.retired_below(below).map_err(bad_version)?,
+            Change::MinDecrypt(min) => versions.with_min_decrypt(min).map_err(bad_version)?,
         };
         let aad = RecordAad {
             enclave,
@@ -104,6 +100,16 @@ async fn change_versions(
                 revision: entry.revision,
                 below,
                 sealed,
+            },
+            Change::MinDecrypt(min_decrypt) => Op::SetKeyMinVersion {
+                name: name.clone(),
+                min_decrypt,
+                resealed: Some(ResealedFrom {
+                    creation_id: entry.creation_id,
+                    version: entry.version,
+                    revision: entry.revision,
+                    sealed,
+                }),
             },
         };
         match commit(node, req, op, json(&answer(&changed))).await {
@@ -178,12 +184,16 @@ pub(super) async fn min_version(node: Arc<Node>, req: Req) -> Answer {
     names::key_name(&req.resource)?;
     let body: MinVersionBody =
         req.json("invalid min-version request body: expected {\"decrypt\": N}")?;
-    let op = Op::SetKeyMinVersion {
-        name: req.resource.clone(),
-        min_decrypt: body.decrypt,
-    };
-    let ok = json(&serde_json::json!({ "decrypt": body.decrypt }));
-    commit(&node, &req, op, ok).await
+    let min = body.decrypt;
+    change_versions(
+        &node,
+        &req,
+        Change::MinDecrypt(min),
+        ATTEMPTS,
+        |_| serde_json::json!({ "decrypt": min }),
+    )
+    .await
+    .map(|(answer, _)| answer)
 }
 
 /// `PUT /v1/key/rewrap/<name>` with `{"ciphertext", "context"}`: the same plaintext under the

@@ -10,7 +10,11 @@
 //!
 //! At rest, a key that was never rotated is exactly what it was before versions existed: the
 //! KES protobuf record of its one key. Once rotated, it is [`MAGIC`] followed by a MessagePack
-//! list of (version number, KES protobuf record) pairs.
+//! list of (version number, KES protobuf record) pairs and the minimum version that may
+//! decrypt. The minimum is sealed with the versions so that someone who can write the data dir
+//! cannot lower it: the copy in the key's entry beside the sealed record must agree with it.
+//! Records written before the minimum was sealed start with [`MAGIC_V1`] and carry none; for
+//! them the entry's copy is all there is, until their next change writes the current format.
 
 use super::at_rest::{KeyFormatError, StoredKey, encode_protobuf, parse_protobuf};
 use super::ciphertext;
@@ -21,7 +25,11 @@ use zeroize::Zeroizing;
 
 /// The first bytes of a rotated key's record. A KES protobuf record starts with a field tag,
 /// never with a zero byte.
-const MAGIC: &[u8] = b"\0kes-cluster key versions\x01";
+const MAGIC: &[u8] = b"\0kes-cluster key versions\x02";
+
+/// The first bytes of a rotated key's record written before the minimum decrypt version was
+/// sealed with the versions (read, never written).
+const MAGIC_V1: &[u8] = b"\0kes-cluster key versions\x01";
 
 /// The most versions a record may hold: far above any `max_versions`, so that a damaged count
 /// cannot make decoding allocate without bound.
@@ -40,9 +48,12 @@ pub struct KeyVersion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyVersions {
     versions: Vec<KeyVersion>,
+    /// The lowest version that may decrypt (0 or 1: every one), as sealed; `None` for a
+    /// record in the format that did not seal it.
+    min_decrypt: Option<u32>,
 }
 
-/// A rotation or retirement that cannot be made.
+/// A rotation, retirement or minimum version that cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VersionError {
     /// Retiring every version, the newest included.
@@ -51,11 +62,21 @@ pub enum VersionError {
     /// The version numbers ran out.
     #[error("the key has reached the highest version number")]
     Exhausted,
+    /// A minimum decrypt version above the newest, which would leave nothing to decrypt.
+    #[error("the key's newest version is {0}")]
+    MinAboveNewest(u32),
 }
 
 /// The at-rest shape of a rotated key.
 #[derive(Serialize, Deserialize)]
 struct AtRest {
+    versions: Vec<(u32, serde_bytes::ByteBuf)>,
+    min_decrypt: u32,
+}
+
+/// The at-rest shape of a rotated key written before the minimum was sealed.
+#[derive(Serialize, Deserialize)]
+struct AtRestV1 {
     versions: Vec<(u32, serde_bytes::ByteBuf)>,
 }
 
@@ -64,19 +85,25 @@ impl KeyVersions {
     pub fn first(stored: StoredKey) -> KeyVersions {
         KeyVersions {
             versions: vec![KeyVersion { number: 1, stored }],
+            min_decrypt: Some(0),
         }
     }
 
     /// Reads a record written by [`KeyVersions::encode`], or a plain KES protobuf record (a
     /// key never rotated, or written before versions existed): version 1.
     pub fn decode(record: &[u8]) -> Result<KeyVersions, KeyFormatError> {
-        let Some(rest) = record.strip_prefix(MAGIC) else {
+        let unknown = |_| KeyFormatError::UnknownEncoding;
+        let (listed, min_decrypt) = if let Some(rest) = record.strip_prefix(MAGIC) {
+            let r = crate::msgpack::from_slice::<AtRest>(rest).map_err(unknown)?;
+            (r.versions, Some(r.min_decrypt))
+        } else if let Some(rest) = record.strip_prefix(MAGIC_V1) {
+            let r = crate::msgpack::from_slice::<AtRestV1>(rest).map_err(unknown)?;
+            (r.versions, None)
+        } else {
             return Ok(KeyVersions::first(parse_protobuf(record)?));
         };
         let at_rest: Zeroizing<Vec<(u32, Zeroizing<Vec<u8>>)>> = Zeroizing::new(
-            crate::msgpack::from_slice::<AtRest>(rest)
-                .map_err(|_| KeyFormatError::UnknownEncoding)?
-                .versions
+            listed
                 .into_iter()
                 .map(|(n, b)| (n, Zeroizing::new(b.into_vec())))
                 .collect(),
@@ -97,10 +124,15 @@ impl KeyVersions {
                 stored: parse_protobuf(bytes)?,
             });
         }
-        Ok(KeyVersions { versions })
+        Ok(KeyVersions {
+            versions,
+            min_decrypt,
+        })
     }
 
-    /// The record to seal: plain KES protobuf while the key is version 1 alone.
+    /// The record to seal: plain KES protobuf while the key is version 1 alone (no minimum
+    /// can restrict it then). A record read in the format that did not seal the minimum is
+    /// written in it again, so a minimum never taken from its entry is never written as 0.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         if let [only] = self.versions.as_slice() {
             if only.number == 1 {
@@ -114,17 +146,24 @@ impl KeyVersions {
             .iter()
             .map(|v| encode_protobuf(&v.stored))
             .collect();
-        let size = MAGIC.len() + 10 + records.iter().map(|r| r.len() + 16).sum::<usize>();
+        let size = MAGIC.len() + 20 + records.iter().map(|r| r.len() + 16).sum::<usize>();
         let mut out = Zeroizing::new(Vec::with_capacity(size));
-        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(if self.min_decrypt.is_some() {
+            MAGIC
+        } else {
+            MAGIC_V1
+        });
         let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
-            // `AtRest` as rmp_serde reads a struct: an array of its one field.
-            rmp::encode::write_array_len(out, 1)?;
+            // `AtRest` (`AtRestV1`) as rmp_serde reads a struct: an array of its fields.
+            rmp::encode::write_array_len(out, if self.min_decrypt.is_some() { 2 } else { 1 })?;
             rmp::encode::write_array_len(out, records.len() as u32)?;
             for (v, record) in self.versions.iter().zip(&records) {
                 rmp::encode::write_array_len(out, 2)?;
                 rmp::encode::write_uint(out, u64::from(v.number))?;
                 rmp::encode::write_bin(out, record)?;
+            }
+            if let Some(min) = self.min_decrypt {
+                rmp::encode::write_uint(out, u64::from(min))?;
             }
             Ok(())
         };
@@ -140,6 +179,24 @@ impl KeyVersions {
     /// The retained versions, oldest first.
     pub fn versions(&self) -> &[KeyVersion] {
         &self.versions
+    }
+
+    /// The lowest version that may decrypt (0 or 1: every one), as sealed in the record;
+    /// `None` for a record in the format that did not seal it.
+    pub fn min_decrypt(&self) -> Option<u32> {
+        self.min_decrypt
+    }
+
+    /// These versions, with versions below `min` refusing to decrypt (0 or 1: none refuses).
+    pub fn with_min_decrypt(&self, min: u32) -> Result<KeyVersions, VersionError> {
+        let newest = self.newest().number;
+        if min > newest {
+            return Err(VersionError::MinAboveNewest(newest));
+        }
+        Ok(KeyVersions {
+            versions: self.versions.clone(),
+            min_decrypt: Some(min),
+        })
     }
 
     /// These versions and a new one: fresh material for the newest's cipher, the same HMAC key.
@@ -162,7 +219,10 @@ impl KeyVersions {
                 created_by: created_by.to_owned(),
             },
         });
-        Ok(KeyVersions { versions })
+        Ok(KeyVersions {
+            versions,
+            min_decrypt: self.min_decrypt,
+        })
     }
 
     /// These versions without those numbered below `below`. The newest always stays.
@@ -178,6 +238,7 @@ impl KeyVersions {
                 .filter(|v| v.number >= below)
                 .cloned()
                 .collect(),
+            min_decrypt: self.min_decrypt,
         })
     }
 

@@ -127,13 +127,85 @@ fn a_damaged_record_is_an_error_not_a_panic() {
     for cut in 0..record.len() {
         let _ = KeyVersions::decode(&record[..cut]);
     }
-    let mut out_of_order = MAGIC.to_vec();
-    rmp::encode::write_array_len(&mut out_of_order, 1).unwrap();
-    rmp::encode::write_array_len(&mut out_of_order, 2).unwrap();
-    for n in [2u64, 1] {
-        rmp::encode::write_array_len(&mut out_of_order, 2).unwrap();
-        rmp::encode::write_uint(&mut out_of_order, n).unwrap();
-        rmp::encode::write_bin(&mut out_of_order, &encode_protobuf(&created())).unwrap();
+    assert!(KeyVersions::decode(&record_of(MAGIC, &[2, 1], Some(0))).is_err());
+    assert!(KeyVersions::decode(&record_of(MAGIC, &[1, 2], Some(0))).is_ok());
+}
+
+/// A record made by hand: `magic`, then the versions numbered `numbers` and, if given, the
+/// sealed minimum.
+fn record_of(magic: &[u8], numbers: &[u64], min_decrypt: Option<u64>) -> Vec<u8> {
+    let mut out = magic.to_vec();
+    let fields = if min_decrypt.is_some() { 2 } else { 1 };
+    rmp::encode::write_array_len(&mut out, fields).unwrap();
+    rmp::encode::write_array_len(&mut out, numbers.len() as u32).unwrap();
+    for n in numbers {
+        rmp::encode::write_array_len(&mut out, 2).unwrap();
+        rmp::encode::write_uint(&mut out, *n).unwrap();
+        rmp::encode::write_bin(&mut out, &encode_protobuf(&created())).unwrap();
     }
-    assert!(KeyVersions::decode(&out_of_order).is_err());
+    if let Some(min) = min_decrypt {
+        rmp::encode::write_uint(&mut out, min).unwrap();
+    }
+    out
+}
+
+#[test]
+fn the_minimum_decrypt_version_is_sealed_with_the_versions() {
+    let k = rotated(&KeyVersions::first(created()), 3);
+    assert_eq!(k.min_decrypt(), Some(0));
+    let restricted = k.with_min_decrypt(3).unwrap();
+    let record = restricted.encode();
+    assert!(record.starts_with(MAGIC));
+    let back = KeyVersions::decode(&record).unwrap();
+    assert_eq!(back.min_decrypt(), Some(3));
+    assert_eq!(back, restricted);
+    // A rotation and a retirement keep it.
+    assert_eq!(
+        back.rotated(OffsetDateTime::UNIX_EPOCH, "r")
+            .unwrap()
+            .min_decrypt(),
+        Some(3)
+    );
+    assert_eq!(back.retired_below(2).unwrap().min_decrypt(), Some(3));
+    assert_eq!(
+        k.with_min_decrypt(5),
+        Err(VersionError::MinAboveNewest(4)),
+        "a minimum above the newest would leave nothing to decrypt"
+    );
+}
+
+#[test]
+fn a_key_never_rotated_stays_a_kes_record_whatever_its_minimum() {
+    let stored = created();
+    let k = KeyVersions::first(stored.clone())
+        .with_min_decrypt(1)
+        .unwrap();
+    assert_eq!(*k.encode(), *encode_protobuf(&stored));
+    assert_eq!(
+        KeyVersions::decode(&k.encode()).unwrap().min_decrypt(),
+        Some(0)
+    );
+}
+
+#[test]
+fn a_record_from_before_the_sealed_minimum_has_none_until_it_is_given_one() {
+    let legacy = record_of(MAGIC_V1, &[1, 2, 3], None);
+    let k = KeyVersions::decode(&legacy).unwrap();
+    assert_eq!(k.min_decrypt(), None, "its entry's copy is all there is");
+    assert_eq!(k.versions().len(), 3);
+    // Written again as it was, so a minimum it never read is never written as 0 ...
+    assert!(k.encode().starts_with(MAGIC_V1));
+    assert!(
+        k.rotated(OffsetDateTime::UNIX_EPOCH, "r")
+            .unwrap()
+            .encode()
+            .starts_with(MAGIC_V1)
+    );
+    // ... and in the current format once it has one.
+    let given = k.with_min_decrypt(2).unwrap();
+    assert!(given.encode().starts_with(MAGIC));
+    assert_eq!(
+        KeyVersions::decode(&given.encode()).unwrap().min_decrypt(),
+        Some(2)
+    );
 }

@@ -79,7 +79,7 @@ impl Node {
             return Ok(k);
         }
         let keys = self.keys_that_open(keys, &entry.sealed).await;
-        let versions = self.open_key(&keys, enclave, name, entry.creation_id, &entry.sealed)?;
+        let versions = self.open_key(&keys, enclave, name, &entry)?;
         let key = Arc::new(LoadedKey { versions, stamp });
         self.cache.insert(enclave, name, key.clone());
         Ok(key)
@@ -123,27 +123,49 @@ impl Node {
         keys
     }
 
-    /// Opens a sealed key record into the KES key type.
+    /// Opens a key's sealed record into its versions, and checks the entry beside it: the
+    /// entry's newest version and minimum decrypt version are plain copies, and the sealed
+    /// record decides. A record that disagrees with its entry was altered outside the
+    /// cluster (someone lowered a minimum to decrypt with a refused version, say): it is
+    /// refused rather than served. A record in the format that did not seal the minimum takes
+    /// its entry's, and carries it sealed from its next change on.
     pub fn open_key(
         &self,
         keys: &crate::seal::Unsealed,
         enclave: &str,
         name: &str,
-        creation_id: u128,
-        sealed: &[u8],
+        entry: &crate::state::KeyEntry,
     ) -> Result<crate::crypto::KeyVersions, ApiError> {
+        let unreadable = |why: &dyn std::fmt::Display| {
+            tracing::error!("key '{name}' in enclave '{enclave}': {why}");
+            ApiError::internal("failed to read key")
+        };
         let aad = RecordAad {
             enclave,
             name,
-            creation_id,
+            creation_id: entry.creation_id,
         };
-        let record = open_record(keys, aad, sealed).map_err(|e| {
-            tracing::error!("key '{name}' in enclave '{enclave}': {e}");
-            ApiError::internal("failed to read key")
-        })?;
-        crate::crypto::KeyVersions::decode(&record).map_err(|e| {
-            tracing::error!("key '{name}' in enclave '{enclave}': {e}");
-            ApiError::internal("failed to read key")
-        })
+        let record = open_record(keys, aad, &entry.sealed).map_err(|e| unreadable(&e))?;
+        let versions = crate::crypto::KeyVersions::decode(&record).map_err(|e| unreadable(&e))?;
+        let newest = versions.newest().number;
+        if newest != entry.version {
+            return Err(unreadable(&format_args!(
+                "its sealed record's newest version is {newest}, its entry says {}: the data dir was altered outside the cluster",
+                entry.version
+            )));
+        }
+        // 0 and 1 both let every version decrypt.
+        match versions.min_decrypt() {
+            Some(sealed) if sealed.max(1) != entry.min_decrypt.max(1) => {
+                Err(unreadable(&format_args!(
+                    "its sealed record's minimum decrypt version is {sealed}, its entry says {}: the data dir was altered outside the cluster",
+                    entry.min_decrypt
+                )))
+            }
+            Some(_) => Ok(versions),
+            None => versions
+                .with_min_decrypt(entry.min_decrypt)
+                .map_err(|e| unreadable(&e)),
+        }
     }
 }

@@ -330,12 +330,25 @@ impl State {
                     Ok(vec![Write::Put(TreeId::Keys, scoped(e, name), encode(&entry))])
                 }
             },
-            Op::SetKeyMinVersion { name, min_decrypt } => match self.key(e, name)? {
+            Op::SetKeyMinVersion {
+                name,
+                min_decrypt,
+                resealed: Some(r),
+            } => self.plan_key_change(e, name, (r.creation_id, r.version, r.revision), |entry| {
+                if *min_decrypt > entry.version {
+                    return Err(min_above_newest(entry));
+                }
+                entry.min_decrypt = *min_decrypt;
+                entry.sealed = r.sealed.clone();
+                Ok(())
+            })?,
+            Op::SetKeyMinVersion {
+                name,
+                min_decrypt,
+                resealed: None,
+            } => match self.key(e, name)? {
                 None => Err(Outcome::KeyNotFound),
-                Some(entry) if *min_decrypt > entry.version => Err(Outcome::BadKeyVersion(format!(
-                    "the key's newest version is {}",
-                    entry.version
-                ))),
+                Some(entry) if *min_decrypt > entry.version => Err(min_above_newest(&entry)),
                 Some(mut entry) => {
                     entry.min_decrypt = *min_decrypt;
                     Ok(vec![Write::Put(TreeId::Keys, scoped(e, name), encode(&entry))])
@@ -659,6 +672,10 @@ impl State {
         }
         Ok(Ok(writes))
     }
+}
+
+fn min_above_newest(entry: &KeyEntry) -> Outcome {
+    Outcome::BadKeyVersion(format!("the key's newest version is {}", entry.version))
 }
 
 fn read_only_policy(name: &str) -> Outcome {

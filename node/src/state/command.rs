@@ -147,6 +147,11 @@ pub enum Op {
         name: String,
         /// The lowest version that may decrypt (0 or 1: all).
         min_decrypt: u32,
+        /// The key's record re-sealed with the new minimum, and the record it was made from:
+        /// refused if the key changed meanwhile, like a rotation. Absent in commands of
+        /// versions that kept the minimum only beside the record; those apply as they did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resealed: Option<ResealedFrom>,
     },
     /// Records a removed member's SPKI, which is refused for good afterwards.
     Tombstone {
@@ -238,6 +243,20 @@ pub enum Op {
         /// The commands, in the order they are applied.
         commands: Vec<Command>,
     },
+}
+
+/// A key's record re-sealed by a handler, and the record it was made from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResealedFrom {
+    /// The incarnation the record was made from.
+    pub creation_id: u128,
+    /// The newest version the record was made from.
+    pub version: u32,
+    /// The revision of the record it was made from (`KeyEntry::revision`).
+    pub revision: u64,
+    /// The new sealed record.
+    #[serde(with = "serde_bytes")]
+    pub sealed: Vec<u8>,
 }
 
 #[cfg(test)]

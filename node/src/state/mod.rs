@@ -22,7 +22,7 @@ mod reclaim;
 mod snapshot;
 mod store;
 
-pub use command::{Command, Op, Outcome};
+pub use command::{Command, Op, Outcome, ResealedFrom};
 pub use dump_view::RunningDump;
 pub use model::{
     ClusterMeta, EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry, PreviousKey, Signature,

@@ -241,3 +241,41 @@ async fn keys_with_a_period_are_rotated_when_due() {
         "old versions still decrypt"
     );
 }
+
+/// Someone who can write the data dir lowers a key's minimum decrypt version in its entry, to
+/// decrypt again with a version the admin refused. The minimum is sealed with the versions, so
+/// the node refuses the altered key instead of serving it; other keys are served as before.
+#[tokio::test]
+async fn a_minimum_decrypt_version_lowered_on_disk_is_refused() {
+    let mut n = TestNode::dev().await;
+    let c = n.admin();
+    for name in ["k", "other"] {
+        assert_eq!(
+            put(&c, &format!("/v1/key/create/{name}"), "").await.status,
+            200
+        );
+    }
+    let (_, ct1, _) = dek(&c, "k").await;
+    let (_, other_ct, _) = dek(&c, "other").await;
+    assert_eq!(put(&c, "/v1/key/rotate/k", "").await.status, 200);
+    let r = put(&c, "/v1/key/min-version/k", r#"{"decrypt":2}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(decrypt(&c, "k", &ct1).await.status, 400, "refused before");
+    n.stop();
+    let key = kes_node::state::scoped_key("default", "k");
+    n.alter_record("keys", &key, |e: &mut kes_node::state::KeyEntry| {
+        assert_eq!(e.min_decrypt, 2);
+        e.min_decrypt = 0;
+    });
+    n.start().await;
+    let c = n.admin();
+    let r = decrypt(&c, "k", &ct1).await;
+    assert_error(&r, 500, "failed to read key");
+    assert!(
+        n.log()
+            .contains("its sealed record's minimum decrypt version is 2, its entry says 0"),
+        "the log names the alteration:\n{}",
+        n.log()
+    );
+    assert_eq!(decrypt(&c, "other", &other_ct).await.status, 200);
+}

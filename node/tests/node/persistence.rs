@@ -179,19 +179,11 @@ async fn a_policy_record_altered_on_disk_is_detected_at_start() {
     assert_eq!(r.status, 200, "{}", r.text());
     call(&c, Method::PUT, "/v1/key/create/k", "").await;
     n.stop();
-    {
-        // An attacker with the data dir widens the policy.
-        let config = kes_node::state::State::sled_config(&n.data.join("state")).expect("config");
-        let db = config.open().expect("open sled");
-        let tree = db.open_tree("policies").expect("tree");
-        let key = kes_node::state::scoped_key("default", "narrow");
-        let raw = tree.get(&key).expect("get").expect("policy record");
-        let mut entry: kes_node::state::PolicyEntry = rmp_serde::from_slice(&raw).expect("decode");
-        entry.policy.allow = vec!["/v1/*/*/*".into()];
-        tree.insert(&key, kes_node::state::encode_record(&entry))
-            .expect("insert");
-        db.flush().expect("flush");
-    }
+    // An attacker with the data dir widens the policy.
+    let key = kes_node::state::scoped_key("default", "narrow");
+    n.alter_record("policies", &key, |e: &mut kes_node::state::PolicyEntry| {
+        e.policy.allow = vec!["/v1/*/*/*".into()];
+    });
     n.spawn();
     let c = n.admin();
     let mut answer = None;
@@ -224,16 +216,9 @@ async fn a_membership_altered_on_disk_is_detected_at_start() {
     // The leader signs the membership shortly after it forms.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     n.stop();
-    {
-        let config = kes_node::state::State::sled_config(&n.data.join("state")).expect("config");
-        let db = config.open().expect("open sled");
-        let meta = db.open_tree("meta").expect("tree");
-        let raw = meta
-            .get(kes_node::state::META_MEMBERSHIP)
-            .expect("get")
-            .expect("the membership was signed");
-        let mut m: kes_node::state::SignedMembership = rmp_serde::from_slice(&raw).expect("decode");
-        // An attacker adds their own node, to get its Raft RPCs accepted.
+    // An attacker adds their own node, to get its Raft RPCs accepted.
+    let key = kes_node::state::META_MEMBERSHIP;
+    n.alter_record("meta", key, |m: &mut kes_node::state::SignedMembership| {
         m.nodes.insert(
             42,
             (
@@ -242,13 +227,7 @@ async fn a_membership_altered_on_disk_is_detected_at_start() {
                 "ab".repeat(32),
             ),
         );
-        meta.insert(
-            kes_node::state::META_MEMBERSHIP,
-            kes_node::state::encode_record(&m),
-        )
-        .expect("insert");
-        db.flush().expect("flush");
-    }
+    });
     n.spawn();
     let c = n.admin();
     let mut seen = None;

@@ -183,6 +183,25 @@ impl TestNode {
         self.start().await;
     }
 
+    /// Rewrites record `key` of sled tree `tree` in this stopped node's data dir, as someone
+    /// who can write the data dir would.
+    pub fn alter_record<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        tree: &str,
+        key: &[u8],
+        change: impl FnOnce(&mut T),
+    ) {
+        let config = kes_node::state::State::sled_config(&self.data.join("state")).expect("config");
+        let db = config.open().expect("open sled");
+        let tree = db.open_tree(tree).expect("tree");
+        let raw = tree.get(key).expect("get").expect("the record exists");
+        let mut record: T = rmp_serde::from_slice(&raw).expect("decode");
+        change(&mut record);
+        tree.insert(key, kes_node::state::encode_record(&record))
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+
     pub fn file(&self, name: &str) -> PathBuf {
         self.data.join(name)
     }

@@ -75,6 +75,19 @@ fn command(enclave: &str, op: Op) -> Command {
     }
 }
 
+impl Log {
+    /// Creates key `name` in the default enclave; answers its creation id.
+    fn created_key(&mut self, name: &str) -> u128 {
+        let create = create_key(name);
+        let Op::CreateKey { creation_id, .. } = &create else {
+            unreachable!()
+        };
+        let creation_id = *creation_id;
+        assert_eq!(self.op("default", create), Outcome::Done);
+        creation_id
+    }
+}
+
 fn create_key(name: &str) -> Op {
     Op::CreateKey {
         rotate_every: 0,
@@ -784,12 +797,7 @@ fn a_batch_applies_exactly_as_its_commands_one_entry_each() {
 #[test]
 fn a_change_made_from_the_record_before_a_retirement_is_refused() {
     let mut log = Log::new(1000);
-    let create = create_key("k");
-    let Op::CreateKey { creation_id, .. } = &create else {
-        unreachable!()
-    };
-    let creation_id = *creation_id;
-    assert_eq!(log.op("default", create), Outcome::Done);
+    let creation_id = log.created_key("k");
     let sealed = || crate::seal::record_shaped_under(1);
     let rotate = |from_version, revision| Op::RotateKey {
         name: "k".into(),
@@ -819,4 +827,73 @@ fn a_change_made_from_the_record_before_a_retirement_is_refused() {
     assert_eq!(log.op("default", retire(2, 2)), Outcome::KeyChanged);
     let entry = log.state.key("default", "k").unwrap().unwrap();
     assert_eq!((entry.version, entry.revision), (3, 3));
+}
+
+/// A minimum decrypt version is sealed with the record (`crypto/versions.rs`), so setting one
+/// is a change of the record like a rotation: made from one revision, refused if another
+/// change landed first (which would otherwise have its versions overwritten), and a new
+/// revision once applied. A command of a version that kept the minimum only beside the record
+/// still applies as it did, when it is replayed from an older log.
+#[test]
+fn a_minimum_version_is_a_change_of_the_record_made_from_one_revision() {
+    let mut log = Log::new(1000);
+    let creation_id = log.created_key("k");
+    let marked = |byte: u8| {
+        let mut r = crate::seal::record_shaped_under(1);
+        *r.last_mut().unwrap() = byte;
+        r
+    };
+    let rotate = Op::RotateKey {
+        name: "k".into(),
+        creation_id,
+        from_version: 1,
+        revision: 0,
+        sealed: marked(1),
+    };
+    assert_eq!(log.op("default", rotate), Outcome::Done);
+    let min = |min_decrypt, version, revision, byte| Op::SetKeyMinVersion {
+        name: "k".into(),
+        min_decrypt,
+        resealed: Some(crate::state::ResealedFrom {
+            creation_id,
+            version,
+            revision,
+            sealed: marked(byte),
+        }),
+    };
+    assert_eq!(
+        log.op("default", min(2, 1, 0, 2)),
+        Outcome::KeyChanged,
+        "made from the record before the rotation"
+    );
+    assert!(matches!(
+        log.op("default", min(3, 2, 1, 2)),
+        Outcome::BadKeyVersion(_)
+    ));
+    assert_eq!(log.op("default", min(2, 2, 1, 3)), Outcome::Done);
+    let entry = log.state.key("default", "k").unwrap().unwrap();
+    assert_eq!(
+        (
+            entry.min_decrypt,
+            entry.revision,
+            *entry.sealed.last().unwrap()
+        ),
+        (2, 2, 3),
+        "the minimum, a new revision and the record sealed with it"
+    );
+    let legacy = Op::SetKeyMinVersion {
+        name: "k".into(),
+        min_decrypt: 0,
+        resealed: None,
+    };
+    assert_eq!(log.op("default", legacy), Outcome::Done);
+    let entry = log.state.key("default", "k").unwrap().unwrap();
+    assert_eq!(
+        (
+            entry.min_decrypt,
+            entry.revision,
+            *entry.sealed.last().unwrap()
+        ),
+        (0, 2, 3)
+    );
 }

@@ -280,7 +280,7 @@ impl Load {
                 KeyOutput::Refused
             }
             // Another version change kept landing first: nothing was written.
-            (409, KeyInput::Rotate | KeyInput::Retire(_)) => {
+            (409, KeyInput::Rotate | KeyInput::MinVersion(_) | KeyInput::Retire(_)) => {
                 op.fail(format!("409 {}", text.trim()));
                 return false;
             }
