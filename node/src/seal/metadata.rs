@@ -61,15 +61,17 @@ pub fn verify_all(keys: &Unsealed, state: &crate::state::State) -> Result<usize,
     Ok(records.len())
 }
 
-/// Checks every policy, identity, enclave and membership record of a snapshot dump against
-/// the snapshot's own keys, before a restore adopts any of it. A restore re-signs what it
-/// adopts, so without this check it would launder a record altered in the backup file.
+/// Checks every key, policy, identity, enclave and membership record of a snapshot dump
+/// against the snapshot's own keys, before a restore adopts any of it. A restore re-signs
+/// what it adopts, so without this check it would launder a record altered in the backup
+/// file; a key whose entry disagrees with its sealed record would be refused at its first use.
 pub fn verify_dump(keys: &Unsealed, trees: &[crate::state::DumpTree]) -> Result<usize, String> {
     const ALTERED: &str = "the snapshot file was altered after it was saved; nothing was restored";
     let mut checked = 0;
     for (tree, items) in trees {
         for (key, raw) in items {
             let bad = match tree.as_str() {
+                "keys" => verify_key_entry(keys, key, raw).err(),
                 "policies" | "identities" | "enclaves" => verify_record(keys, tree, key, raw).err(),
                 "meta" if key.as_slice() == crate::state::META_MEMBERSHIP => {
                     let ok = decode::<crate::state::SignedMembership>(raw)
@@ -109,6 +111,21 @@ fn verify_record(keys: &Unsealed, tree: &str, key: &[u8], raw: &[u8]) -> Result<
     }
     let name = String::from_utf8_lossy(key).replace('\0', "/");
     Err(format!("the {kind} record '{name}' fails its metadata MAC"))
+}
+
+/// Checks one stored key entry against its sealed record; the error names it.
+fn verify_key_entry(keys: &Unsealed, key: &[u8], raw: &[u8]) -> Result<(), String> {
+    let name = String::from_utf8_lossy(key).replace('\0', "/");
+    let bad = |why: String| format!("the key record '{name}' {why}");
+    let entry =
+        decode::<crate::state::KeyEntry>(raw).ok_or_else(|| bad("does not decode".into()))?;
+    let scoped = std::str::from_utf8(key)
+        .ok()
+        .and_then(|k| k.split_once('\0'));
+    let (enclave, name_only) = scoped.ok_or_else(|| bad("has no enclave".into()))?;
+    super::open_key_entry(keys, enclave, name_only, &entry)
+        .map(drop)
+        .map_err(|why| bad(format!("fails its check: {why}")))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Option<T> {

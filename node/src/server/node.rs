@@ -6,7 +6,7 @@ use crate::api::ApiError;
 use crate::api::Route;
 use crate::cluster::Cluster;
 use crate::obs::{EventBus, Metrics};
-use crate::seal::{RecordAad, SealState, Unsealed, open_record, record_version};
+use crate::seal::{SealState, Unsealed, record_version};
 use crate::state::State;
 use std::sync::Arc;
 
@@ -123,12 +123,8 @@ impl Node {
         keys
     }
 
-    /// Opens a key's sealed record into its versions, and checks the entry beside it: the
-    /// entry's newest version and minimum decrypt version are plain copies, and the sealed
-    /// record decides. A record that disagrees with its entry was altered outside the
-    /// cluster (someone lowered a minimum to decrypt with a refused version, say): it is
-    /// refused rather than served. A record in the format that did not seal the minimum takes
-    /// its entry's, and carries it sealed from its next change on.
+    /// Opens key `name` of `enclave` from its entry (`seal::open_key_entry`). A record that
+    /// does not open, or disagrees with its entry, is logged and answered as a 500.
     pub fn open_key(
         &self,
         keys: &crate::seal::Unsealed,
@@ -136,36 +132,9 @@ impl Node {
         name: &str,
         entry: &crate::state::KeyEntry,
     ) -> Result<crate::crypto::KeyVersions, ApiError> {
-        let unreadable = |why: &dyn std::fmt::Display| {
+        crate::seal::open_key_entry(keys, enclave, name, entry).map_err(|why| {
             tracing::error!("key '{name}' in enclave '{enclave}': {why}");
             ApiError::internal("failed to read key")
-        };
-        let aad = RecordAad {
-            enclave,
-            name,
-            creation_id: entry.creation_id,
-        };
-        let record = open_record(keys, aad, &entry.sealed).map_err(|e| unreadable(&e))?;
-        let versions = crate::crypto::KeyVersions::decode(&record).map_err(|e| unreadable(&e))?;
-        let newest = versions.newest().number;
-        if newest != entry.version {
-            return Err(unreadable(&format_args!(
-                "its sealed record's newest version is {newest}, its entry says {}: the data dir was altered outside the cluster",
-                entry.version
-            )));
-        }
-        // 0 and 1 both let every version decrypt.
-        match versions.min_decrypt() {
-            Some(sealed) if sealed.max(1) != entry.min_decrypt.max(1) => {
-                Err(unreadable(&format_args!(
-                    "its sealed record's minimum decrypt version is {sealed}, its entry says {}: the data dir was altered outside the cluster",
-                    entry.min_decrypt
-                )))
-            }
-            Some(_) => Ok(versions),
-            None => versions
-                .with_min_decrypt(entry.min_decrypt)
-                .map_err(|e| unreadable(&e)),
-        }
+        })
     }
 }

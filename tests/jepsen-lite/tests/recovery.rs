@@ -291,20 +291,19 @@ async fn a_wiped_founding_node_refuses_to_found_a_second_cluster() {
 /// refuses the whole restore with nothing applied.
 #[tokio::test]
 async fn a_restore_refuses_a_backup_with_an_altered_record_and_applies_nothing() {
-    use kes_node::state::{PolicyEntry, State, encode_record};
+    use kes_node::state::{KeyEntry, PolicyEntry};
     let _g = serial().await;
     let a = Cluster::start(1, "").await;
-    let r = a
-        .call(0, Method::PUT, "/v1/key/create/kept", "")
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
     let narrow = r#"{"allow":["/v1/key/list/*"]}"#;
-    let r = a
-        .call(0, Method::POST, "/v1/policy/write/app", narrow)
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
+    for (method, path, body) in [
+        (Method::PUT, "/v1/key/create/kept", ""),
+        (Method::POST, "/v1/policy/write/app", narrow),
+        (Method::PUT, "/v1/key/rotate/kept", ""),
+        (Method::PUT, "/v1/key/min-version/kept", r#"{"decrypt":2}"#),
+    ] {
+        let r = a.call(0, method, path, body).await.unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
     let snap = a
         .call(0, Method::GET, "/v1/cluster/snapshot", "")
         .await
@@ -313,46 +312,41 @@ async fn a_restore_refuses_a_backup_with_an_altered_record_and_applies_nothing()
     let root = std::fs::read(a.dir.path().join("root.key")).unwrap();
     drop(a);
 
-    // Widen `app` in the file, keeping its signature.
-    let mut backup = kes_node::cluster::Backup::parse(&snap.body).unwrap();
-    let mut trees = State::parse_dump(&backup.dump).unwrap();
-    let mut widened = 0;
-    for (tree, items) in &mut trees {
-        for (k, v) in items.iter_mut() {
-            if tree == "policies" && k.as_slice() == b"default\0app" {
-                let mut p: PolicyEntry = kes_node::raft::decode(v).unwrap();
-                p.policy.allow = vec!["/v1/*/*/*".into()];
-                *v = serde_bytes::ByteBuf::from(encode_record(&p));
-                widened += 1;
-            }
-        }
-    }
-    assert_eq!(widened, 1, "the policy record is in the backup");
-    backup.dump = serde_bytes::ByteBuf::from(State::encode_dump(&trees));
-    let tampered = backup.to_file();
+    // Widen `app` in the file, keeping its signature; lower `kept`'s minimum decrypt version
+    // beside its sealed record, to decrypt with the version it refuses.
+    let widened = altered(
+        &snap.body,
+        "policies",
+        b"default\0app",
+        |p: &mut PolicyEntry| {
+            p.policy.allow = vec!["/v1/*/*/*".into()];
+        },
+    );
+    let lowered = altered(&snap.body, "keys", b"default\0kept", |k: &mut KeyEntry| {
+        assert_eq!(k.min_decrypt, 2);
+        k.min_decrypt = 0;
+    });
 
     let b = Cluster::start_with_root(1, "", Some(&root)).await;
-    let r = b
-        .admin(0)
-        .request(Method::POST, "/v1/cluster/restore", &[], tampered)
-        .await
-        .unwrap();
-    assert_eq!(r.status, 400, "{}", r.text());
-    assert!(
-        r.text().contains("policy record 'default/app'"),
-        "{}",
-        r.text()
-    );
-    let r = b
-        .call(0, Method::GET, "/v1/policy/read/app", "")
-        .await
-        .unwrap();
-    assert_eq!(r.status, 404, "nothing was restored: {}", r.text());
-    let r = b
-        .call(0, Method::GET, "/v1/key/describe/kept", "")
-        .await
-        .unwrap();
-    assert_eq!(r.status, 404, "nothing was restored: {}", r.text());
+    for (tampered, named) in [
+        (widened, "policy record 'default/app'"),
+        (
+            lowered,
+            "key record 'default/kept' fails its check: its sealed record's minimum decrypt version is 2, its entry says 0",
+        ),
+    ] {
+        let r = b
+            .admin(0)
+            .request(Method::POST, "/v1/cluster/restore", &[], tampered)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains(named), "{}", r.text());
+        for path in ["/v1/policy/read/app", "/v1/key/describe/kept"] {
+            let r = b.call(0, Method::GET, path, "").await.unwrap();
+            assert_eq!(r.status, 404, "nothing was restored: {}", r.text());
+        }
+    }
     // The untouched file still restores.
     let r = b
         .admin(0)
@@ -360,4 +354,23 @@ async fn a_restore_refuses_a_backup_with_an_altered_record_and_applies_nothing()
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// The snapshot file `snapshot` with record `key` of tree `tree` changed by `change`.
+fn altered<T: serde::Serialize + serde::de::DeserializeOwned>(
+    snapshot: &[u8],
+    tree: &str,
+    key: &[u8],
+    change: impl FnOnce(&mut T),
+) -> Vec<u8> {
+    use kes_node::state::{State, encode_record};
+    let mut backup = kes_node::cluster::Backup::parse(snapshot).unwrap();
+    let mut trees = State::parse_dump(&backup.dump).unwrap();
+    let (_, items) = trees.iter_mut().find(|(t, _)| t == tree).unwrap();
+    let (_, v) = items.iter_mut().find(|(k, _)| k.as_slice() == key).unwrap();
+    let mut record: T = kes_node::raft::decode(v).unwrap();
+    change(&mut record);
+    *v = serde_bytes::ByteBuf::from(encode_record(&record));
+    backup.dump = serde_bytes::ByteBuf::from(State::encode_dump(&trees));
+    backup.to_file()
 }
