@@ -71,6 +71,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a write that failed with this may have been applied all the same: the server
+    /// answered 504 (its write did not commit in time, and may yet), or it did not answer in
+    /// time.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Error::Timeout { .. }) || self.status() == Some(504)
+    }
+
     /// The HTTP status when this is an API error, else `None`.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -90,3 +97,26 @@ impl Error {
 
 /// Shorthand used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_504_or_no_answer_leaves_a_write_maybe_applied() {
+        let api = |status| Error::Api {
+            status,
+            message: String::new(),
+        };
+        assert!(api(504).outcome_unknown());
+        let timeout = Error::Timeout {
+            server: "https://n1:7373".into(),
+            after: Duration::from_secs(15),
+        };
+        assert!(timeout.outcome_unknown());
+        // 503 answers "nothing was written"; a 4xx refused the write.
+        for refused in [503, 409, 400, 403] {
+            assert!(!api(refused).outcome_unknown(), "{refused}");
+        }
+    }
+}

@@ -101,6 +101,18 @@ async fn key_version_commands() {
     let old = stdout(&o).trim().to_owned();
     let o = run(&["key", "rotate", "rotated-by-cli"]).await;
     assert_eq!(stdout(&o), "rotated-by-cli: version 2\n", "{}", stderr(&o));
+    // --to N: a retry leaves a key already at N as it is; any other version is refused.
+    for _retry in 0..2 {
+        let o = run(&["key", "rotate", "rotated-by-cli", "--to", "3"]).await;
+        assert_eq!(stdout(&o), "rotated-by-cli: version 3\n", "{}", stderr(&o));
+    }
+    let o = run(&["key", "rotate", "rotated-by-cli", "--to", "5"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("the key's newest version is 3: it cannot be rotated to version 5"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&["key", "info", "rotated-by-cli"]).await;
     assert!(stdout(&o).contains("Version"), "{}", stdout(&o));
     let o = run(&["key", "rewrap", "rotated-by-cli", &old]).await;
@@ -112,7 +124,7 @@ async fn key_version_commands() {
     let o = run(&["key", "retire", "rotated-by-cli", "--below", "2", "--yes"]).await;
     assert_eq!(
         stdout(&o),
-        "rotated-by-cli: versions kept: 2\n",
+        "rotated-by-cli: versions kept: 2, 3\n",
         "{}",
         stderr(&o)
     );

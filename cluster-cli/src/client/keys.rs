@@ -163,14 +163,16 @@ impl Client {
         unb64("plaintext", &answer.plaintext)
     }
 
-    /// Adds a version to key `name` (kes-cluster); answers its number.
-    pub async fn rotate_key(&self, name: &str) -> Result<u32> {
+    /// Adds a version to key `name` (kes-cluster); answers its number. With `to`, only to
+    /// make version `to` the newest: a key already there is left as it is, so a retry is safe.
+    pub async fn rotate_key(&self, name: &str, to: Option<u32>) -> Result<u32> {
         #[derive(Deserialize)]
         struct Answer {
             version: u32,
         }
         let path = format!("/v1/key/rotate/{}", segment(name));
-        let answer: Answer = self.call(Method::PUT, &path, None).await?.json()?;
+        let body = to.map(|version| json!({ "version": version }));
+        let answer: Answer = self.call(Method::PUT, &path, body).await?.json()?;
         Ok(answer.version)
     }
 

@@ -87,6 +87,10 @@ pub(crate) enum KeyCommand {
     Rotate {
         /// Key name.
         name: String,
+        /// Rotate only to make this version the newest: a key already at it is left as it is,
+        /// and one at any version but the one before is refused. Safe to retry.
+        #[arg(long, value_name = "N")]
+        to: Option<u32>,
     },
     /// Re-encrypt a ciphertext under the key's newest version; prints it (base64).
     Rewrap {
@@ -228,10 +232,15 @@ pub(crate) async fn run(command: KeyCommand, client: &Client) -> Result<String> 
             let mac = client.hmac(&name, message.as_bytes()).await?;
             Ok(format!("{}\n", b64(&mac)))
         }
-        KeyCommand::Rotate { name } => {
-            let version = client.rotate_key(&name).await?;
-            Ok(format!("{name}: version {version}\n"))
-        }
+        KeyCommand::Rotate { name, to } => match client.rotate_key(&name, to).await {
+            Ok(version) => Ok(format!("{name}: version {version}\n")),
+            Err(e) if to.is_none() && e.outcome_unknown() => {
+                Err(kes_cluster::Error::Config(format!(
+                    "{e}\nThe rotation may or may not have been applied. `kes-cluster key describe {name}` shows the newest version N; `kes-cluster key rotate {name} --to N+1` then rotates only if no rotation landed (and is safe to retry)"
+                )))
+            }
+            Err(e) => Err(e),
+        },
         KeyCommand::Rewrap {
             name,
             ciphertext,

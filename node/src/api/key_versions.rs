@@ -33,8 +33,8 @@ pub const DEFAULT_MAX_VERSIONS: usize = 32;
 /// A change of a key's versions.
 #[derive(Clone, Copy)]
 enum Change {
-    /// Add a version.
-    Rotate,
+    /// Add a version; with `Some(n)`, only to make `n` the newest (`{"version": n}`).
+    Rotate(Option<u32>),
     /// Delete the versions below this one.
     RetireBelow(u32),
     /// Make the versions below this one refuse to decrypt (0 or 1: none refuses).
@@ -65,7 +65,10 @@ async fn change_versions(
         let opening = node.keys_that_open(keys.clone(), &entry.sealed).await;
         let versions = node.open_key(&opening, enclave, name, &entry)?;
         let changed = match change {
-            Change::Rotate => {
+            Change::Rotate(to) => {
+                if let Some(done) = rotated_already(&versions, to)? {
+                    return Ok((json(&answer(&versions)), done));
+                }
                 let max = node.limits.max_versions;
                 if versions.versions().len() >= max {
                     return Err(ApiError::bad_request(format!(
@@ -86,7 +89,7 @@ async fn change_versions(
         };
         let sealed = seal_record(&keys, aad, &changed.encode());
         let op = match change {
-            Change::Rotate => Op::RotateKey {
+            Change::Rotate(_) => Op::RotateKey {
                 name: name.clone(),
                 creation_id: entry.creation_id,
                 from_version: entry.version,
@@ -122,10 +125,41 @@ async fn change_versions(
     unreachable!("the last attempt returns")
 }
 
+/// For a rotation made only to make version `to` the newest: `Some(to)` if it is already
+/// (a retry of a rotation whose answer was lost, say), an error if the newest is not the one
+/// before it, `None` to rotate.
+fn rotated_already(versions: &KeyVersions, to: Option<u32>) -> Result<Option<u32>, ApiError> {
+    let Some(to) = to else {
+        return Ok(None);
+    };
+    let newest = versions.newest().number;
+    if newest == to {
+        Ok(Some(to))
+    } else if newest.checked_add(1) == Some(to) {
+        Ok(None)
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("the key's newest version is {newest}: it cannot be rotated to version {to}"),
+        ))
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct RotateBody {
+    /// Rotate only to make this version the newest; a key already there is left as it is.
+    version: Option<u32>,
+}
+
 /// `PUT /v1/key/rotate/<name>`: adds a version, which encrypt and generate use from now on;
-/// answers `{"version": N}`.
+/// answers `{"version": N}`. With `{"version": N}`, it makes N the newest version: it rotates
+/// a key at N-1, leaves one at N as it is, and refuses any other (409). That makes a retry safe
+/// when the answer was lost: without it, a retried rotation adds a second version.
 pub(super) async fn rotate(node: Arc<Node>, req: Req) -> Answer {
-    change_versions(&node, &req, Change::Rotate, ATTEMPTS, new_version)
+    let body: RotateBody =
+        req.json_or_default("invalid rotate request body: expected nothing, or {\"version\": N}")?;
+    let change = Change::Rotate(body.version);
+    change_versions(&node, &req, change, ATTEMPTS, new_version)
         .await
         .map(|(answer, _)| answer)
 }
@@ -145,7 +179,7 @@ pub async fn rotate_as(
     identity: &str,
 ) -> Result<u32, ApiError> {
     let req = Req::system(identity, enclave, "/v1/key/rotate/", name);
-    change_versions(&node, &req, Change::Rotate, 1, new_version)
+    change_versions(&node, &req, Change::Rotate(None), 1, new_version)
         .await
         .map(|(_, version)| version)
 }

@@ -178,7 +178,7 @@ pub fn default_routes() -> Vec<Route> {
         route(M::PUT, "/v1/key/decrypt/", p, MB, S15, Verify, true, handlers::key_decrypt),
         route(M::PUT, "/v1/key/hmac/", p, MB, S15, Verify, true, handlers::key_hmac),
         route(M::POST, "/v1/key/bulk/decrypt/", p, MB, S15, Verify, true, handlers::key_bulk_decrypt),
-        route(M::PUT, "/v1/key/rotate/", p, 0, S15, Verify, true, handlers::key_rotate),
+        route(M::PUT, "/v1/key/rotate/", p, 4096, S15, Verify, true, handlers::key_rotate),
         route(M::PUT, "/v1/key/rewrap/", p, MB, S15, Verify, true, handlers::key_rewrap),
         route(M::PUT, "/v1/key/min-version/", p, MB, S15, Verify, true, handlers::key_min_version),
         route(M::PUT, "/v1/key/retire/", p, MB, S15, Verify, true, handlers::key_retire),

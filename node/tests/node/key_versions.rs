@@ -279,3 +279,44 @@ async fn a_minimum_decrypt_version_lowered_on_disk_is_refused() {
     );
     assert_eq!(decrypt(&c, "other", &other_ct).await.status, 200);
 }
+
+/// `{"version": N}` makes N the newest version: it rotates a key at N-1, leaves one at N as
+/// it is (a retry of a rotation whose answer was lost), and refuses any other, so a retried
+/// rotation never adds a second version.
+#[tokio::test]
+async fn a_rotation_to_a_version_is_safe_to_retry() {
+    let n = TestNode::dev().await;
+    let c = n.admin();
+    assert_eq!(put(&c, "/v1/key/create/k", "").await.status, 200);
+    for _retry in 0..3 {
+        let r = put(&c, "/v1/key/rotate/k", r#"{"version":2}"#).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(json(&r)["version"], 2);
+    }
+    let described = json(&call(&c, Method::GET, "/v1/key/describe/k", "").await);
+    assert_eq!(
+        described["versions"].as_array().unwrap().len(),
+        2,
+        "{described}"
+    );
+    for (body, message) in [
+        (
+            r#"{"version":4}"#,
+            "the key's newest version is 2: it cannot be rotated to version 4",
+        ),
+        (
+            r#"{"version":1}"#,
+            "the key's newest version is 2: it cannot be rotated to version 1",
+        ),
+    ] {
+        assert_error(&put(&c, "/v1/key/rotate/k", body).await, 409, message);
+    }
+    assert_error(
+        &put(&c, "/v1/key/rotate/k", r#"{"version":"3"}"#).await,
+        400,
+        "invalid rotate request body: expected nothing, or {\"version\": N}",
+    );
+    let r = put(&c, "/v1/key/rotate/k", r#"{"version":3}"#).await;
+    assert_eq!(json(&r)["version"], 3, "{}", r.text());
+    assert_eq!(json(&put(&c, "/v1/key/rotate/k", "").await)["version"], 4);
+}
