@@ -134,6 +134,20 @@ async fn key_version_commands() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run(&["key", "min-version", "rotated-by-cli", "2"]).await;
     assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["key", "rotation", "rotated-by-cli", "720h"]).await;
+    assert_eq!(
+        stdout(&o),
+        "rotated-by-cli: rotated every 30days\n",
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["key", "rotation", "rotated-by-cli", "off"]).await;
+    assert_eq!(
+        stdout(&o),
+        "rotated-by-cli: automatic rotation off\n",
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

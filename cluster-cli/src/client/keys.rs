@@ -176,6 +176,19 @@ impl Client {
         Ok(answer.version)
     }
 
+    /// Has key `name` rotated automatically every `every` ("720h"; "off" stops it), from now
+    /// on (kes-cluster); answers the period as the server shows it.
+    pub async fn set_key_rotation(&self, name: &str, every: &str) -> Result<String> {
+        #[derive(Deserialize)]
+        struct Answer {
+            rotate_every: String,
+        }
+        let path = format!("/v1/key/rotation/{}", segment(name));
+        let body = json!({ "rotate_every": every });
+        let answer: Answer = self.call(Method::PUT, &path, Some(body)).await?.json()?;
+        Ok(answer.rotate_every)
+    }
+
     /// Deletes key `name`'s versions below `below` for good (kes-cluster); answers the kept.
     pub async fn retire_key_versions(&self, name: &str, below: u32) -> Result<Vec<u32>> {
         #[derive(Deserialize)]

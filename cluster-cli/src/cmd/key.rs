@@ -92,6 +92,14 @@ pub(crate) enum KeyCommand {
         #[arg(long, value_name = "N")]
         to: Option<u32>,
     },
+    /// Have the cluster rotate a key automatically, every PERIOD from now on ("720h", "30d"),
+    /// or stop it ("off"). A key whose period the config names gets that back at each start.
+    Rotation {
+        /// Key name.
+        name: String,
+        /// How often, such as 720h; or off.
+        period: String,
+    },
     /// Re-encrypt a ciphertext under the key's newest version; prints it (base64).
     Rewrap {
         /// Key name.
@@ -241,6 +249,13 @@ pub(crate) async fn run(command: KeyCommand, client: &Client) -> Result<String> 
             }
             Err(e) => Err(e),
         },
+        KeyCommand::Rotation { name, period } => {
+            let shown = client.set_key_rotation(&name, &period).await?;
+            Ok(match shown.as_str() {
+                "off" => format!("{name}: automatic rotation off\n"),
+                every => format!("{name}: rotated every {every}\n"),
+            })
+        }
         KeyCommand::Rewrap {
             name,
             ciphertext,

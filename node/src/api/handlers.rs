@@ -45,6 +45,7 @@ handlers! {
     key_rewrap => super::key_versions::rewrap,
     key_min_version => super::key_versions::min_version,
     key_retire => super::key_versions::retire,
+    key_rotation => super::key_versions::rotation,
     policy_describe => super::policy::describe,
     policy_read => super::policy::read,
     policy_list => super::policy::list,

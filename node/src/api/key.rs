@@ -34,21 +34,28 @@ pub(super) async fn create(node: Arc<Node>, req: Req) -> Answer {
         None => 0,
         Some(text) => rotation_period(text)?,
     };
-    // The leader rotates the key as the admin from then on: whoever sets that up must be
-    // allowed to rotate it.
-    let rotate = format!("/v1/key/rotate/{}", req.resource);
-    if every > 0
-        && !node
-            .state
-            .is_allowed(req.caller()?.as_str(), &req.enclave, &[rotate])?
-    {
-        return Err(ApiError::forbidden());
+    if every > 0 {
+        may_rotate(&node, &req)?;
     }
     store_new_key(&node, &req, SecretKey::generate(default_cipher()), every).await
 }
 
+/// Refuses a caller who may not rotate the key the request names. The leader rotates a key
+/// with a period as the admin: whoever gives a key one must be allowed to rotate it.
+pub(super) fn may_rotate(node: &Node, req: &Req) -> Result<(), ApiError> {
+    let rotate = format!("/v1/key/rotate/{}", req.resource);
+    if node
+        .state
+        .is_allowed(req.caller()?.as_str(), &req.enclave, &[rotate])?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
 /// A rotation period, as `rotate_every` gives it ("720h", "30d"): whole seconds, at least 1.
-fn rotation_period(text: &str) -> Result<u64, ApiError> {
+pub(super) fn rotation_period(text: &str) -> Result<u64, ApiError> {
     humantime::parse_duration(text)
         .ok()
         .map(|d| d.as_secs())
@@ -161,6 +168,11 @@ pub(super) async fn describe(node: Arc<Node>, req: Req) -> Answer {
     });
     if entry.min_decrypt > 1 {
         out["min_decrypt_version"] = entry.min_decrypt.into();
+    }
+    if let Some(due) = entry.rotation_due() {
+        let every = std::time::Duration::from_secs(entry.rotate_every);
+        out["rotate_every"] = humantime::format_duration(every).to_string().into();
+        out["next_rotation"] = super::sys::rfc3339_nanos(due).into();
     }
     Ok(json(&out))
 }

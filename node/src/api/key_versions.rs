@@ -230,6 +230,43 @@ pub(super) async fn min_version(node: Arc<Node>, req: Req) -> Answer {
     .map(|(answer, _)| answer)
 }
 
+#[derive(Deserialize)]
+struct RotationBody {
+    rotate_every: String,
+}
+
+/// `PUT /v1/key/rotation/<name>` with `{"rotate_every": "720h"}`: the leader rotates the key
+/// this often from now on (the period counts from now, so setting one never rotates at once);
+/// `"off"` stops it. Giving a key a period takes the right to rotate it, as on create.
+pub(super) async fn rotation(node: Arc<Node>, req: Req) -> Answer {
+    names::key_name(&req.resource)?;
+    let body: RotationBody = req.json(
+        "invalid rotation request body: expected {\"rotate_every\": \"720h\"}, or \"off\" to stop",
+    )?;
+    let every = match body.rotate_every.trim() {
+        "off" | "0" => 0,
+        text => super::key::rotation_period(text)?,
+    };
+    if every > 0 {
+        super::key::may_rotate(&node, &req)?;
+    }
+    let op = Op::SetKeyRotation {
+        name: req.resource.clone(),
+        rotate_every: every,
+    };
+    let shown = match every {
+        0 => "off".to_owned(),
+        s => humantime::format_duration(std::time::Duration::from_secs(s)).to_string(),
+    };
+    commit(
+        &node,
+        &req,
+        op,
+        json(&serde_json::json!({ "rotate_every": shown })),
+    )
+    .await
+}
+
 /// `PUT /v1/key/rewrap/<name>` with `{"ciphertext", "context"}`: the same plaintext under the
 /// newest version, which never leaves the node.
 pub(super) async fn rewrap(node: Arc<Node>, req: Req) -> Answer {

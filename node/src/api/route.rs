@@ -182,6 +182,7 @@ pub fn default_routes() -> Vec<Route> {
         route(M::PUT, "/v1/key/rewrap/", p, MB, S15, Verify, true, handlers::key_rewrap),
         route(M::PUT, "/v1/key/min-version/", p, MB, S15, Verify, true, handlers::key_min_version),
         route(M::PUT, "/v1/key/retire/", p, MB, S15, Verify, true, handlers::key_retire),
+        route(M::PUT, "/v1/key/rotation/", p, 4096, S15, Verify, true, handlers::key_rotation),
         route(M::GET, "/v1/policy/describe/", p, 0, S15, Verify, true, handlers::policy_describe),
         route(M::GET, "/v1/policy/read/", p, 0, S15, Verify, true, handlers::policy_read),
         route(M::GET, "/v1/policy/list/", p, 0, S15, Verify, true, handlers::policy_list),

@@ -632,7 +632,7 @@ async fn sync_rotation(node: &Node, key: &crate::config::KeySpec, admin: &str) {
         name: key.name.clone(),
         rotate_every: every,
     };
-    let path = format!("/v1/key/rotate/{}", key.name);
+    let path = format!("/v1/key/rotation/{}", key.name);
     match node
         .cluster
         .write(crate::cluster::system_command(admin, &path, op))

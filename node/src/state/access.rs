@@ -103,6 +103,7 @@ impl Op {
             Op::RotateKey { name, .. } => vec![format!("/v1/key/rotate/{name}")],
             Op::RetireKeyVersions { name, .. } => vec![format!("/v1/key/retire/{name}")],
             Op::SetKeyMinVersion { name, .. } => vec![format!("/v1/key/min-version/{name}")],
+            Op::SetKeyRotation { name, .. } => vec![format!("/v1/key/rotation/{name}")],
             Op::WritePolicy { name, .. } => vec![format!("/v1/policy/write/{name}")],
             Op::AssignPolicy {
                 policy, identity, ..

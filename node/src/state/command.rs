@@ -132,8 +132,8 @@ pub enum Op {
         #[serde(with = "serde_bytes")]
         sealed: Vec<u8>,
     },
-    /// Sets how often a key is rotated automatically, in seconds (0: never); only the admin
-    /// (the config's `keys[].rotate_every`).
+    /// Sets how often a key is rotated automatically, in seconds (0: never): the config's
+    /// `keys[].rotate_every`, or `/v1/key/rotation`.
     SetKeyRotation {
         /// Key name.
         name: String,

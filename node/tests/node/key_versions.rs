@@ -152,6 +152,7 @@ async fn the_version_routes_are_policy_checked_like_every_route() {
         ("/v1/key/rotate/app-key", ""),
         ("/v1/key/retire/app-key", r#"{"below":1}"#),
         ("/v1/key/min-version/app-key", r#"{"decrypt":1}"#),
+        ("/v1/key/rotation/app-key", r#"{"rotate_every":"1h"}"#),
     ] {
         assert_eq!(put(&app, path, body).await.status, 403, "{path}");
     }
@@ -166,6 +167,15 @@ async fn the_version_routes_are_policy_checked_like_every_route() {
     let r = put(&creator, "/v1/key/create/storm", r#"{"rotate_every":"1s"}"#).await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(put(&creator, "/v1/key/create/plain", "").await.status, 200);
+    // So does giving a key a period later; stopping one does not.
+    let (scheduler, id) = n.new_client("scheduler");
+    write_policy(&admin, "period-only", &["/v1/key/rotation/*"], &[]).await;
+    assign(&admin, "period-only", &id).await;
+    let path = "/v1/key/rotation/app-key";
+    let r = put(&scheduler, path, r#"{"rotate_every":"1s"}"#).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = put(&scheduler, path, r#"{"rotate_every":"off"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[tokio::test]
@@ -319,4 +329,59 @@ async fn a_rotation_to_a_version_is_safe_to_retry() {
     let r = put(&c, "/v1/key/rotate/k", r#"{"version":3}"#).await;
     assert_eq!(json(&r)["version"], 3, "{}", r.text());
     assert_eq!(json(&put(&c, "/v1/key/rotate/k", "").await)["version"], 4);
+}
+
+/// A key's rotation period can be given, shown and stopped after it was created.
+#[tokio::test]
+async fn a_rotation_period_can_be_set_and_stopped_after_create() {
+    let n = TestNode::dev().await;
+    let c = n.admin();
+    assert_eq!(put(&c, "/v1/key/create/k", "").await.status, 200);
+    let describe = || {
+        let c = c.clone();
+        async move { json(&call(&c, Method::GET, "/v1/key/describe/k", "").await) }
+    };
+    assert!(describe().await.get("rotate_every").is_none());
+    let r = put(&c, "/v1/key/rotation/k", r#"{"rotate_every":"2s"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(json(&r)["rotate_every"], "2s");
+    let d = describe().await;
+    assert_eq!(d["rotate_every"], "2s", "{d}");
+    assert!(
+        d["next_rotation"].as_str().unwrap().starts_with("20"),
+        "{d}"
+    );
+    let t0 = std::time::Instant::now();
+    while describe().await["version"].as_u64().unwrap() < 2 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "not rotated in time:\n{}",
+            n.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let r = put(&c, "/v1/key/rotation/k", r#"{"rotate_every":"off"}"#).await;
+    assert_eq!(json(&r)["rotate_every"], "off", "{}", r.text());
+    let d = describe().await;
+    assert!(d.get("rotate_every").is_none(), "{d}");
+    // A rotation already proposed when the period stopped may still land; no more after it.
+    let stopped_at = d["version"].as_u64().unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let now = describe().await["version"].as_u64().unwrap();
+    assert!(now <= stopped_at + 1, "rotated on: {stopped_at} -> {now}");
+    assert_error(
+        &put(&c, "/v1/key/rotation/k", r#"{"rotate_every":"soon"}"#).await,
+        400,
+        "invalid rotate_every 'soon': give a duration of at least 1s, such as 720h",
+    );
+    assert_error(
+        &put(&c, "/v1/key/rotation/k", "{}").await,
+        400,
+        "invalid rotation request body: expected {\"rotate_every\": \"720h\"}, or \"off\" to stop",
+    );
+    assert_error(
+        &put(&c, "/v1/key/rotation/missing", r#"{"rotate_every":"1h"}"#).await,
+        404,
+        "key does not exist",
+    );
 }
