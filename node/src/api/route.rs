@@ -229,25 +229,36 @@ pub fn default_routes() -> Vec<Route> {
 
 /// Finds the route for `path`: an exact route, else the longest prefix route. The bare list
 /// paths (`/v1/key/list`) are served as an empty prefix, which the Go SDK sends for `*`.
+///
+/// Every request passes here, so it makes one pass, allocates only the resource it answers,
+/// and skips a route whose first letter after `/v1/` differs before comparing the rest.
 pub(super) fn find<'a>(routes: &'a [Route], path: &str) -> Option<(&'a Route, String)> {
-    if let Some(r) = routes.iter().find(|r| !r.prefix && r.path == path) {
-        return Some((r, String::new()));
-    }
-    let with_slash = format!("{path}/");
-    routes
-        .iter()
-        .filter(|r| r.prefix)
-        .filter_map(|r| {
-            if let Some(rest) = path.strip_prefix(r.path) {
-                Some((r, rest.to_owned()))
-            } else if r.path.contains("/list/") && with_slash == r.path {
-                Some((r, String::new()))
-            } else {
-                None
+    let group = |p: &str| p.as_bytes().get(GROUP_AT).copied();
+    let mut longest: Option<&Route> = None;
+    for r in routes {
+        if !r.prefix {
+            if r.path == path {
+                return Some((r, String::new()));
             }
-        })
-        .max_by_key(|(r, _)| r.path.len())
+            continue;
+        }
+        if group(r.path) != group(path) {
+            continue;
+        }
+        let bare_list = r.path.len() == path.len() + 1
+            && r.path.starts_with(path)
+            && r.path.ends_with("/list/");
+        if (bare_list || path.starts_with(r.path))
+            && longest.is_none_or(|l| r.path.len() > l.path.len())
+        {
+            longest = Some(r);
+        }
+    }
+    longest.map(|r| (r, path.get(r.path.len()..).unwrap_or("").to_owned()))
 }
+
+/// Where the first letter after `/v1/` is.
+const GROUP_AT: usize = "/v1/".len();
 
 #[cfg(test)]
 mod tests {
@@ -277,6 +288,21 @@ mod tests {
         ] {
             let r = routes.iter().find(|r| r.path == path).expect(path);
             assert_eq!(r.auth, Auth::Admin, "{path}");
+        }
+    }
+
+    #[test]
+    fn every_route_is_found_by_its_own_path() {
+        let routes = default_routes();
+        for r in &routes {
+            let path = if r.prefix {
+                format!("{}name", r.path)
+            } else {
+                r.path.to_owned()
+            };
+            let (found, resource) = find(&routes, &path).expect("a route");
+            assert_eq!(found.path, r.path, "{path}");
+            assert_eq!(resource, if r.prefix { "name" } else { "" }, "{path}");
         }
     }
 
