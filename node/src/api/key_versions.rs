@@ -1,10 +1,11 @@
 //! The key-version API: rotate, rewrap, min-version and retire (README "Key versions").
 //!
 //! A rotation, retirement or minimum version re-seals the key's whole record here, in the
-//! handler, from the record this node holds, and commits it with the version it was made from
-//! (the minimum is sealed with the versions, so that it cannot be lowered on disk). `apply` takes it
-//! only if the key is still at that version (`state/apply/key_versions.rs`); otherwise another
-//! change landed first, and the handler makes its record again from the newer one. Changes
+//! handler, from the record this node holds, and commits it with the record it was made from
+//! (the minimum is sealed with the versions, so that it cannot be lowered on disk). `apply`
+//! takes it only if the key is still at that record (`state/apply/key_versions.rs`);
+//! otherwise another change landed first, and the handler makes its record again from the
+//! newer one. Changes
 //! of one key through one node wait for each other (`server/key_change_locks.rs`), so only
 //! changes through different nodes at once make each other start over.
 
