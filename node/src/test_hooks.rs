@@ -13,6 +13,8 @@
 //!   applying each batch of committed entries, so it lags behind its commit index.
 //! - `KES_TEST_LATE_APPLY_REPORT_MS`: this node's state machine tells openraft that many
 //!   milliseconds late that it has applied a batch (its store already holds the batch).
+//! - `KES_TEST_RESTORE_PAUSE_MS`: a restore through this node waits that many milliseconds
+//!   after its last chunk, before it commits the finish that adopts the snapshot's key.
 
 /// Applies `KES_TEST_NEVER_CAMPAIGN`: whether this node must never start an election.
 pub(crate) fn never_campaign() -> bool {
@@ -41,6 +43,11 @@ pub(crate) async fn slow_unseal() {
 /// Applies `KES_TEST_SLOW_APPLY_MS`, before each batch of entries is applied.
 pub(crate) async fn slow_apply() {
     wait_for("KES_TEST_SLOW_APPLY_MS").await;
+}
+
+/// Applies `KES_TEST_RESTORE_PAUSE_MS`, before a restore commits its finish.
+pub(crate) async fn restore_pause() {
+    wait_for("KES_TEST_RESTORE_PAUSE_MS").await;
 }
 
 /// Applies `KES_TEST_DISK_IMAGE`, right after the store in `state_dir` was synced.

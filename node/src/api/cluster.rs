@@ -372,6 +372,7 @@ pub(super) async fn restore(node: Arc<Node>, req: Req) -> Answer {
     // them with the adopted one before any node unseals with it.
     let adopted = ck.derive(meta.storage_version);
     super::seal::resign_metadata(&node, &req, &adopted, super::seal::Resign::Unverified).await?;
+    crate::test_hooks::restore_pause().await;
     let finish = Op::RestoreFinish {
         wrapped,
         storage_version: meta.storage_version,

@@ -39,7 +39,7 @@ pub(super) async fn create(node: Arc<Node>, req: Req) -> Answer {
             "the system admin administers every enclave already; name another identity",
         ));
     }
-    let keys = node.sealing_keys().await?;
+    let keys = node.current_keys().await?;
     let time = crate::state::unix_nanos_now();
     let entry = crate::state::EnclaveEntry::new(time, req.caller()?.as_str())
         .administered_by(&enclave_admin);

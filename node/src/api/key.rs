@@ -112,7 +112,7 @@ pub(super) fn import_body(req: &Req) -> Result<SecretKey, ApiError> {
 /// Seals the key record here, in the handler, so the command (and every log entry and
 /// snapshot made from it) only ever carries sealed bytes.
 async fn store_new_key(node: &Node, req: &Req, key: SecretKey, rotate_every: u64) -> Answer {
-    let keys = node.sealing_keys().await?;
+    let keys = node.current_keys().await?;
     let name = req.resource.clone();
     if node.state.key(&req.enclave, &name)?.is_some() {
         return Err(ApiError::bad_request("key already exists"));
@@ -141,9 +141,12 @@ async fn store_new_key(node: &Node, req: &Req, key: SecretKey, rotate_every: u64
 /// `GET /v1/key/describe/<name>`
 pub(super) async fn describe(node: Arc<Node>, req: Req) -> Answer {
     names::key_name(&req.resource)?;
-    let keys = node.seal.keys().ok_or_else(ApiError::sealed)?;
+    if node.seal.is_sealed() {
+        return Err(ApiError::sealed());
+    }
     let entry = node.key_entry(&req.enclave, &req.resource)?;
-    let keys = node.keys_that_open(keys, &entry.sealed).await;
+    // Read after the entry, so they are at least as new as the key its record is sealed with.
+    let keys = node.current_keys().await?;
     let versions = node.open_key(&keys, &req.enclave, &req.resource, &entry)?;
     // The key's creation is its oldest retained version's; the algorithm is the newest's.
     let oldest = &versions.versions()[0].stored;

@@ -61,10 +61,11 @@ async fn change_versions(
     let by = req.caller()?.to_string();
     let _one_change_at_a_time = node.key_changes.lock(enclave, name).await;
     for attempt in 1..=attempts {
-        let keys = node.sealing_keys().await?;
         let entry: KeyEntry = node.key_entry(enclave, name)?;
-        let opening = node.keys_that_open(keys.clone(), &entry.sealed).await;
-        let versions = node.open_key(&opening, enclave, name, &entry)?;
+        // Read after the entry, so they are at least as new as the key its record is sealed
+        // with; they seal the new record too.
+        let keys = node.current_keys().await?;
+        let versions = node.open_key(&keys, enclave, name, &entry)?;
         let changed = match change {
             Change::Rotate(to) => {
                 if let Some(done) = rotated_already(&versions, to)? {

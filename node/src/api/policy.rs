@@ -115,7 +115,7 @@ pub(super) async fn write(node: Arc<Node>, req: Req) -> Answer {
     names::policy_name(&req.resource)?;
     ensure_not_own_policy(&node, &req, &req.resource)?;
     let policy = write_body(&req)?;
-    let keys = node.sealing_keys().await?;
+    let keys = node.current_keys().await?;
     let time = unix_nanos_now();
     let entry = PolicyEntry::new(policy.clone(), time, req.caller()?.as_str(), false);
     let key = scoped_key(&req.enclave, &req.resource);
@@ -165,7 +165,7 @@ pub(super) fn assign_body(req: &Req) -> Result<String, ApiError> {
 pub(super) async fn assign_to(node: &Node, req: &Req, policy: String, identity: String) -> Answer {
     names::identity(&identity)?;
     ensure_not_own_policy(node, req, &policy)?;
-    let keys = node.sealing_keys().await?;
+    let keys = node.current_keys().await?;
     let time = unix_nanos_now();
     let entry = IdentityEntry::new(&policy, time, req.caller()?.as_str(), false);
     let sig = crate::seal::sign(

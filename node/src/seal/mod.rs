@@ -38,7 +38,7 @@ pub use provider::{ProviderError, ProviderFuture, RootKeyProvider};
 pub(crate) use record::record_shaped_under;
 pub use record::{RecordAad, open_record, record_version, seal_record};
 pub use seals::{Seals, UnsealFailure, WrappedCopy, wrap_aad, wrap_with};
-pub use state::SealState;
+pub use state::{KeySource, SealState};
 
 /// Why a seal operation failed. Messages never carry key material.
 #[derive(Debug, thiserror::Error)]

@@ -7,9 +7,14 @@ use std::sync::{Arc, RwLock};
 /// drops the node's reference so the keys are zeroized once the last request finishes.
 #[derive(Debug, Default)]
 pub struct SealState {
-    keys: RwLock<Option<Arc<Unsealed>>>,
+    keys: RwLock<Option<(Arc<Unsealed>, KeySource)>>,
     reason: RwLock<String>,
 }
+
+/// What a node's keys were unwrapped from: the cluster record's wrapped copies of the cluster
+/// key, and during a rekey those of the previous one. A restore, rekey or seal add replaces
+/// them, and the keys are current again once unwrapped from the new ones.
+pub type KeySource = (Vec<super::WrappedCopy>, Option<crate::state::PreviousKey>);
 
 impl SealState {
     /// A node starts sealed.
@@ -22,12 +27,26 @@ impl SealState {
 
     /// The unsealed keys, or `None` while sealed.
     pub fn keys(&self) -> Option<Arc<Unsealed>> {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.as_ref().map(|(k, _)| k.clone())
     }
 
-    /// Installs the keys: the node now serves key operations.
-    pub fn unseal(&self, keys: Unsealed) {
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(keys));
+    /// The unsealed keys if they were unwrapped from `wrapped` and `previous`; `None` while
+    /// sealed or unwrapped from other copies.
+    pub fn keys_from(
+        &self,
+        wrapped: &[super::WrappedCopy],
+        previous: &Option<crate::state::PreviousKey>,
+    ) -> Option<Arc<Unsealed>> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.as_ref()
+            .filter(|(_, (w, p))| w.as_slice() == wrapped && p == previous)
+            .map(|(k, _)| k.clone())
+    }
+
+    /// Installs the keys, unwrapped from `source`: the node now serves key operations.
+    pub fn unseal(&self, keys: Unsealed, source: KeySource) {
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Some((Arc::new(keys), source));
         self.reason
             .write()
             .unwrap_or_else(|e| e.into_inner())

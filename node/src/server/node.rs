@@ -6,7 +6,7 @@ use crate::api::ApiError;
 use crate::api::Route;
 use crate::cluster::Cluster;
 use crate::obs::{EventBus, Metrics};
-use crate::seal::{SealState, Unsealed, record_version};
+use crate::seal::{SealState, Unsealed};
 use crate::state::State;
 use std::sync::Arc;
 
@@ -72,55 +72,47 @@ impl Node {
 
     /// Loads a key for a crypto operation: from the cache, or by opening its sealed record.
     pub async fn load_key(&self, enclave: &str, name: &str) -> Result<Arc<LoadedKey>, ApiError> {
-        let keys = self.seal.keys().ok_or_else(ApiError::sealed)?;
+        if self.seal.is_sealed() {
+            return Err(ApiError::sealed());
+        }
         let entry = self.key_entry(enclave, name)?;
         let stamp = KeyStamp::of(&entry);
         if let Some(k) = self.cache.get(enclave, name, stamp) {
             return Ok(k);
         }
-        let keys = self.keys_that_open(keys, &entry.sealed).await;
+        let keys = self.current_keys().await?;
         let versions = self.open_key(&keys, enclave, name, &entry)?;
         let key = Arc::new(LoadedKey { versions, stamp });
         self.cache.insert(enclave, name, key.clone());
         Ok(key)
     }
 
-    /// Keys that can open `sealed`. A record resealed by a rekey this node has applied, but
-    /// whose new cluster key the unseal loop has not unwrapped yet (it looks every 200 ms, and
-    /// the seal provider takes its time), waits for it, bounded: a linearizable read must see
-    /// the resealed record, and must not fail for being a moment early.
-    pub async fn keys_that_open(&self, keys: Arc<Unsealed>, sealed: &[u8]) -> Arc<Unsealed> {
-        match record_version(sealed) {
-            Some(version) => self.keys_at_least(keys, version).await,
-            None => keys,
-        }
-    }
-
-    /// The keys to seal or sign a new record with: the cluster's current key. Right after a
-    /// rekey began, this node's unseal loop may not hold the new key yet, and a record under
-    /// the old one is refused once the rekey finishes (`state/apply/current_key.rs`); so this
-    /// waits for it, bounded, like a read of a resealed record.
-    pub async fn sealing_keys(&self) -> Result<Arc<Unsealed>, ApiError> {
-        let keys = self.seal.keys().ok_or_else(ApiError::sealed)?;
-        match self.state.cluster_meta()? {
-            Some(meta) => Ok(self.keys_at_least(keys, meta.storage_version).await),
-            None => Ok(keys),
-        }
-    }
-
-    /// `keys`, or newer ones once the unseal loop holds a cluster key of at least `version`;
-    /// after [`NEW_CLUSTER_KEY_WAIT`], whatever it holds then.
-    async fn keys_at_least(&self, keys: Arc<Unsealed>, version: u32) -> Arc<Unsealed> {
-        let mut keys = keys;
+    /// This node's keys, once unwrapped from the copies of the cluster key that the cluster's
+    /// record holds now. A restore, rekey or seal add replaces those copies, and this node's
+    /// unseal loop takes up to 200 ms (and the seal provider its time) to unwrap the new ones.
+    /// Meanwhile the keys it holds may belong to a cluster key that no longer opens anything,
+    /// under the same storage version (after a restore), or lack a new one (after a rekey
+    /// began): a record opened with them would fail for being a moment early, and one sealed
+    /// with them could never be opened again. So this waits for the current keys, bounded,
+    /// and then answers 503 rather than use others.
+    pub async fn current_keys(&self) -> Result<Arc<Unsealed>, ApiError> {
         let deadline = std::time::Instant::now() + NEW_CLUSTER_KEY_WAIT;
-        while version > keys.storage_version && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            match self.seal.keys() {
-                Some(k) => keys = k,
-                None => break,
+        loop {
+            let keys = self.seal.keys().ok_or_else(ApiError::sealed)?;
+            let Some(meta) = self.state.cluster_meta()? else {
+                return Ok(keys);
+            };
+            if let Some(current) = self.seal.keys_from(&meta.wrapped, &meta.previous) {
+                return Ok(current);
             }
+            if std::time::Instant::now() >= deadline {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "this node has not unwrapped the cluster's current key yet (after a restore, rekey or seal change); retry",
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        keys
     }
 
     /// Opens key `name` of `enclave` from its entry (`seal::open_key_entry`). A record that

@@ -506,7 +506,7 @@ async fn finish_bootstrap(node: &Node, opts: &StartOptions) -> Result<(), StartE
     cmd.op = Op::Init {
         cluster_id: cluster_id.clone(),
         admin: opts.admin.clone(),
-        wrapped,
+        wrapped: wrapped.clone(),
         default_enclave_sig: crate::seal::sign(
             &keys,
             "enclaves",
@@ -525,7 +525,7 @@ async fn finish_bootstrap(node: &Node, opts: &StartOptions) -> Result<(), StartE
         )));
     }
     c.set_cluster_id(&cluster_id);
-    node.seal.unseal(keys);
+    node.seal.unseal(keys, (wrapped, None));
     tracing::info!("created cluster {cluster_id}");
     let committed = c
         .write(config_policies_command(

@@ -122,7 +122,7 @@ pub(super) async fn keep_unsealed(
                     return;
                 }
                 node.cache.clear();
-                node.seal.unseal(keys);
+                node.seal.unseal(keys, copies.clone());
                 tracing::info!("node unsealed with seal {seal_id}");
                 unsealed_with = Some((copies, seal_id.clone()));
                 last_check = std::time::Instant::now();

@@ -716,6 +716,18 @@ impl Cluster {
         r.json().expect("a data key")
     }
 
+    /// Asserts that node `i` decrypts `dek` (from [`Cluster::generate`]) with key `name` to
+    /// the plaintext it was handed out with.
+    pub async fn assert_decrypts(&self, i: usize, name: &str, dek: &serde_json::Value) {
+        let body = serde_json::json!({ "ciphertext": dek["ciphertext"], "context": "Y3R4" });
+        let (path, body) = (format!("/v1/key/decrypt/{name}"), body.to_string());
+        let r = self.call(i, Method::PUT, &path, &body);
+        let r = r.await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(r.status, 200, "node{} {path}: {}", i + 1, r.text());
+        let plaintext = r.json::<serde_json::Value>().expect("a plaintext")["plaintext"].clone();
+        assert_eq!(plaintext, dek["plaintext"], "node{} {path}", i + 1);
+    }
+
     /// The "became leader" lines of every node's log, as (term, node index).
     pub fn leader_terms(&self) -> Vec<(u64, usize)> {
         let mut out = Vec::new();

@@ -85,19 +85,7 @@ async fn after_losing_two_of_three_nodes_the_survivor_recovers_every_acknowledge
         let r = c.call(survivor, Method::GET, &path, "").await.unwrap();
         assert_eq!(r.status, 200, "k{i} after the recovery");
     }
-    let body = format!(
-        r#"{{"ciphertext":"{}","context":"Y3R4"}}"#,
-        dek["ciphertext"].as_str().unwrap()
-    );
-    let r = c
-        .call(survivor, Method::POST, "/v1/key/decrypt/k0", &body)
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(
-        r.json::<serde_json::Value>().unwrap()["plaintext"],
-        dek["plaintext"]
-    );
+    c.assert_decrypts(survivor, "k0", &dek).await;
     let r = c.call(survivor, Method::PUT, "/v1/key/create/after", "");
     assert_eq!(
         r.await.unwrap().status,

@@ -374,3 +374,84 @@ fn altered<T: serde::Serialize + serde::de::DeserializeOwned>(
     backup.dump = serde_bytes::ByteBuf::from(State::encode_dump(&trees));
     backup.to_file()
 }
+
+/// A rotation, retirement or minimum version of a restored key, asked for between a restore's
+/// last chunk and its finish, is refused: until the finish adopts the snapshot's cluster key,
+/// no handler can open a record sealed under it, so none can re-seal one under this cluster's
+/// old key. After the finish the key holds exactly the versions it was saved with, an old
+/// ciphertext decrypts at once, it rotates as any key does, and a key created the moment the
+/// restore answered is sealed with the adopted key (`Node::current_keys`).
+#[tokio::test]
+async fn a_key_change_between_a_restores_chunks_and_its_finish_is_refused() {
+    let _g = serial().await;
+    let a = Cluster::start(1, "").await;
+    ok(&a, Method::PUT, "/v1/key/create/kept", "").await;
+    let dek = a.generate(0, "kept").await;
+    ok(&a, Method::PUT, "/v1/key/rotate/kept", "").await;
+    let snap = ok(&a, Method::GET, "/v1/cluster/snapshot", "").await;
+    let root = std::fs::read(a.dir.path().join("root.key")).unwrap();
+    drop(a);
+
+    let mut b = Cluster::start_with_root(1, "", Some(&root)).await;
+    b.restart_with(0, &[("KES_TEST_RESTORE_PAUSE_MS", "4000")])
+        .await;
+    let admin = b.admin(0);
+    let file = snap.body.to_vec();
+    let restore = tokio::spawn(async move {
+        admin
+            .request(Method::POST, "/v1/cluster/restore", &[], file)
+            .await
+    });
+    let t0 = std::time::Instant::now();
+    loop {
+        let r = b
+            .call(0, Method::GET, "/v1/key/describe/kept", "")
+            .await
+            .unwrap();
+        if r.status != 404 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the chunk never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (path, body) in [
+        ("/v1/key/rotate/kept", ""),
+        ("/v1/key/rotate/kept", r#"{"version":3}"#),
+        ("/v1/key/min-version/kept", r#"{"decrypt":2}"#),
+        ("/v1/key/retire/kept", r#"{"below":2}"#),
+    ] {
+        let r = b.call(0, Method::PUT, path, body).await.unwrap();
+        assert_ne!(
+            r.status,
+            200,
+            "{path} {body} during the restore: {}",
+            r.text()
+        );
+    }
+    let r = restore.await.unwrap().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // At once, before this node's unseal loop may have unwrapped the adopted key: a key made
+    // now must be sealed with it, not with the key this cluster had before the restore.
+    ok(&b, Method::PUT, "/v1/key/create/made-after", "").await;
+    let d: serde_json::Value = ok(&b, Method::GET, "/v1/key/describe/kept", "")
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(d["version"], 2, "{d}");
+    assert_eq!(d["versions"].as_array().unwrap().len(), 2, "{d}");
+    assert!(d.get("min_decrypt_version").is_none(), "{d}");
+    b.assert_decrypts(0, "kept", &dek).await;
+    let r = ok(&b, Method::PUT, "/v1/key/rotate/kept", "").await;
+    assert_eq!(r.json::<serde_json::Value>().unwrap()["version"], 3);
+    b.generate(0, "made-after").await;
+}
+
+/// Node 1's answer to `method path body`, which must be 200.
+async fn ok(c: &Cluster, method: Method, path: &str, body: &str) -> kes_cluster::Response {
+    let r = c.call(0, method, path, body).await.unwrap();
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r
+}
