@@ -72,10 +72,19 @@ pub enum Error {
 
 impl Error {
     /// Whether a write that failed with this may have been applied all the same: the server
-    /// answered 504 (its write did not commit in time, and may yet), or it did not answer in
-    /// time.
+    /// answered 504 (its write did not commit in time, and may yet), its route's time limit
+    /// ran out (503 `request timeout exceeded`, as KES answers it: the write may have been in
+    /// flight), or it did not answer in time.
     pub fn outcome_unknown(&self) -> bool {
-        matches!(self, Error::Timeout { .. }) || self.status() == Some(504)
+        match self {
+            Error::Timeout { .. } => true,
+            Error::Api { status: 504, .. } => true,
+            Error::Api {
+                status: 503,
+                message,
+            } => message == "request timeout exceeded",
+            _ => false,
+        }
     }
 
     /// The HTTP status when this is an API error, else `None`.
@@ -114,7 +123,12 @@ mod tests {
             after: Duration::from_secs(15),
         };
         assert!(timeout.outcome_unknown());
-        // 503 answers "nothing was written"; a 4xx refused the write.
+        let route_limit = Error::Api {
+            status: 503,
+            message: "request timeout exceeded".into(),
+        };
+        assert!(route_limit.outcome_unknown());
+        // Any other 503 answers "nothing was written"; a 4xx refused the write.
         for refused in [503, 409, 400, 403] {
             assert!(!api(refused).outcome_unknown(), "{refused}");
         }

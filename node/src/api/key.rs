@@ -144,10 +144,7 @@ pub(super) async fn describe(node: Arc<Node>, req: Req) -> Answer {
     if node.seal.is_sealed() {
         return Err(ApiError::sealed());
     }
-    let entry = node.key_entry(&req.enclave, &req.resource)?;
-    // Read after the entry, so they are at least as new as the key its record is sealed with.
-    let keys = node.current_keys().await?;
-    let versions = node.open_key(&keys, &req.enclave, &req.resource, &entry)?;
+    let (entry, _, versions) = node.open_current(&req.enclave, &req.resource).await?;
     // The key's creation is its oldest retained version's; the algorithm is the newest's.
     let oldest = &versions.versions()[0].stored;
     let newest = versions.newest();

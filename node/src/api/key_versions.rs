@@ -16,7 +16,7 @@ use super::{ApiError, Req, names};
 use crate::crypto::{KeyVersions, VersionError};
 use crate::seal::{RecordAad, seal_record};
 use crate::server::Node;
-use crate::state::{KeyEntry, Op, ResealedFrom};
+use crate::state::{Op, ResealedFrom};
 use axum::body::Body;
 use axum::http::{Response, StatusCode};
 use serde::Deserialize;
@@ -61,11 +61,8 @@ async fn change_versions(
     let by = req.caller()?.to_string();
     let _one_change_at_a_time = node.key_changes.lock(enclave, name).await;
     for attempt in 1..=attempts {
-        let entry: KeyEntry = node.key_entry(enclave, name)?;
-        // Read after the entry, so they are at least as new as the key its record is sealed
-        // with; they seal the new record too.
-        let keys = node.current_keys().await?;
-        let versions = node.open_key(&keys, enclave, name, &entry)?;
+        // The current keys open the record, and seal the new one.
+        let (entry, keys, versions) = node.open_current(enclave, name).await?;
         let changed = match change {
             Change::Rotate(to) => {
                 if let Some(done) = rotated_already(&versions, to)? {
@@ -106,15 +103,15 @@ async fn change_versions(
                 below,
                 sealed,
             },
-            Change::MinDecrypt(min_decrypt) => Op::SetKeyMinVersion {
+            Change::MinDecrypt(min_decrypt) => Op::SealKeyMinVersion {
                 name: name.clone(),
                 min_decrypt,
-                resealed: Some(ResealedFrom {
+                from: ResealedFrom {
                     creation_id: entry.creation_id,
                     version: entry.version,
                     revision: entry.revision,
                     sealed,
-                }),
+                },
             },
         };
         match commit(node, req, op, json(&answer(&changed))).await {

@@ -149,7 +149,8 @@ impl KeyCache {
             Op::DeleteKey { name }
             | Op::RotateKey { name, .. }
             | Op::RetireKeyVersions { name, .. }
-            | Op::SetKeyMinVersion { name, .. } => self.remove_name(&cmd.enclave, name),
+            | Op::SetKeyMinVersion { name, .. }
+            | Op::SealKeyMinVersion { name, .. } => self.remove_name(&cmd.enclave, name),
             Op::DeleteEnclave { name, .. } => self.remove_enclave(name),
             // A restore writes key records wholesale.
             Op::RestoreChunk { .. } | Op::RestoreFinish { .. } => self.clear(),

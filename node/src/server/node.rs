@@ -80,8 +80,8 @@ impl Node {
         if let Some(k) = self.cache.get(enclave, name, stamp) {
             return Ok(k);
         }
-        let keys = self.current_keys().await?;
-        let versions = self.open_key(&keys, enclave, name, &entry)?;
+        let (entry, _, versions) = self.open_current(enclave, name).await?;
+        let stamp = KeyStamp::of(&entry);
         let key = Arc::new(LoadedKey { versions, stamp });
         self.cache.insert(enclave, name, key.clone());
         Ok(key)
@@ -115,18 +115,36 @@ impl Node {
         }
     }
 
-    /// Opens key `name` of `enclave` from its entry (`seal::open_key_entry`). A record that
-    /// does not open, or disagrees with its entry, is logged and answered as a 500.
-    pub fn open_key(
+    /// Key `name` of `enclave` opened with the current keys: its entry, the keys and its
+    /// versions (`seal::open_key_entry` checks the entry against its sealed record). The entry
+    /// is read before the keys, so they are at least as new as the cluster key its record was
+    /// sealed with. If it still does not open, a rekey may have finished while the keys were
+    /// awaited (re-sealing the record, and dropping the key it was sealed with before), so both
+    /// are read again, once. A record that does not open then is logged and answered as a 500.
+    pub async fn open_current(
         &self,
-        keys: &crate::seal::Unsealed,
         enclave: &str,
         name: &str,
-        entry: &crate::state::KeyEntry,
-    ) -> Result<crate::crypto::KeyVersions, ApiError> {
-        crate::seal::open_key_entry(keys, enclave, name, entry).map_err(|why| {
-            tracing::error!("key '{name}' in enclave '{enclave}': {why}");
-            ApiError::internal("failed to read key")
-        })
+    ) -> Result<
+        (
+            crate::state::KeyEntry,
+            Arc<Unsealed>,
+            crate::crypto::KeyVersions,
+        ),
+        ApiError,
+    > {
+        let mut read_again = true;
+        loop {
+            let entry = self.key_entry(enclave, name)?;
+            let keys = self.current_keys().await?;
+            match crate::seal::open_key_entry(&keys, enclave, name, &entry) {
+                Ok(versions) => return Ok((entry, keys, versions)),
+                Err(_) if read_again => read_again = false,
+                Err(why) => {
+                    tracing::error!("key '{name}' in enclave '{enclave}': {why}");
+                    return Err(ApiError::internal("failed to read key"));
+                }
+            }
+        }
     }
 }

@@ -235,21 +235,16 @@ pub(super) async fn sign_membership(node: Arc<Node>, admin: String) {
         if !c.is_leader() {
             continue;
         }
-        let Some(keys) = node.seal.keys() else {
+        // Sign only with the keys of the cluster's current copies. Right after a rekey began,
+        // this node may still hold the old key, and a record under it would undo the rekey's
+        // re-signing; right after a restore it may hold the key from before, under the same
+        // version, and a record signed with that fails every node's check at unseal.
+        let Some(meta) = node.state.cluster_meta().ok().flatten() else {
             continue;
         };
-        // Sign only under the cluster's current key. Right after a rekey began, this node may
-        // still hold the old one; a record under it would undo the rekey's re-signing (and is
-        // refused once the rekey has finished).
-        let current_version = node
-            .state
-            .cluster_meta()
-            .ok()
-            .flatten()
-            .map(|m| m.storage_version);
-        if current_version != Some(keys.storage_version) {
+        let Some(keys) = node.seal.keys_from(&meta.wrapped, &meta.previous) else {
             continue;
-        }
+        };
         let mut record = c.membership_record();
         if record.nodes.is_empty() {
             continue;
@@ -259,6 +254,7 @@ pub(super) async fn sign_membership(node: Arc<Node>, admin: String) {
             s.nodes == record.nodes
                 && s.next == record.next
                 && s.sig.version == keys.storage_version
+                && crate::seal::verify(&keys, "meta", crate::state::META_MEMBERSHIP, s)
         }) {
             continue;
         }

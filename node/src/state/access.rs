@@ -102,7 +102,9 @@ impl Op {
             Op::DeleteKey { name } => vec![format!("/v1/key/delete/{name}")],
             Op::RotateKey { name, .. } => vec![format!("/v1/key/rotate/{name}")],
             Op::RetireKeyVersions { name, .. } => vec![format!("/v1/key/retire/{name}")],
-            Op::SetKeyMinVersion { name, .. } => vec![format!("/v1/key/min-version/{name}")],
+            Op::SetKeyMinVersion { name, .. } | Op::SealKeyMinVersion { name, .. } => {
+                vec![format!("/v1/key/min-version/{name}")]
+            }
             Op::SetKeyRotation { name, .. } => vec![format!("/v1/key/rotation/{name}")],
             Op::WritePolicy { name, .. } => vec![format!("/v1/policy/write/{name}")],
             Op::AssignPolicy {
@@ -119,6 +121,23 @@ impl Op {
             _ => return None,
         };
         Some(paths)
+    }
+
+    /// The right to rotate a key that this operation hands on: giving a key a rotation period
+    /// has the leader rotate it as the admin from then on, so the proposer must hold that
+    /// right itself, besides the operation's own path.
+    pub fn rotation_right(&self) -> Option<String> {
+        match self {
+            Op::CreateKey {
+                name, rotate_every, ..
+            }
+            | Op::SetKeyRotation { name, rotate_every }
+                if *rotate_every > 0 =>
+            {
+                Some(format!("/v1/key/rotate/{name}"))
+            }
+            _ => None,
+        }
     }
 
     /// The policy this operation writes, deletes or hands out, if any.
@@ -244,6 +263,38 @@ mod tests {
             c.run(ADMIN, "t", assign("p", TENANT_ADMIN)),
             Outcome::AssignToAdmin
         );
+    }
+
+    /// Giving a key a rotation period hands the leader the right to rotate it as the admin:
+    /// apply, not only the handler, asks that the proposer hold it.
+    #[test]
+    fn a_rotation_period_takes_the_right_to_rotate_the_key() {
+        let mut c = Cluster::new();
+        let periods = ["/v1/key/create/*", "/v1/key/rotation/*"];
+        assert_eq!(
+            c.run(ADMIN, "default", write("periods", &periods)),
+            Outcome::Done
+        );
+        assert_eq!(
+            c.run(ADMIN, "default", assign("periods", TENANT)),
+            Outcome::Done
+        );
+        let create = |name: &str, rotate_every| Op::CreateKey {
+            rotate_every,
+            name: name.into(),
+            creation_id: 1,
+            sealed: crate::seal::record_shaped_under(1),
+        };
+        let period = |rotate_every| Op::SetKeyRotation {
+            name: "plain".into(),
+            rotate_every,
+        };
+        let mut run = |op| c.run(TENANT, "default", op);
+        assert_eq!(run(create("rotating", 3600)), Outcome::NotAuthorized);
+        assert_eq!(run(create("plain", 0)), Outcome::Done);
+        assert_eq!(run(period(3600)), Outcome::NotAuthorized);
+        assert_eq!(run(period(0)), Outcome::Done, "stopping one takes no right");
+        assert_eq!(c.run(ADMIN, "default", period(3600)), Outcome::Done);
     }
 
     #[test]

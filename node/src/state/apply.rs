@@ -248,6 +248,11 @@ impl State {
                 return Ok(Err(Outcome::NotAuthorized));
             }
         }
+        if let Some(rotate) = cmd.op.rotation_right() {
+            if !is_admin && !self.is_allowed(&cmd.identity, &cmd.enclave, &[rotate])? {
+                return Ok(Err(Outcome::NotAuthorized));
+            }
+        }
         if policy_paths.is_some() && !self.enclave_exists(&cmd.enclave)? {
             return Ok(Err(Outcome::EnclaveNotFound));
         }
@@ -330,10 +335,10 @@ impl State {
                     Ok(vec![Write::Put(TreeId::Keys, scoped(e, name), encode(&entry))])
                 }
             },
-            Op::SetKeyMinVersion {
+            Op::SealKeyMinVersion {
                 name,
                 min_decrypt,
-                resealed: Some(r),
+                from: r,
             } => self.plan_key_change(e, name, (r.creation_id, r.version, r.revision), |entry| {
                 if *min_decrypt > entry.version {
                     return Err(min_above_newest(entry));
@@ -342,11 +347,7 @@ impl State {
                 entry.sealed = r.sealed.clone();
                 Ok(())
             })?,
-            Op::SetKeyMinVersion {
-                name,
-                min_decrypt,
-                resealed: None,
-            } => match self.key(e, name)? {
+            Op::SetKeyMinVersion { name, min_decrypt } => match self.key(e, name)? {
                 None => Err(Outcome::KeyNotFound),
                 Some(entry) if *min_decrypt > entry.version => Err(min_above_newest(&entry)),
                 Some(mut entry) => {

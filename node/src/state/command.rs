@@ -140,18 +140,27 @@ pub enum Op {
         /// The period in seconds, or 0.
         rotate_every: u64,
     },
-    /// Makes a key's versions below `min_decrypt` refuse to decrypt, or (lower) lets them again
-    /// (`/v1/key/min-version`).
+    /// Makes a key's versions below `min_decrypt` refuse to decrypt, or (lower) lets them again.
+    /// Versions before the minimum was sealed with the record proposed this; such log entries
+    /// still apply as they did.
     SetKeyMinVersion {
         /// Key name.
         name: String,
         /// The lowest version that may decrypt (0 or 1: all).
         min_decrypt: u32,
-        /// The key's record re-sealed with the new minimum, and the record it was made from:
-        /// refused if the key changed meanwhile, like a rotation. Absent in commands of
-        /// versions that kept the minimum only beside the record; those apply as they did.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        resealed: Option<ResealedFrom>,
+    },
+    /// Makes a key's versions below `min_decrypt` refuse to decrypt, or (lower) lets them again
+    /// (`/v1/key/min-version`): its record re-sealed with the new minimum, made from one record
+    /// and refused if the key changed meanwhile, like a rotation. A variant of its own, so that
+    /// a node too old to know it stops on it rather than apply it as [`Op::SetKeyMinVersion`]
+    /// and diverge.
+    SealKeyMinVersion {
+        /// Key name.
+        name: String,
+        /// The lowest version that may decrypt (0 or 1: all).
+        min_decrypt: u32,
+        /// The re-sealed record, and the record it was made from.
+        from: ResealedFrom,
     },
     /// Records a removed member's SPKI, which is refused for good afterwards.
     Tombstone {

@@ -851,15 +851,15 @@ fn a_minimum_version_is_a_change_of_the_record_made_from_one_revision() {
         sealed: marked(1),
     };
     assert_eq!(log.op("default", rotate), Outcome::Done);
-    let min = |min_decrypt, version, revision, byte| Op::SetKeyMinVersion {
+    let min = |min_decrypt, version, revision, byte| Op::SealKeyMinVersion {
         name: "k".into(),
         min_decrypt,
-        resealed: Some(crate::state::ResealedFrom {
+        from: crate::state::ResealedFrom {
             creation_id,
             version,
             revision,
             sealed: marked(byte),
-        }),
+        },
     };
     assert_eq!(
         log.op("default", min(2, 1, 0, 2)),
@@ -884,7 +884,6 @@ fn a_minimum_version_is_a_change_of_the_record_made_from_one_revision() {
     let legacy = Op::SetKeyMinVersion {
         name: "k".into(),
         min_decrypt: 0,
-        resealed: None,
     };
     assert_eq!(log.op("default", legacy), Outcome::Done);
     let entry = log.state.key("default", "k").unwrap().unwrap();
