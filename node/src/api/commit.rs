@@ -2,7 +2,7 @@
 
 use super::{ApiError, Req};
 use crate::cluster::WriteError;
-use crate::server::Node;
+use crate::server::{CurrentKeys, Node};
 use crate::state::{Command, Op, Outcome, unix_nanos_now};
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode};
@@ -20,35 +20,43 @@ pub(super) async fn commit(
     op: Op,
     ok: Response<Body>,
 ) -> Result<Response<Body>, ApiError> {
-    commit_at(node, req, unix_nanos_now(), op, ok).await
+    let index = commit_op(node, req, op).await?;
+    Ok(with_index(ok, index))
 }
 
-/// Like [`commit`], with the command time chosen by the caller (who signed a record that
-/// carries it).
-pub(super) async fn commit_at(
+/// Like [`commit`], for `op` whose record the caller sealed or signed with `keys` (a record
+/// that carries `time` as well): `apply` refuses it if a restore replaced the cluster key
+/// meanwhile (`Command::restores_seen`).
+pub(super) async fn commit_sealed(
     node: &Node,
     req: &Req,
+    keys: &CurrentKeys,
     time: i64,
     op: Op,
     ok: Response<Body>,
 ) -> Result<Response<Body>, ApiError> {
-    let index = commit_op_at(node, req, time, op).await?;
-    let mut resp = ok;
-    resp.headers_mut()
-        .insert(INDEX_HEADER, HeaderValue::from(index));
-    Ok(resp)
+    let index = commit_command(node, req, time, Some(keys.restores), op).await?;
+    Ok(with_index(ok, index))
 }
 
 /// Commits `op` and returns its log index.
 pub(super) async fn commit_op(node: &Node, req: &Req, op: Op) -> Result<u64, ApiError> {
-    commit_op_at(node, req, unix_nanos_now(), op).await
+    commit_command(node, req, unix_nanos_now(), None, op).await
 }
 
-/// Commits `op` stamped with `time`, and returns its log index.
-pub(super) async fn commit_op_at(
+fn with_index(mut resp: Response<Body>, index: u64) -> Response<Body> {
+    resp.headers_mut()
+        .insert(INDEX_HEADER, HeaderValue::from(index));
+    resp
+}
+
+/// Commits `op` stamped with `time` (and, for a sealed or signed record, the restores its
+/// keys had seen), and returns its log index.
+async fn commit_command(
     node: &Node,
     req: &Req,
     time: i64,
+    restores_seen: Option<u64>,
     op: Op,
 ) -> Result<u64, ApiError> {
     let cmd = Command {
@@ -58,6 +66,7 @@ pub(super) async fn commit_op_at(
         enclave: req.enclave.clone(),
         time,
         op,
+        restores_seen,
     };
     let started = std::time::Instant::now();
     let committed = node.cluster.write(cmd).await;

@@ -49,7 +49,7 @@ pub(super) async fn create(node: Arc<Node>, req: Req) -> Answer {
         admin: enclave_admin,
         sig,
     };
-    super::commit::commit_at(&node, &req, time, op, empty()).await
+    super::commit::commit_sealed(&node, &req, &keys, time, op, empty()).await
 }
 
 /// `GET /v1/enclave/describe/<name>`

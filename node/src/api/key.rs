@@ -1,13 +1,13 @@
 //! The key API: create, import, describe, list, delete, and the crypto operations.
 
-use super::commit::{commit, new_id};
+use super::commit::{commit, commit_sealed, new_id};
 use super::error::{empty, json};
 use super::request::{b64, to_b64};
 use super::{ApiError, Req, list, names};
 use crate::crypto::{Cipher, DecryptError, KeyVersions, SecretKey, StoredKey, default_cipher};
 use crate::seal::{RecordAad, seal_record};
 use crate::server::{LoadedKey, Node};
-use crate::state::Op;
+use crate::state::{Op, unix_nanos_now};
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
@@ -135,7 +135,7 @@ async fn store_new_key(node: &Node, req: &Req, key: SecretKey, rotate_every: u64
         sealed,
         rotate_every,
     };
-    commit(node, req, op, empty()).await
+    commit_sealed(node, req, &keys, unix_nanos_now(), op, empty()).await
 }
 
 /// `GET /v1/key/describe/<name>`

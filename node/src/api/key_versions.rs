@@ -9,14 +9,14 @@
 //! of one key through one node wait for each other (`server/key_change_locks.rs`), so only
 //! changes through different nodes at once make each other start over.
 
-use super::commit::commit;
+use super::commit::{commit, commit_sealed};
 use super::error::json;
 use super::key::{BAD_BODY, CryptoBody, field, load, open_any_version};
 use super::{ApiError, Req, names};
 use crate::crypto::{KeyVersions, VersionError};
 use crate::seal::{RecordAad, seal_record};
 use crate::server::Node;
-use crate::state::{Op, ResealedFrom};
+use crate::state::{Op, ResealedFrom, unix_nanos_now};
 use axum::body::Body;
 use axum::http::{Response, StatusCode};
 use serde::Deserialize;
@@ -114,7 +114,8 @@ async fn change_versions(
                 },
             },
         };
-        match commit(node, req, op, json(&answer(&changed))).await {
+        let ok = json(&answer(&changed));
+        match commit_sealed(node, req, &keys, unix_nanos_now(), op, ok).await {
             // Another change landed first; this node has applied it by now (the refusal was
             // applied after it), so the next attempt starts from it.
             Err(e) if e.status == StatusCode::CONFLICT && attempt < attempts => continue,

@@ -1,7 +1,7 @@
 //! The policy API: describe, read, list, and the management routes of the older API
 //! (write, assign, delete), which a replicated cluster makes meaningful.
 
-use super::commit::{commit, commit_at};
+use super::commit::{commit, commit_sealed};
 use super::error::{empty, json};
 use super::sys::rfc3339_nanos;
 use super::{ApiError, Req, list, names};
@@ -125,7 +125,7 @@ pub(super) async fn write(node: Arc<Node>, req: Req) -> Answer {
         policy,
         sig,
     };
-    commit_at(&node, &req, time, op, empty()).await
+    commit_sealed(&node, &req, &keys, time, op, empty()).await
 }
 
 /// The validated policy of a write body. Pure (no node), so the fuzz targets run exactly this.
@@ -179,7 +179,7 @@ pub(super) async fn assign_to(node: &Node, req: &Req, policy: String, identity: 
         identity,
         sig,
     };
-    commit_at(node, req, time, op, empty()).await
+    commit_sealed(node, req, &keys, time, op, empty()).await
 }
 
 /// `DELETE /v1/policy/delete/<name>`: also removes its assignments.

@@ -135,6 +135,7 @@ async fn propose_batch(raft: &Raft, mut batch: Vec<Waiting>, bound: Duration) {
             op: Op::Batch {
                 commands: batch.iter().map(|w| w.cmd.clone()).collect(),
             },
+            restores_seen: None,
         }
     };
     let answers: Vec<Attempt> = match tokio::time::timeout(bound, raft.client_write(entry)).await {

@@ -18,6 +18,7 @@ pub fn system_command(admin: &str, path: &str, op: crate::state::Op) -> Command 
         enclave: crate::state::DEFAULT_ENCLAVE.to_owned(),
         time: crate::state::unix_nanos_now(),
         op,
+        restores_seen: None,
     }
 }
 

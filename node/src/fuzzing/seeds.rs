@@ -191,6 +191,7 @@ fn command(op: Op) -> Command {
         enclave: "default".into(),
         time: 1_700_000_000_000_000_000,
         op,
+        restores_seen: None,
     }
 }
 

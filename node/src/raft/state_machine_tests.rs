@@ -40,6 +40,7 @@ fn command(op: Op) -> Command {
         enclave: "default".into(),
         time: 1,
         op,
+        restores_seen: None,
     }
 }
 

@@ -237,6 +237,7 @@ mod tests {
             enclave: enclave.into(),
             time: 1,
             op,
+            restores_seen: None,
         }
     }
 

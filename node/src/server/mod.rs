@@ -19,7 +19,7 @@ mod unseal;
 pub use key_cache::{KeyCache, KeyStamp, LoadedKey};
 pub use key_change_locks::KeyChangeLocks;
 pub use listener::serve;
-pub use node::Node;
+pub use node::{CurrentKeys, Node};
 pub use rate_limiter::{RateLimiter, RetryAfter};
 pub use rotation_schedule::RotationSchedule;
 pub use startup::{RUNBOOK, StartError, StartOptions, start};

@@ -95,15 +95,18 @@ impl Node {
     /// began): a record opened with them would fail for being a moment early, and one sealed
     /// with them could never be opened again. So this waits for the current keys, bounded,
     /// and then answers 503 rather than use others.
-    pub async fn current_keys(&self) -> Result<Arc<Unsealed>, ApiError> {
+    pub async fn current_keys(&self) -> Result<CurrentKeys, ApiError> {
         let deadline = std::time::Instant::now() + NEW_CLUSTER_KEY_WAIT;
         loop {
             let keys = self.seal.keys().ok_or_else(ApiError::sealed)?;
             let Some(meta) = self.state.cluster_meta()? else {
-                return Ok(keys);
+                return Ok(CurrentKeys { keys, restores: 0 });
             };
             if let Some(current) = self.seal.keys_from(&meta.wrapped, &meta.previous) {
-                return Ok(current);
+                return Ok(CurrentKeys {
+                    keys: current,
+                    restores: meta.restores,
+                });
             }
             if std::time::Instant::now() >= deadline {
                 return Err(ApiError::new(
@@ -128,7 +131,7 @@ impl Node {
     ) -> Result<
         (
             crate::state::KeyEntry,
-            Arc<Unsealed>,
+            CurrentKeys,
             crate::crypto::KeyVersions,
         ),
         ApiError,
@@ -146,5 +149,23 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+/// Keys unwrapped from the cluster's current copies of its key ([`Node::current_keys`]).
+#[derive(Debug, Clone)]
+pub struct CurrentKeys {
+    /// The keys.
+    pub keys: Arc<Unsealed>,
+    /// How many restores had replaced the cluster key when they were current
+    /// (`ClusterMeta::restores`): a command whose record they sealed or signed carries it.
+    pub restores: u64,
+}
+
+impl std::ops::Deref for CurrentKeys {
+    type Target = Unsealed;
+
+    fn deref(&self) -> &Unsealed {
+        &self.keys
     }
 }

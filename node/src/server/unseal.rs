@@ -254,7 +254,6 @@ pub(super) async fn sign_membership(node: Arc<Node>, admin: String) {
             s.nodes == record.nodes
                 && s.next == record.next
                 && s.sig.version == keys.storage_version
-                && crate::seal::verify(&keys, "meta", crate::state::META_MEMBERSHIP, s)
         }) {
             continue;
         }
@@ -262,10 +261,10 @@ pub(super) async fn sign_membership(node: Arc<Node>, admin: String) {
         let op = Op::SignMembership {
             record: crate::state::encode_record(&record),
         };
-        if let Err(e) = c
-            .write(system_command(&admin, "/v1/cluster/membership", op))
-            .await
-        {
+        // Refused if a restore replaces the cluster key before it is applied.
+        let mut cmd = system_command(&admin, "/v1/cluster/membership", op);
+        cmd.restores_seen = Some(meta.restores);
+        if let Err(e) = c.write(cmd).await {
             tracing::warn!("could not sign the membership: {e}");
         }
     }

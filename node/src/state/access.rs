@@ -199,6 +199,7 @@ mod tests {
                 enclave: enclave.into(),
                 time: 1,
                 op,
+                restores_seen: None,
             };
             self.state.apply(self.index, &cmd, &[]).unwrap()
         }

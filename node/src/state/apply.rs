@@ -218,6 +218,7 @@ impl State {
                 storage_version: 1,
                 previous: None,
                 created_at: cmd.time,
+                restores: 0,
             };
             let mut default = EnclaveEntry::new(cmd.time, admin);
             default.sig = default_enclave_sig.clone();
@@ -232,6 +233,11 @@ impl State {
         }
         let admin = meta.map(|m| m.admin.clone()).unwrap_or_default();
         let is_admin = !admin.is_empty() && cmd.identity == admin;
+        if let (Some(seen), Some(m)) = (cmd.restores_seen, meta) {
+            if seen != m.restores {
+                return Ok(Err(Outcome::StaleClusterKey));
+            }
+        }
         // Authorised again here, against the replicated state and the paths of the operation
         // itself (never the path the proposer claims), so a stale follower or a forged forward
         // cannot push through what the policies refuse.
@@ -538,6 +544,7 @@ impl State {
                 Some(mut m) => {
                     m.wrapped = wrapped.clone();
                     m.storage_version = *storage_version;
+                    m.restores = m.restores.saturating_add(1);
                     Ok(vec![Write::Put(
                         TreeId::Meta,
                         META_CLUSTER.to_vec(),

@@ -19,6 +19,11 @@ pub struct Command {
     pub time: i64,
     /// What to do.
     pub op: Op,
+    /// For a command whose record the proposer sealed or signed: `ClusterMeta::restores` of
+    /// the cluster key it used. `apply` refuses it once a restore has replaced that key, since
+    /// the record would be one no node can open, or a signature every node's check refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restores_seen: Option<u64>,
 }
 
 /// The operations.

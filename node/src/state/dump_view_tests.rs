@@ -12,6 +12,7 @@ fn command(request_id: u128, op: Op) -> Command {
         enclave: "default".into(),
         time: 1,
         op,
+        restores_seen: None,
     }
 }
 

@@ -242,6 +242,11 @@ pub struct ClusterMeta {
     pub previous: Option<PreviousKey>,
     /// Unix time in nanoseconds.
     pub created_at: i64,
+    /// How many restores replaced the cluster key. A restore's key may carry the storage
+    /// version of the key before it, so records made with that one are told apart by this
+    /// (`Command::restores_seen`).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub restores: u64,
 }
 
 /// The cluster key a rekey is replacing.

@@ -213,6 +213,7 @@ async fn try_every_peer_rpc(
         op: Op::DeleteKey {
             name: "crown-jewel".into(),
         },
+        restores_seen: None,
     };
     let code = |r: Result<(), Status>| r.err().map(|s| s.code()).unwrap_or(Code::Ok);
     vec![

@@ -452,6 +452,6 @@ async fn a_key_change_between_a_restores_chunks_and_its_finish_is_refused() {
 /// Node 1's answer to `method path body`, which must be 200.
 async fn ok(c: &Cluster, method: Method, path: &str, body: &str) -> kes_cluster::Response {
     let r = c.call(0, method, path, body).await.unwrap();
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    assert_eq!(r.status, 200, "{path}: {}\n{}", r.text(), c.logs());
     r
 }

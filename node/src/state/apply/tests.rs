@@ -72,6 +72,7 @@ fn command(enclave: &str, op: Op) -> Command {
         enclave: enclave.into(),
         time: 1,
         op,
+        restores_seen: None,
     }
 }
 
@@ -894,5 +895,33 @@ fn a_minimum_version_is_a_change_of_the_record_made_from_one_revision() {
             *entry.sealed.last().unwrap()
         ),
         (0, 2, 3)
+    );
+}
+
+/// A restore's cluster key may carry the storage version of the key before it, so a record
+/// sealed or signed with the key from before cannot be told from the record alone. A command
+/// made with it names the restores its keys had seen, and is refused once a restore replaced
+/// them; a command made with the adopted key, or one that seals nothing, applies.
+#[test]
+fn a_record_made_with_the_key_from_before_a_restore_is_refused_after_it() {
+    let mut log = Log::new(1000);
+    let made = |seen| {
+        let mut cmd = command("default", create_key("k"));
+        cmd.restores_seen = Some(seen);
+        cmd
+    };
+    let before = made(0);
+    let finish = Op::RestoreFinish {
+        wrapped: vec![],
+        storage_version: 1,
+    };
+    assert_eq!(log.op("default", finish), Outcome::Done);
+    assert_eq!(log.state.cluster_meta().unwrap().unwrap().restores, 1);
+    assert_eq!(log.run(&before), Outcome::StaleClusterKey);
+    assert!(log.state.key("default", "k").unwrap().is_none());
+    assert_eq!(log.run(&made(1)), Outcome::Done);
+    assert_eq!(
+        log.op("default", Op::DeleteKey { name: "k".into() }),
+        Outcome::Done
     );
 }
