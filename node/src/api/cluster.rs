@@ -270,6 +270,10 @@ fn backup_chunks(
 /// Restore chunks stay well below the replicated entry limit.
 const RESTORE_CHUNK_BYTES: usize = 32 * 1024;
 
+/// How many times a restore re-signs this cluster's own records and tries to finish, when a
+/// record was written between the two.
+const RESTORE_FINISH_ROUNDS: usize = 5;
+
 /// `POST /v1/cluster/restore`: replays a snapshot file into this new, empty cluster through
 /// the log. Checks the file's cluster id and that this cluster's root key opens the snapshot's
 /// cluster key before it applies anything.
@@ -369,15 +373,42 @@ pub(super) async fn restore(node: Arc<Node>, req: Req) -> Answer {
         }
     }
     // This cluster's own records (not in the snapshot) are signed with its current key: sign
-    // them with the adopted one before any node unseals with it.
+    // them with the adopted one before any node unseals with it. The finish names what they
+    // were then, and is refused if one was written meanwhile (signed with the key the restore
+    // replaces); then they are signed again.
     let adopted = ck.derive(meta.storage_version);
-    super::seal::resign_metadata(&node, &req, &adopted, super::seal::Resign::Unverified).await?;
-    crate::test_hooks::restore_pause().await;
-    let finish = Op::RestoreFinish {
-        wrapped,
-        storage_version: meta.storage_version,
-    };
-    commit_op(&node, &req, finish).await?;
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        super::seal::resign_metadata(&node, &req, &adopted, super::seal::Resign::Unverified)
+            .await?;
+        // The digest of a state in which every record verifies under the adopted key: taken
+        // before and after the check, and equal, so no record was written in between.
+        let digest = node.state.metadata_digest()?;
+        let verified = crate::seal::verify_all(&adopted, &node.state).is_ok();
+        if !verified || node.state.metadata_digest()? != digest {
+            if rounds < RESTORE_FINISH_ROUNDS {
+                continue;
+            }
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "this cluster's policies, identities or enclaves kept changing while the restore re-signed them; write nothing while a restore runs, and run it again",
+            ));
+        }
+        let finish = Op::RestoreFinish {
+            wrapped: wrapped.clone(),
+            storage_version: meta.storage_version,
+            metadata: Some(digest.into()),
+        };
+        crate::test_hooks::restore_pause().await;
+        match commit_op(&node, &req, finish).await {
+            Err(e) if e.status == StatusCode::CONFLICT && rounds < RESTORE_FINISH_ROUNDS => {}
+            done => {
+                done?;
+                break;
+            }
+        }
+    }
     Ok(json(&serde_json::json!({
         "restored_keys": restored_keys,
         "from_cluster": backup.cluster_id,

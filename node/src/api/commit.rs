@@ -119,6 +119,10 @@ fn outcome_to_result(outcome: Outcome) -> Result<(), ApiError> {
             "the key was rotated or retired concurrently; nothing was written, retry",
         ),
         Outcome::BadKeyVersion(msg) => ApiError::bad_request(msg),
+        Outcome::MetadataChanged => ApiError::new(
+            StatusCode::CONFLICT,
+            "a policy, identity or enclave changed while the restore re-signed them; write nothing while a restore runs, and run it again",
+        ),
         Outcome::RekeyRunning => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "a rekey is running; nothing was written, retry once it finishes",

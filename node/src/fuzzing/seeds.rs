@@ -119,6 +119,7 @@ fn ops() -> Vec<(&'static str, Op)> {
             Op::RestoreFinish {
                 wrapped: vec![copy()],
                 storage_version: 2,
+                metadata: Some(bytes(&[7; 32])),
             },
         ),
         (

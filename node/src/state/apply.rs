@@ -539,8 +539,15 @@ impl State {
             Op::RestoreFinish {
                 wrapped,
                 storage_version,
+                metadata,
             } => match self.cluster_meta()? {
                 None => Err(Outcome::ReadOnly("the cluster is not initialised".into())),
+                Some(_) if metadata
+                    .as_ref()
+                    .is_some_and(|seen| self.metadata_digest().is_ok_and(|now| now != seen.as_slice())) =>
+                {
+                    Err(Outcome::MetadataChanged)
+                }
                 Some(mut m) => {
                     m.wrapped = wrapped.clone();
                     m.storage_version = *storage_version;

@@ -188,6 +188,11 @@ pub enum Op {
         wrapped: Vec<crate::seal::WrappedCopy>,
         /// The snapshot's storage-key version.
         storage_version: u32,
+        /// `State::metadata_digest` as the restore saw it once it had re-signed this
+        /// cluster's own records with the snapshot's key: refused if a record changed since,
+        /// as it would be signed with the key the restore replaces. Absent in older commands.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<serde_bytes::ByteBuf>,
     },
     /// Starts a rekey: a new cluster key becomes current; the old one stays until every
     /// record is re-sealed.
@@ -322,6 +327,9 @@ pub enum Outcome {
     StaleClusterKey,
     /// The key was rotated or retired since the record in the command was made from it.
     KeyChanged,
+    /// A restore's finish: this cluster's policies, identities, enclaves or membership changed
+    /// after the restore re-signed them.
+    MetadataChanged,
     /// A key version that does not exist, or may not be used so.
     BadKeyVersion(String),
     /// A rekey is re-sealing every key record: a record re-sealed by a rotation or retirement

@@ -129,6 +129,28 @@ impl State {
         Ok(out)
     }
 
+    /// A digest of every metadata record and the signed membership: a restore's finish names
+    /// the one its handler saw after re-signing them, and is refused if any changed since
+    /// (a record written meanwhile is signed with the key the restore replaces).
+    pub fn metadata_digest(&self) -> Result<Vec<u8>, StateError> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut part = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        for (tree, key, value) in self.metadata_records()? {
+            part(tree.as_bytes());
+            part(&key);
+            part(&value);
+        }
+        if let Some(m) = self.meta.get(super::store::META_MEMBERSHIP)? {
+            part(b"meta");
+            part(&m);
+        }
+        Ok(h.finalize().to_vec())
+    }
+
     /// Every key record as (enclave, name, entry), for a rekey.
     pub fn all_keys(&self) -> Result<Vec<(String, String, KeyEntry)>, StateError> {
         let mut out = Vec::new();

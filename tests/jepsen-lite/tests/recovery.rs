@@ -379,8 +379,9 @@ fn altered<T: serde::Serialize + serde::de::DeserializeOwned>(
 /// last chunk and its finish, is refused: until the finish adopts the snapshot's cluster key,
 /// no handler can open a record sealed under it, so none can re-seal one under this cluster's
 /// old key. After the finish the key holds exactly the versions it was saved with, an old
-/// ciphertext decrypts at once, it rotates as any key does, and a key created the moment the
-/// restore answered is sealed with the adopted key (`Node::current_keys`).
+/// ciphertext decrypts at once, it rotates as any key does, a key created the moment the
+/// restore answered is sealed with the adopted key (`Node::current_keys`), and a policy
+/// written before the finish is signed with it too.
 #[tokio::test]
 async fn a_key_change_between_a_restores_chunks_and_its_finish_is_refused() {
     let _g = serial().await;
@@ -431,6 +432,11 @@ async fn a_key_change_between_a_restores_chunks_and_its_finish_is_refused() {
             r.text()
         );
     }
+    // A policy written now is signed with the key the restore replaces, after the restore
+    // re-signed this cluster's own records: the finish must be refused and the records signed
+    // again, or every node would refuse its data dir once it holds the restored key.
+    let narrow = r#"{"allow":["/v1/key/list/*"]}"#;
+    ok(&b, Method::POST, "/v1/policy/write/during", narrow).await;
     let r = restore.await.unwrap().unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     // At once, before this node's unseal loop may have unwrapped the adopted key: a key made
@@ -447,6 +453,9 @@ async fn a_key_change_between_a_restores_chunks_and_its_finish_is_refused() {
     let r = ok(&b, Method::PUT, "/v1/key/rotate/kept", "").await;
     assert_eq!(r.json::<serde_json::Value>().unwrap()["version"], 3);
     b.generate(0, "made-after").await;
+    // Every metadata record verifies under the restored key: the node unseals after a restart.
+    b.restart_with(0, &[]).await;
+    ok(&b, Method::GET, "/v1/policy/read/during", "").await;
 }
 
 /// Node 1's answer to `method path body`, which must be 200.

@@ -914,6 +914,7 @@ fn a_record_made_with_the_key_from_before_a_restore_is_refused_after_it() {
     let finish = Op::RestoreFinish {
         wrapped: vec![],
         storage_version: 1,
+        metadata: None,
     };
     assert_eq!(log.op("default", finish), Outcome::Done);
     assert_eq!(log.state.cluster_meta().unwrap().unwrap().restores, 1);
