@@ -1,6 +1,7 @@
 //! Whether this node is sealed, and the unsealed keys when it is not.
 
 use super::Unsealed;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Shared seal status. Handlers take a cheap `Arc` clone of the keys per request; sealing
@@ -9,6 +10,10 @@ use std::sync::{Arc, RwLock};
 pub struct SealState {
     keys: RwLock<Option<(Arc<Unsealed>, KeySource)>>,
     reason: RwLock<String>,
+    /// Whether `keys` holds keys, for [`SealState::is_sealed`]: every request asks, on every
+    /// connection thread, and a load of a flag nobody writes costs no cache line moving between
+    /// cores, as the lock's reader count and the keys' reference count do.
+    unsealed: AtomicBool,
 }
 
 /// What a node's keys were unwrapped from: the cluster record's wrapped copies of the cluster
@@ -22,6 +27,7 @@ impl SealState {
         SealState {
             keys: RwLock::new(None),
             reason: RwLock::new("starting".into()),
+            unsealed: AtomicBool::new(false),
         }
     }
 
@@ -46,7 +52,10 @@ impl SealState {
 
     /// Installs the keys, unwrapped from `source`: the node now serves key operations.
     pub fn unseal(&self, keys: Unsealed, source: KeySource) {
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Some((Arc::new(keys), source));
+        let mut held = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        *held = Some((Arc::new(keys), source));
+        self.unsealed.store(true, Ordering::Release);
+        drop(held);
         self.reason
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -55,7 +64,10 @@ impl SealState {
 
     /// Drops the keys and records why, for `/v1/status` and logs.
     pub fn seal(&self, reason: impl Into<String>) {
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = None;
+        let mut held = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        *held = None;
+        self.unsealed.store(false, Ordering::Release);
+        drop(held);
         *self.reason.write().unwrap_or_else(|e| e.into_inner()) = reason.into();
     }
 
@@ -69,6 +81,6 @@ impl SealState {
 
     /// Whether the node is sealed.
     pub fn is_sealed(&self) -> bool {
-        self.keys().is_none()
+        !self.unsealed.load(Ordering::Acquire)
     }
 }

@@ -6,10 +6,14 @@
 //! dropped after `cache.expiry.any`, or when unused for `cache.expiry.unused`; material is
 //! zeroized on drop.
 //!
-//! Applied deletes evict just what they deleted ([`KeyCache::forget_applied`]), so a delete of
-//! one key costs every node one map removal, not a cold cache. Eviction is hygiene, not what
-//! makes a delete stick: the read path looks the key record up in the applied state before it
-//! asks the cache, and asks with that record's creation id.
+//! A cached key is served without reading its record, so eviction is what makes a change
+//! stick: every applied command that changes or removes a key record evicts it
+//! ([`KeyCache::forget_applied`], called by `apply` before openraft publishes the index, so a
+//! read that must see the change, having waited for that index, finds it evicted). A delete of
+//! one key costs every node one map removal, not a cold cache. A key opened while such a
+//! command was applied may have been opened from the record before it: every eviction moves
+//! the cache's generation on, and a key is cached only if the generation has not moved since
+//! before its record was read ([`KeyCache::insert`]).
 
 use crate::crypto::KeyVersions;
 use crate::state::{Command, KeyEntry, Op};
@@ -20,17 +24,21 @@ use std::time::{Duration, Instant};
 /// Enclave → key name → the cached incarnation.
 type Entries = HashMap<String, HashMap<String, Entry>>;
 
+/// The entries, and how many evictions there have been.
+#[derive(Default)]
+struct Cached {
+    entries: Entries,
+    generation: u64,
+}
+
 struct Entry {
-    stamp: KeyStamp,
     key: Arc<LoadedKey>,
     loaded: Instant,
     used: Instant,
 }
 
 /// Which record a key was opened from: its incarnation, its newest version and the lowest
-/// that may decrypt. A cached key serves only reads of the same record: a rotation, a
-/// retirement or a minimum version changes the stamp, so the old key is never served after
-/// one is applied, even before [`KeyCache::forget_applied`] runs.
+/// that may decrypt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyStamp {
     /// The incarnation of the name.
@@ -66,7 +74,7 @@ pub struct LoadedKey {
 
 /// Unsealed keys in memory.
 pub struct KeyCache {
-    entries: Mutex<Entries>,
+    cached: Mutex<Cached>,
     any: Duration,
     unused: Duration,
 }
@@ -81,21 +89,29 @@ impl KeyCache {
     /// A cache with the `cache.expiry` settings; a zero duration disables that rule.
     pub fn new(any: Duration, unused: Duration) -> Self {
         KeyCache {
-            entries: Mutex::new(HashMap::new()),
+            cached: Mutex::new(Cached::default()),
             any,
             unused,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
+        self.cached.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A cached key, if present, opened from the record `stamp` names, and fresh.
-    pub fn get(&self, enclave: &str, name: &str, stamp: KeyStamp) -> Option<Arc<LoadedKey>> {
-        let mut map = self.lock();
-        let names = map.get_mut(enclave)?;
-        let e = names.get_mut(name).filter(|e| e.stamp == stamp)?;
+    /// Takes an eviction's place in the generations: a key opened before it is not cached.
+    fn evicting(&self) -> std::sync::MutexGuard<'_, Cached> {
+        let mut cached = self.lock();
+        cached.generation += 1;
+        cached
+    }
+
+    /// A cached key, if present and fresh: the record it was opened from is current, as every
+    /// applied change of it evicted it.
+    pub fn get(&self, enclave: &str, name: &str) -> Option<Arc<LoadedKey>> {
+        let mut cached = self.lock();
+        let names = cached.entries.get_mut(enclave)?;
+        let e = names.get_mut(name)?;
         let now = Instant::now();
         if !self.any.is_zero() && now.duration_since(e.loaded) > self.any {
             names.remove(name);
@@ -105,41 +121,57 @@ impl KeyCache {
         Some(e.key.clone())
     }
 
-    /// Caches a freshly unsealed key, replacing any other record of the name.
-    pub fn insert(&self, enclave: &str, name: &str, key: Arc<LoadedKey>) {
-        let now = Instant::now();
-        self.lock().entry(enclave.to_owned()).or_default().insert(
-            name.to_owned(),
-            Entry {
-                stamp: key.stamp,
-                key,
-                loaded: now,
-                used: now,
-            },
-        );
+    /// The generation to pass to [`KeyCache::insert`]: read it before the key's record.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
     }
 
-    /// Drops the cached incarnation of a name (on delete).
+    /// Caches a freshly unsealed key, opened from a record read after `generation` was: if
+    /// anything was evicted since, the record may be one an applied command replaced, and
+    /// the key is not cached (it is still good for the request that opened it, which began
+    /// before that command was applied). Returns whether it was cached.
+    pub fn insert(&self, enclave: &str, name: &str, key: Arc<LoadedKey>, generation: u64) -> bool {
+        let mut cached = self.lock();
+        if cached.generation != generation {
+            return false;
+        }
+        let now = Instant::now();
+        cached
+            .entries
+            .entry(enclave.to_owned())
+            .or_default()
+            .insert(
+                name.to_owned(),
+                Entry {
+                    key,
+                    loaded: now,
+                    used: now,
+                },
+            );
+        true
+    }
+
+    /// Drops the cached incarnation of a name (on delete or any other change of its record).
     pub fn remove_name(&self, enclave: &str, name: &str) {
-        let mut map = self.lock();
-        if let Some(names) = map.get_mut(enclave) {
+        let mut cached = self.evicting();
+        if let Some(names) = cached.entries.get_mut(enclave) {
             names.remove(name);
             if names.is_empty() {
-                map.remove(enclave);
+                cached.entries.remove(enclave);
             }
         }
     }
 
     /// Drops every key of an enclave (on enclave delete).
     pub fn remove_enclave(&self, enclave: &str) {
-        self.lock().remove(enclave);
+        self.evicting().entries.remove(enclave);
     }
 
     /// Forgets what an applied command took away or changed: one key for a key delete,
-    /// rotation, retirement or minimum version, an enclave's keys for an enclave delete, and
-    /// everything after a snapshot install (`None`), which may have replaced any record. Other
-    /// commands never change a key's versions under the same stamp (a rekey re-seals the same
-    /// material), so they keep the cache.
+    /// rotation, retirement or minimum version, the keys a rekey re-sealed, an enclave's keys
+    /// for an enclave delete, and everything after a snapshot install (`None`), which may have
+    /// replaced any record. No other command changes a key record's versions or minimum, so
+    /// they keep the cache. Called for every applied command, refused ones too.
     pub fn forget_applied(&self, applied: Option<&Command>) {
         let Some(cmd) = applied else {
             self.clear();
@@ -151,7 +183,16 @@ impl KeyCache {
             | Op::RetireKeyVersions { name, .. }
             | Op::SetKeyMinVersion { name, .. }
             | Op::SealKeyMinVersion { name, .. } => self.remove_name(&cmd.enclave, name),
+            // Same material, re-sealed; evicted all the same, so that no cached key ever
+            // outlives a write of its record.
+            Op::Reseal { items } => {
+                for (enclave, name, _, _) in items {
+                    self.remove_name(enclave, name);
+                }
+            }
             Op::DeleteEnclave { name, .. } => self.remove_enclave(name),
+            // `apply`'s hook sees a batch's commands one by one; this is for any other caller.
+            Op::Batch { commands } => commands.iter().for_each(|c| self.forget_applied(Some(c))),
             // A restore writes key records wholesale.
             Op::RestoreChunk { .. } | Op::RestoreFinish { .. } => self.clear(),
             _ => {}
@@ -160,13 +201,14 @@ impl KeyCache {
 
     /// Drops everything (on seal).
     pub fn clear(&self) {
-        self.lock().clear();
+        self.evicting().entries.clear();
     }
 
     /// Evicts stale entries; run periodically.
     pub fn sweep(&self) {
         let now = Instant::now();
-        let mut map = self.lock();
+        let mut cached = self.lock();
+        let map = &mut cached.entries;
         for names in map.values_mut() {
             names.retain(|_, e| {
                 let too_old = !self.any.is_zero() && now.duration_since(e.loaded) > self.any;
@@ -197,27 +239,24 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    /// The stamp of version 1 of incarnation `creation_id`.
-    fn stamp(creation_id: u128) -> KeyStamp {
-        KeyStamp {
-            creation_id,
-            version: 1,
-            min_decrypt: 0,
-            revision: 0,
-        }
-    }
-
-    fn cached_at(cache: &KeyCache, enclave: &str, name: &str, stamp: KeyStamp) {
+    /// A key of incarnation `creation_id`, version 1.
+    fn key(creation_id: u128) -> Arc<LoadedKey> {
         let versions = KeyVersions::first(StoredKey {
             key: SecretKey::generate(Cipher::Aes256),
             created_at: None,
             created_by: String::new(),
         });
-        cache.insert(enclave, name, Arc::new(LoadedKey { versions, stamp }));
+        let stamp = KeyStamp {
+            creation_id,
+            version: 1,
+            min_decrypt: 0,
+            revision: 0,
+        };
+        Arc::new(LoadedKey { versions, stamp })
     }
 
     fn cached(cache: &KeyCache, enclave: &str, name: &str, creation_id: u128) {
-        cached_at(cache, enclave, name, stamp(creation_id));
+        assert!(cache.insert(enclave, name, key(creation_id), cache.generation()));
     }
 
     /// A cache holding (enclave, name, creation id) of `keys`, with no expiry.
@@ -241,21 +280,22 @@ mod tests {
         }
     }
 
+    fn is_cached(cache: &KeyCache, enclave: &str, name: &str) -> bool {
+        cache.get(enclave, name).is_some()
+    }
+
     #[test]
     fn an_applied_key_delete_forgets_that_key_only() {
         let cache = holding(&[("default", "a", 1), ("default", "b", 2), ("tenant", "a", 3)]);
         let delete_a = applied("default", Op::DeleteKey { name: "a".into() });
         cache.forget_applied(Some(&delete_a));
         assert!(
-            cache.get("default", "a", stamp(1)).is_none(),
+            !is_cached(&cache, "default", "a"),
             "a deleted key must never be served from the cache"
         );
+        assert!(is_cached(&cache, "default", "b"), "key b was evicted");
         assert!(
-            cache.get("default", "b", stamp(2)).is_some(),
-            "key b was evicted"
-        );
-        assert!(
-            cache.get("tenant", "a", stamp(3)).is_some(),
+            is_cached(&cache, "tenant", "a"),
             "the same name in another enclave was evicted"
         );
     }
@@ -268,49 +308,65 @@ mod tests {
             force: true,
         };
         cache.forget_applied(Some(&applied("default", force)));
-        assert!(cache.get("tenant", "a", stamp(2)).is_none());
-        assert!(cache.get("tenant", "b", stamp(3)).is_none());
-        assert!(cache.get("default", "a", stamp(1)).is_some());
+        assert!(!is_cached(&cache, "tenant", "a"));
+        assert!(!is_cached(&cache, "tenant", "b"));
+        assert!(is_cached(&cache, "default", "a"));
         cache.forget_applied(None);
-        assert!(cache.get("default", "a", stamp(1)).is_none());
+        assert!(!is_cached(&cache, "default", "a"));
     }
 
     #[test]
-    fn a_new_incarnation_is_never_served_the_old_material() {
-        let cache = holding(&[("default", "a", 1)]);
-        assert!(cache.get("default", "a", stamp(2)).is_none());
-        cached(&cache, "default", "a", 2);
-        assert!(cache.get("default", "a", stamp(1)).is_none());
-        assert!(cache.get("default", "a", stamp(2)).is_some());
-    }
-
-    #[test]
-    fn a_rotated_retired_or_restricted_record_is_never_served_from_the_old_one() {
-        let cache = holding(&[("default", "a", 1)]);
-        for changed in [
-            KeyStamp {
-                version: 2,
-                ..stamp(1)
+    fn every_change_of_a_key_record_forgets_the_key() {
+        let changes = [
+            Op::RotateKey {
+                name: "a".into(),
+                creation_id: 1,
+                from_version: 1,
+                revision: 0,
+                sealed: Vec::new(),
             },
-            KeyStamp {
-                min_decrypt: 2,
-                ..stamp(1)
+            Op::Reseal {
+                items: vec![("default".into(), "a".into(), 1, Default::default())],
             },
-            KeyStamp {
-                revision: 1,
-                ..stamp(1)
+            Op::Batch {
+                commands: vec![applied("default", Op::DeleteKey { name: "a".into() })],
             },
-        ] {
-            assert!(cache.get("default", "a", changed).is_none(), "{changed:?}");
+            Op::RestoreChunk {
+                tree: "keys".into(),
+                items: Vec::new(),
+            },
+        ];
+        for change in changes {
+            let cache = holding(&[("default", "a", 1)]);
+            cache.forget_applied(Some(&applied("default", change.clone())));
+            assert!(!is_cached(&cache, "default", "a"), "{change:?}");
         }
-        let rotate = Op::RotateKey {
-            name: "a".into(),
-            creation_id: 1,
-            from_version: 1,
-            revision: 0,
-            sealed: Vec::new(),
-        };
-        cache.forget_applied(Some(&applied("default", rotate)));
-        assert!(cache.get("default", "a", stamp(1)).is_none());
+        let cache = holding(&[("default", "a", 1)]);
+        let unrelated = Op::DeletePolicy { name: "p".into() };
+        cache.forget_applied(Some(&applied("default", unrelated)));
+        assert!(
+            is_cached(&cache, "default", "a"),
+            "a policy delete evicted a key"
+        );
+    }
+
+    /// The race the generation closes: a read opens a key from its record, a delete (or any
+    /// change) of that record is applied and evicts nothing, and only then would the read
+    /// cache what it opened.
+    #[test]
+    fn a_key_opened_before_a_change_was_applied_is_not_cached_after_it() {
+        let cache = holding(&[]);
+        let before = cache.generation();
+        let delete = applied("default", Op::DeleteKey { name: "a".into() });
+        cache.forget_applied(Some(&delete));
+        assert!(!cache.insert("default", "a", key(1), before));
+        assert!(!is_cached(&cache, "default", "a"));
+        // A change of any other key counts too: the generation is one for the whole cache.
+        let before = cache.generation();
+        cache.remove_name("default", "b");
+        assert!(!cache.insert("default", "a", key(1), before));
+        let now = cache.generation();
+        assert!(cache.insert("default", "a", key(1), now));
+        assert!(is_cached(&cache, "default", "a"));
     }
 }

@@ -75,15 +75,15 @@ impl Node {
         if self.seal.is_sealed() {
             return Err(ApiError::sealed());
         }
-        let entry = self.key_entry(enclave, name)?;
-        let stamp = KeyStamp::of(&entry);
-        if let Some(k) = self.cache.get(enclave, name, stamp) {
+        // No read of the key's record on a hit: every applied change of it evicted it.
+        if let Some(k) = self.cache.get(enclave, name) {
             return Ok(k);
         }
+        let generation = self.cache.generation();
         let (entry, _, versions) = self.open_current(enclave, name).await?;
         let stamp = KeyStamp::of(&entry);
         let key = Arc::new(LoadedKey { versions, stamp });
-        self.cache.insert(enclave, name, key.clone());
+        self.cache.insert(enclave, name, key.clone(), generation);
         Ok(key)
     }
 
