@@ -97,8 +97,18 @@ async fn recover(args: RecoverArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Returns the free pages of glibc's arenas to the OS (see `state::set_heap_trimmer`).
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim takes no pointers; it walks glibc's own arenas under their locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn main() {
     let args = Args::parse();
+    kes_node::state::set_heap_trimmer(trim_heap);
     let events = EventBus::new();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
