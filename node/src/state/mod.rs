@@ -29,7 +29,6 @@ pub use model::{
     Signed, SignedMembership, unix_nanos_now,
 };
 pub use query::{ListPage, MetadataRecord};
-pub use reclaim::set_heap_trimmer;
 pub use snapshot::{DumpSource, DumpTree};
 pub use store::{META_MEMBERSHIP, RAFT_LOG_DIR, State, StateError, encode_record, scoped_key};
 
