@@ -30,7 +30,9 @@ pub use sent_commit::SentCommit;
 pub use shared_index::SharedIndex;
 pub use snapshot_body::SnapshotBody;
 pub use snapshot_file::open_dump;
-pub use state_machine::{AppliedHook, RecoverError, StateMachine, recover_snapshot_install};
+pub use state_machine::{
+    AppliedHook, ApplyPhase, RecoverError, StateMachine, recover_snapshot_install,
+};
 
 use crate::state::{Command, Outcome};
 use serde::{Deserialize, Serialize};

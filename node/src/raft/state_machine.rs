@@ -20,9 +20,20 @@ use std::sync::Arc;
 const APPLIED: &[u8] = b"raft_applied";
 const MEMBERSHIP: &[u8] = b"raft_membership";
 
-/// Called after each applied command (for cache hygiene) and after a snapshot install (`None`).
-/// It gets the whole command, so a hook can tell which enclave an operation was in.
-pub type AppliedHook = Arc<dyn Fn(Option<&Command>) + Send + Sync>;
+/// Called for each command just before `apply` writes it and again once it has, and around a
+/// snapshot install (`None`), before openraft publishes the index: the key cache evicts what
+/// the command changes at both points (`server/key_cache.rs`). It gets the whole command, so a
+/// hook can tell which enclave an operation was in.
+pub type AppliedHook = Arc<dyn Fn(Option<&Command>, ApplyPhase) + Send + Sync>;
+
+/// Where `apply` is when it calls the [`AppliedHook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyPhase {
+    /// The command is about to be written to the store.
+    About,
+    /// The command is written (or refused); the index is not published yet.
+    Done,
+}
 
 type Membership = StoredMembership<NodeId, NodeInfo>;
 type Meta = SnapshotMeta<NodeId, NodeInfo>;
@@ -284,19 +295,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     op: Op::Batch { commands },
                     ..
                 }) => {
+                    commands
+                        .iter()
+                        .for_each(|cmd| (self.hook)(Some(cmd), ApplyPhase::About));
                     let batch = self
                         .state
                         .apply_batch(index, &commands, &marks)
                         .map_err(sm_write)?;
-                    commands.iter().for_each(|cmd| (self.hook)(Some(cmd)));
+                    commands
+                        .iter()
+                        .for_each(|cmd| (self.hook)(Some(cmd), ApplyPhase::Done));
                     ApplyResponse {
                         batch,
                         ..ApplyResponse::done()
                     }
                 }
                 EntryPayload::Normal(cmd) => {
+                    (self.hook)(Some(&cmd), ApplyPhase::About);
                     let outcome = self.state.apply(index, &cmd, &marks).map_err(sm_write)?;
-                    (self.hook)(Some(&cmd));
+                    (self.hook)(Some(&cmd), ApplyPhase::Done);
                     ApplyResponse {
                         outcome,
                         batch: Vec::new(),
@@ -351,10 +368,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(snap_err)?
         .map_err(snap_err)?;
+        (self.hook)(None, ApplyPhase::About);
         install_into(&self.state, meta, &received)
             .await
             .map_err(snap_err)?;
-        (self.hook)(None);
+        (self.hook)(None, ApplyPhase::Done);
         Ok(())
     }
 

@@ -70,7 +70,7 @@ fn machine(dir: &Path) -> (State, StateMachine) {
     let sm = StateMachine::new(
         state.clone(),
         dir.join("snapshot.bin"),
-        Arc::new(|_| {}),
+        Arc::new(|_, _| {}),
         seconds,
     );
     (state, sm)

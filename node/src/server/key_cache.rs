@@ -7,13 +7,16 @@
 //! zeroized on drop.
 //!
 //! A cached key is served without reading its record, so eviction is what makes a change
-//! stick: every applied command that changes or removes a key record evicts it
-//! ([`KeyCache::forget_applied`], called by `apply` before openraft publishes the index, so a
-//! read that must see the change, having waited for that index, finds it evicted). A delete of
-//! one key costs every node one map removal, not a cold cache. A key opened while such a
-//! command was applied may have been opened from the record before it: every eviction moves
-//! the cache's generation on, and a key is cached only if the generation has not moved since
-//! before its record was read ([`KeyCache::insert`]).
+//! stick. `apply` evicts what a command will change or remove before it writes the store
+//! ([`KeyCache::hold_for`]), caches nothing more until it has written it, and evicts again
+//! then ([`KeyCache::forget_applied`]), before openraft publishes the index: a read that
+//! must see the change, having waited for that index, finds the key evicted, and so does a
+//! request that saw the change in the store (a describe answering 404, say) and then asks
+//! for the key. A delete of one key costs every node two map removals, not a cold cache. A key
+//! opened while such a command was applied may have been opened from the record before it:
+//! every eviction moves the cache's generation on, and a key is cached only if the generation
+//! has not moved since before its record was read, and no change is being applied
+//! ([`KeyCache::insert`]).
 
 use crate::crypto::KeyVersions;
 use crate::state::{Command, KeyEntry, Op};
@@ -24,11 +27,15 @@ use std::time::{Duration, Instant};
 /// Enclave → key name → the cached incarnation.
 type Entries = HashMap<String, HashMap<String, Entry>>;
 
-/// The entries, and how many evictions there have been.
+/// The entries, how many evictions there have been, and how many changes are being applied.
 #[derive(Default)]
 struct Cached {
     entries: Entries,
     generation: u64,
+    /// Commands held for ([`KeyCache::hold_for`]) and not yet applied: nothing is cached
+    /// meanwhile. An apply that fails leaves it above zero, and the node caches nothing more
+    /// (openraft stops the node's Raft on a storage error anyway).
+    held: u64,
 }
 
 struct Entry {
@@ -113,7 +120,9 @@ impl KeyCache {
         let names = cached.entries.get_mut(enclave)?;
         let e = names.get_mut(name)?;
         let now = Instant::now();
-        if !self.any.is_zero() && now.duration_since(e.loaded) > self.any {
+        let too_old = !self.any.is_zero() && now.duration_since(e.loaded) > self.any;
+        let idle = !self.unused.is_zero() && now.duration_since(e.used) > self.unused;
+        if too_old || idle {
             names.remove(name);
             return None;
         }
@@ -127,12 +136,13 @@ impl KeyCache {
     }
 
     /// Caches a freshly unsealed key, opened from a record read after `generation` was: if
-    /// anything was evicted since, the record may be one an applied command replaced, and
-    /// the key is not cached (it is still good for the request that opened it, which began
-    /// before that command was applied). Returns whether it was cached.
+    /// anything was evicted since, or a change is being applied, the record may be one an
+    /// applied command replaces, and the key is not cached (it is still good for the request
+    /// that opened it, which began before that command was applied). Returns whether it was
+    /// cached.
     pub fn insert(&self, enclave: &str, name: &str, key: Arc<LoadedKey>, generation: u64) -> bool {
         let mut cached = self.lock();
-        if cached.generation != generation {
+        if cached.held > 0 || cached.generation != generation {
             return false;
         }
         let now = Instant::now();
@@ -153,13 +163,7 @@ impl KeyCache {
 
     /// Drops the cached incarnation of a name (on delete or any other change of its record).
     pub fn remove_name(&self, enclave: &str, name: &str) {
-        let mut cached = self.evicting();
-        if let Some(names) = cached.entries.get_mut(enclave) {
-            names.remove(name);
-            if names.is_empty() {
-                cached.entries.remove(enclave);
-            }
-        }
+        remove_name_in(&mut self.evicting().entries, enclave, name);
     }
 
     /// Drops every key of an enclave (on enclave delete).
@@ -167,35 +171,24 @@ impl KeyCache {
         self.evicting().entries.remove(enclave);
     }
 
-    /// Forgets what an applied command took away or changed: one key for a key delete,
-    /// rotation, retirement or minimum version, the keys a rekey re-sealed, an enclave's keys
-    /// for an enclave delete, and everything after a snapshot install (`None`), which may have
-    /// replaced any record. No other command changes a key record's versions or minimum, so
-    /// they keep the cache. Called for every applied command, refused ones too.
+    /// Called by `apply` just before it writes `applying` to the store (`None`: a snapshot
+    /// install): evicts what the command will change, and caches nothing until
+    /// [`KeyCache::forget_applied`] for the same command.
+    pub fn hold_for(&self, applying: Option<&Command>) {
+        let mut cached = self.lock();
+        if evict_for(&mut cached.entries, applying) {
+            cached.generation += 1;
+            cached.held += 1;
+        }
+    }
+
+    /// Called by `apply` once it has written `applied` (refused commands too): evicts again
+    /// what it changed, and ends what [`KeyCache::hold_for`] began.
     pub fn forget_applied(&self, applied: Option<&Command>) {
-        let Some(cmd) = applied else {
-            self.clear();
-            return;
-        };
-        match &cmd.op {
-            Op::DeleteKey { name }
-            | Op::RotateKey { name, .. }
-            | Op::RetireKeyVersions { name, .. }
-            | Op::SetKeyMinVersion { name, .. }
-            | Op::SealKeyMinVersion { name, .. } => self.remove_name(&cmd.enclave, name),
-            // Same material, re-sealed; evicted all the same, so that no cached key ever
-            // outlives a write of its record.
-            Op::Reseal { items } => {
-                for (enclave, name, _, _) in items {
-                    self.remove_name(enclave, name);
-                }
-            }
-            Op::DeleteEnclave { name, .. } => self.remove_enclave(name),
-            // `apply`'s hook sees a batch's commands one by one; this is for any other caller.
-            Op::Batch { commands } => commands.iter().for_each(|c| self.forget_applied(Some(c))),
-            // A restore writes key records wholesale.
-            Op::RestoreChunk { .. } | Op::RestoreFinish { .. } => self.clear(),
-            _ => {}
+        let mut cached = self.lock();
+        if evict_for(&mut cached.entries, applied) {
+            cached.generation += 1;
+            cached.held = cached.held.saturating_sub(1);
         }
     }
 
@@ -228,6 +221,53 @@ impl KeyCache {
             .min()
             .unwrap_or(Duration::from_secs(60))
             .max(Duration::from_millis(500))
+    }
+}
+
+/// Removes from `entries` what `applied` changes or removes, and says whether it changes any
+/// key record's versions or minimum: one key for a key delete, rotation, retirement or
+/// minimum version, the keys a rekey re-sealed (the same material: evicted all the same, so no
+/// cached key outlives a write of its record), an enclave's keys for an enclave delete, and
+/// everything for a restore or a snapshot install (`None`). A rotation period changes neither.
+fn evict_for(entries: &mut Entries, applied: Option<&Command>) -> bool {
+    let Some(cmd) = applied else {
+        entries.clear();
+        return true;
+    };
+    match &cmd.op {
+        Op::DeleteKey { name }
+        | Op::RotateKey { name, .. }
+        | Op::RetireKeyVersions { name, .. }
+        | Op::SetKeyMinVersion { name, .. }
+        | Op::SealKeyMinVersion { name, .. } => remove_name_in(entries, &cmd.enclave, name),
+        Op::Reseal { items } => {
+            for (enclave, name, _, _) in items {
+                remove_name_in(entries, enclave, name);
+            }
+        }
+        Op::DeleteEnclave { name, .. } => {
+            entries.remove(name);
+        }
+        // `apply` holds and forgets a batch's commands one by one; this is for any other caller.
+        Op::Batch { commands } => {
+            let mut changes = false;
+            for c in commands {
+                changes |= evict_for(entries, Some(c));
+            }
+            return changes;
+        }
+        Op::RestoreChunk { .. } | Op::RestoreFinish { .. } => entries.clear(),
+        _ => return false,
+    }
+    true
+}
+
+fn remove_name_in(entries: &mut Entries, enclave: &str, name: &str) {
+    if let Some(names) = entries.get_mut(enclave) {
+        names.remove(name);
+        if names.is_empty() {
+            entries.remove(enclave);
+        }
     }
 }
 
@@ -368,5 +408,38 @@ mod tests {
         let now = cache.generation();
         assert!(cache.insert("default", "a", key(1), now));
         assert!(is_cached(&cache, "default", "a"));
+    }
+
+    /// Between `apply`'s write of a change and its hook, the store already shows the change:
+    /// a key cached in that window, or before it, would be served against what the store says.
+    #[test]
+    fn while_a_change_is_applied_its_key_is_evicted_and_nothing_is_cached() {
+        let cache = holding(&[("default", "a", 1), ("default", "b", 2)]);
+        let delete_a = applied("default", Op::DeleteKey { name: "a".into() });
+        cache.hold_for(Some(&delete_a));
+        assert!(
+            !is_cached(&cache, "default", "a"),
+            "evicted before the write"
+        );
+        assert!(is_cached(&cache, "default", "b"));
+        // Opened from the record before the delete was written, and offered after the hold:
+        let during = cache.generation();
+        assert!(!cache.insert("default", "a", key(1), during));
+        assert!(!cache.insert("default", "c", key(3), during));
+        cache.forget_applied(Some(&delete_a));
+        assert!(!is_cached(&cache, "default", "a"));
+        let after = cache.generation();
+        assert!(cache.insert("default", "c", key(3), after));
+        // A command that changes no key record holds nothing.
+        let unrelated = applied("default", Op::DeletePolicy { name: "p".into() });
+        cache.hold_for(Some(&unrelated));
+        assert!(cache.insert("default", "d", key(4), cache.generation()));
+        cache.forget_applied(Some(&unrelated));
+        // A snapshot install holds everything.
+        cache.hold_for(None);
+        assert!(!is_cached(&cache, "default", "b"));
+        assert!(!cache.insert("default", "b", key(2), cache.generation()));
+        cache.forget_applied(None);
+        assert!(cache.insert("default", "b", key(2), cache.generation()));
     }
 }

@@ -191,9 +191,12 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     let rotation_schedule = Arc::new(super::RotationSchedule::default());
     let (hook_cache, hook_schedule, hook_state) =
         (cache.clone(), rotation_schedule.clone(), state.clone());
-    let hook: crate::raft::AppliedHook = Arc::new(move |applied| {
-        hook_cache.forget_applied(applied);
-        hook_schedule.follow(&hook_state, applied);
+    let hook: crate::raft::AppliedHook = Arc::new(move |applied, phase| match phase {
+        crate::raft::ApplyPhase::About => hook_cache.hold_for(applied),
+        crate::raft::ApplyPhase::Done => {
+            hook_cache.forget_applied(applied);
+            hook_schedule.follow(&hook_state, applied);
+        }
     });
     // Off the start path: a million keys take a second or two to read.
     rotation_schedule.rebuild_in_background(&state);
