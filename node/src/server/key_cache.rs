@@ -1,10 +1,9 @@
 //! The unsealed-key cache of the read path.
 //!
-//! One entry per (enclave, name), holding the creation id of the incarnation it was opened
-//! from: a lookup with any other creation id misses, so a deleted and re-created name can never
-//! be served the old material, and caching the new incarnation drops the old one. Entries are
-//! dropped after `cache.expiry.any`, or when unused for `cache.expiry.unused`; material is
-//! zeroized on drop.
+//! One entry per (enclave, name), holding the key and the record it was opened from (its stamp:
+//! creation id, versions, minimum). A deleted and re-created name is never served the old
+//! material, because the delete evicted it. Entries are dropped after `cache.expiry.any`, or
+//! when unused for `cache.expiry.unused`; material is zeroized on drop.
 //!
 //! A cached key is served without reading its record, so eviction is what makes a change
 //! stick. `apply` evicts what a command will change or remove before it writes the store
