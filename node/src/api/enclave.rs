@@ -81,19 +81,7 @@ pub(super) async fn delete(node: Arc<Node>, req: Req) -> Answer {
     names::enclave_name(&req.resource)?;
     super::dispatch::require_admin(&node, &req)?;
     let force = matches!(req.query("force"), Some("true") | Some("1") | Some(""));
+    // Every node's apply evicts the enclave's keys from its cache (`KeyCache::hold_for`).
     let name = req.resource.clone();
-    let resp = commit(
-        &node,
-        &req,
-        Op::DeleteEnclave {
-            name: name.clone(),
-            force,
-        },
-        empty(),
-    )
-    .await;
-    if resp.is_ok() {
-        node.cache.remove_enclave(&name);
-    }
-    resp
+    commit(&node, &req, Op::DeleteEnclave { name, force }, empty()).await
 }

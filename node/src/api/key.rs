@@ -189,10 +189,9 @@ pub(super) async fn list(node: Arc<Node>, req: Req) -> Answer {
 /// `DELETE /v1/key/delete/<name>`
 pub(super) async fn delete(node: Arc<Node>, req: Req) -> Answer {
     names::key_name(&req.resource)?;
+    // Every node's apply evicts the key from its cache (`KeyCache::hold_for`).
     let name = req.resource.clone();
-    let resp = commit(&node, &req, Op::DeleteKey { name: name.clone() }, empty()).await;
-    node.cache.remove_name(&req.enclave, &name);
-    resp
+    commit(&node, &req, Op::DeleteKey { name }, empty()).await
 }
 
 /// Plaintexts and messages in base64: wiped when dropped, and no `Debug`.
@@ -260,7 +259,7 @@ pub(super) fn open_any_version(
     context: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
     key.versions
-        .decrypt(ciphertext, context, key.stamp.min_decrypt)
+        .decrypt(ciphertext, context, key.min_decrypt)
         .map(|(plaintext, _)| plaintext)
         .map_err(not_authentic)
 }

@@ -1,8 +1,8 @@
 //! The unsealed-key cache of the read path.
 //!
-//! One entry per (enclave, name), holding the key and the record it was opened from (its stamp:
-//! creation id, versions, minimum). A deleted and re-created name is never served the old
-//! material, because the delete evicted it. Entries are dropped after `cache.expiry.any`, or
+//! One entry per (enclave, name), holding the key as its record was when it was opened. A
+//! deleted and re-created name is never served the old material, because the delete evicted
+//! it. Entries are dropped after `cache.expiry.any`, or
 //! when unused for `cache.expiry.unused`; material is zeroized on drop.
 //!
 //! A cached key is served without reading its record, so eviction is what makes a change
@@ -18,7 +18,7 @@
 //! ([`KeyCache::insert`]).
 
 use crate::crypto::KeyVersions;
-use crate::state::{Command, KeyEntry, Op};
+use crate::state::{Command, Op};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,39 +43,13 @@ struct Entry {
     used: Instant,
 }
 
-/// Which record a key was opened from: its incarnation, its newest version and the lowest
-/// that may decrypt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyStamp {
-    /// The incarnation of the name.
-    pub creation_id: u128,
-    /// The newest version.
-    pub version: u32,
-    /// Versions below it refuse to decrypt.
-    pub min_decrypt: u32,
-    /// The record's revision: a retirement keeps the newest version but not the revision.
-    pub revision: u64,
-}
-
-impl KeyStamp {
-    /// The stamp of the record `entry`.
-    pub fn of(entry: &KeyEntry) -> KeyStamp {
-        KeyStamp {
-            creation_id: entry.creation_id,
-            version: entry.version,
-            min_decrypt: entry.min_decrypt,
-            revision: entry.revision,
-        }
-    }
-}
-
-/// A key opened for crypto: its retained versions, and the record they came from.
+/// A key opened for crypto: its retained versions, and the lowest that may decrypt.
 #[derive(Debug)]
 pub struct LoadedKey {
     /// The retained versions.
     pub versions: KeyVersions,
-    /// The record's stamp (its `min_decrypt` bounds decryption).
-    pub stamp: KeyStamp,
+    /// Versions below it refuse to decrypt (the record's `min_decrypt`).
+    pub min_decrypt: u32,
 }
 
 /// Unsealed keys in memory.
@@ -103,13 +77,6 @@ impl KeyCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
         self.cached.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Takes an eviction's place in the generations: a key opened before it is not cached.
-    fn evicting(&self) -> std::sync::MutexGuard<'_, Cached> {
-        let mut cached = self.lock();
-        cached.generation += 1;
-        cached
     }
 
     /// A cached key, if present and fresh: the record it was opened from is current, as every
@@ -160,16 +127,6 @@ impl KeyCache {
         true
     }
 
-    /// Drops the cached incarnation of a name (on delete or any other change of its record).
-    pub fn remove_name(&self, enclave: &str, name: &str) {
-        remove_name_in(&mut self.evicting().entries, enclave, name);
-    }
-
-    /// Drops every key of an enclave (on enclave delete).
-    pub fn remove_enclave(&self, enclave: &str) {
-        self.evicting().entries.remove(enclave);
-    }
-
     /// Called by `apply` just before it writes `applying` to the store (`None`: a snapshot
     /// install): evicts what the command will change, and caches nothing until
     /// [`KeyCache::forget_applied`] for the same command.
@@ -191,9 +148,11 @@ impl KeyCache {
         }
     }
 
-    /// Drops everything (on seal).
+    /// Drops everything (on seal and unseal); a key being opened meanwhile is not cached.
     pub fn clear(&self) {
-        self.evicting().entries.clear();
+        let mut cached = self.lock();
+        cached.generation += 1;
+        cached.entries.clear();
     }
 
     /// Evicts stale entries; run periodically.
@@ -272,37 +231,30 @@ fn remove_name_in(entries: &mut Entries, enclave: &str, name: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{KeyCache, KeyStamp, LoadedKey};
+    use super::{KeyCache, LoadedKey};
     use crate::crypto::{Cipher, KeyVersions, SecretKey, StoredKey};
     use crate::state::{Command, Op};
     use std::sync::Arc;
     use std::time::Duration;
 
-    /// A key of incarnation `creation_id`, version 1.
-    fn key(creation_id: u128) -> Arc<LoadedKey> {
+    /// A fresh key at version 1.
+    fn key() -> Arc<LoadedKey> {
         let versions = KeyVersions::first(StoredKey {
             key: SecretKey::generate(Cipher::Aes256),
             created_at: None,
             created_by: String::new(),
         });
-        let stamp = KeyStamp {
-            creation_id,
-            version: 1,
+        Arc::new(LoadedKey {
+            versions,
             min_decrypt: 0,
-            revision: 0,
-        };
-        Arc::new(LoadedKey { versions, stamp })
+        })
     }
 
-    fn cached(cache: &KeyCache, enclave: &str, name: &str, creation_id: u128) {
-        assert!(cache.insert(enclave, name, key(creation_id), cache.generation()));
-    }
-
-    /// A cache holding (enclave, name, creation id) of `keys`, with no expiry.
-    fn holding(keys: &[(&str, &str, u128)]) -> KeyCache {
+    /// A cache holding the (enclave, name) keys of `keys`, with no expiry.
+    fn holding(keys: &[(&str, &str)]) -> KeyCache {
         let cache = KeyCache::new(Duration::ZERO, Duration::ZERO);
-        for (enclave, name, creation_id) in keys {
-            cached(&cache, enclave, name, *creation_id);
+        for (enclave, name) in keys {
+            assert!(cache.insert(enclave, name, key(), cache.generation()));
         }
         cache
     }
@@ -325,7 +277,7 @@ mod tests {
 
     #[test]
     fn an_applied_key_delete_forgets_that_key_only() {
-        let cache = holding(&[("default", "a", 1), ("default", "b", 2), ("tenant", "a", 3)]);
+        let cache = holding(&[("default", "a"), ("default", "b"), ("tenant", "a")]);
         let delete_a = applied("default", Op::DeleteKey { name: "a".into() });
         cache.forget_applied(Some(&delete_a));
         assert!(
@@ -341,7 +293,7 @@ mod tests {
 
     #[test]
     fn enclave_delete_and_snapshot_install_forget_more() {
-        let cache = holding(&[("default", "a", 1), ("tenant", "a", 2), ("tenant", "b", 3)]);
+        let cache = holding(&[("default", "a"), ("tenant", "a"), ("tenant", "b")]);
         let force = Op::DeleteEnclave {
             name: "tenant".into(),
             force: true,
@@ -376,11 +328,11 @@ mod tests {
             },
         ];
         for change in changes {
-            let cache = holding(&[("default", "a", 1)]);
+            let cache = holding(&[("default", "a")]);
             cache.forget_applied(Some(&applied("default", change.clone())));
             assert!(!is_cached(&cache, "default", "a"), "{change:?}");
         }
-        let cache = holding(&[("default", "a", 1)]);
+        let cache = holding(&[("default", "a")]);
         let unrelated = Op::DeletePolicy { name: "p".into() };
         cache.forget_applied(Some(&applied("default", unrelated)));
         assert!(
@@ -398,14 +350,15 @@ mod tests {
         let before = cache.generation();
         let delete = applied("default", Op::DeleteKey { name: "a".into() });
         cache.forget_applied(Some(&delete));
-        assert!(!cache.insert("default", "a", key(1), before));
+        assert!(!cache.insert("default", "a", key(), before));
         assert!(!is_cached(&cache, "default", "a"));
         // A change of any other key counts too: the generation is one for the whole cache.
         let before = cache.generation();
-        cache.remove_name("default", "b");
-        assert!(!cache.insert("default", "a", key(1), before));
+        let delete_b = applied("default", Op::DeleteKey { name: "b".into() });
+        cache.forget_applied(Some(&delete_b));
+        assert!(!cache.insert("default", "a", key(), before));
         let now = cache.generation();
-        assert!(cache.insert("default", "a", key(1), now));
+        assert!(cache.insert("default", "a", key(), now));
         assert!(is_cached(&cache, "default", "a"));
     }
 
@@ -413,7 +366,7 @@ mod tests {
     /// a key cached in that window, or before it, would be served against what the store says.
     #[test]
     fn while_a_change_is_applied_its_key_is_evicted_and_nothing_is_cached() {
-        let cache = holding(&[("default", "a", 1), ("default", "b", 2)]);
+        let cache = holding(&[("default", "a"), ("default", "b")]);
         let delete_a = applied("default", Op::DeleteKey { name: "a".into() });
         cache.hold_for(Some(&delete_a));
         assert!(
@@ -423,22 +376,22 @@ mod tests {
         assert!(is_cached(&cache, "default", "b"));
         // Opened from the record before the delete was written, and offered after the hold:
         let during = cache.generation();
-        assert!(!cache.insert("default", "a", key(1), during));
-        assert!(!cache.insert("default", "c", key(3), during));
+        assert!(!cache.insert("default", "a", key(), during));
+        assert!(!cache.insert("default", "c", key(), during));
         cache.forget_applied(Some(&delete_a));
         assert!(!is_cached(&cache, "default", "a"));
         let after = cache.generation();
-        assert!(cache.insert("default", "c", key(3), after));
+        assert!(cache.insert("default", "c", key(), after));
         // A command that changes no key record holds nothing.
         let unrelated = applied("default", Op::DeletePolicy { name: "p".into() });
         cache.hold_for(Some(&unrelated));
-        assert!(cache.insert("default", "d", key(4), cache.generation()));
+        assert!(cache.insert("default", "d", key(), cache.generation()));
         cache.forget_applied(Some(&unrelated));
         // A snapshot install holds everything.
         cache.hold_for(None);
         assert!(!is_cached(&cache, "default", "b"));
-        assert!(!cache.insert("default", "b", key(2), cache.generation()));
+        assert!(!cache.insert("default", "b", key(), cache.generation()));
         cache.forget_applied(None);
-        assert!(cache.insert("default", "b", key(2), cache.generation()));
+        assert!(cache.insert("default", "b", key(), cache.generation()));
     }
 }

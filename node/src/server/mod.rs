@@ -16,7 +16,7 @@ mod slots;
 mod startup;
 mod unseal;
 
-pub use key_cache::{KeyCache, KeyStamp, LoadedKey};
+pub use key_cache::{KeyCache, LoadedKey};
 pub use key_change_locks::KeyChangeLocks;
 pub use listener::serve;
 pub use node::{CurrentKeys, Node};

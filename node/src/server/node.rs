@@ -1,7 +1,7 @@
 //! The shared context of a running node, handed to every request.
 
 use super::KeyCache;
-use super::key_cache::{KeyStamp, LoadedKey};
+use super::key_cache::LoadedKey;
 use crate::api::ApiError;
 use crate::api::Route;
 use crate::cluster::Cluster;
@@ -81,8 +81,10 @@ impl Node {
         }
         let generation = self.cache.generation();
         let (entry, _, versions) = self.open_current(enclave, name).await?;
-        let stamp = KeyStamp::of(&entry);
-        let key = Arc::new(LoadedKey { versions, stamp });
+        let key = Arc::new(LoadedKey {
+            versions,
+            min_decrypt: entry.min_decrypt,
+        });
         self.cache.insert(enclave, name, key.clone(), generation);
         Ok(key)
     }
