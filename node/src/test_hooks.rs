@@ -11,6 +11,8 @@
 //!   that directory: what the disk would hold if the power failed before the next sync.
 //! - `KES_TEST_SLOW_APPLY_MS`: this node's state machine waits that many milliseconds before
 //!   applying each batch of committed entries, so it lags behind its commit index.
+//! - `KES_TEST_SLOW_LOG_SYNC_MS`: this node's Raft log syncer waits that many milliseconds
+//!   before each fdatasync, so its appends are acknowledged late (a slow disk).
 //! - `KES_TEST_LATE_APPLY_REPORT_MS`: this node's state machine tells openraft that many
 //!   milliseconds late that it has applied a batch (its store already holds the batch).
 //! - `KES_TEST_RESTORE_PAUSE_MS`: a restore through this node waits that many milliseconds
@@ -43,6 +45,17 @@ pub(crate) async fn slow_unseal() {
 /// Applies `KES_TEST_SLOW_APPLY_MS`, before each batch of entries is applied.
 pub(crate) async fn slow_apply() {
     wait_for("KES_TEST_SLOW_APPLY_MS").await;
+}
+
+/// Applies `KES_TEST_SLOW_LOG_SYNC_MS`, on the Raft log syncer's thread before each sync.
+pub(crate) fn slow_log_sync() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("KES_TEST_SLOW_LOG_SYNC_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// Applies `KES_TEST_RESTORE_PAUSE_MS`, before a restore commits its finish.

@@ -4,10 +4,16 @@
 //! openraft 0.9 appends each `client_write` on its own, and the leader flushes and fdatasyncs
 //! the log before it replicates an entry (so that a leader restored in its own term holds
 //! every entry it ever sent, see `lease.rs`). One entry per write therefore costs one fsync on
-//! the leader and one on each follower. Here the leader keeps at most
-//! [`PROPOSALS_IN_FLIGHT`] entry in flight, and writes that arrive meanwhile queue: the next
-//! entry carries all of them, up to [`MAX_ENTRY_BYTES`]. A lone write goes in at once, as
-//! itself, so a single client waits no longer than without batching.
+//! the leader and one on each follower. Here the leader keeps one entry at a time in
+//! replication, and writes that arrive meanwhile queue: the next entry carries all of them, up
+//! to [`MAX_ENTRY_BYTES`]. A lone write goes in at once, as itself, so a single client waits no
+//! longer than without batching.
+//!
+//! The next entry is proposed once the one before is committed, when its apply begins (the
+//! state machine says so through [`GroupCommit::committed`]), not once it is applied and
+//! answered: the leader's apply of one batch then runs beside the next one's log appends and
+//! replication, which otherwise left a core idle for the length of the apply. At most two
+//! proposals are unanswered: the next waits for the one before the last to be answered.
 //!
 //! Forwarded writes from followers join the same queue. Each command of a batch keeps its own
 //! request id, authorisation and outcome (`State::apply_batch`).
@@ -19,29 +25,34 @@ use openraft::error::{ClientWriteError, RaftError};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::oneshot;
-
-/// Entries of the group commit that may be in flight at once. One gives the largest batches,
-/// and the most writes per second: with 64 clients creating keys on a 3-node cluster on 2
-/// cores, 0.74x of etcd's puts with one in flight, 0.67x with two, 0.34x before group commit
-/// (`checks/write-perf`). The cores, not the disk, are the limit, and every entry costs CPU
-/// on every node.
-const PROPOSALS_IN_FLIGHT: usize = 1;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
 
 /// What a batch wrapper adds to the encoded size of the commands it holds (its own fields
 /// and the array header); generous, so a batch never passes [`MAX_ENTRY_BYTES`].
 const BATCH_OVERHEAD: usize = 1024;
 
-/// The writes waiting for the next proposal, and how many proposals are in flight.
-#[derive(Debug, Default)]
+/// The writes waiting for the next proposal, and the proposals waiting for their commit.
+/// Clones share both (the state machine's hook holds one).
+#[derive(Debug, Default, Clone)]
 pub struct GroupCommit {
     queue: Arc<Mutex<Queue>>,
+    /// The request ids of the proposed entries not known to be committed yet, each with whom
+    /// to tell once it is. By construction at most two: the driver proposes the next entry
+    /// only after the last one is committed, or its proposal ended.
+    uncommitted: Arc<Mutex<Vec<AwaitingCommit>>>,
+    /// Told when a write joins the queue of a running driver.
+    arrived: Arc<Notify>,
 }
+
+/// A proposed entry's request id, and whom to tell once the entry is committed.
+type AwaitingCommit = (u128, oneshot::Sender<()>);
 
 #[derive(Debug, Default)]
 struct Queue {
     waiting: VecDeque<Waiting>,
-    in_flight: usize,
+    /// Whether a driver task is proposing the queue.
+    driving: bool,
 }
 
 #[derive(Debug)]
@@ -67,14 +78,13 @@ impl GroupCommit {
         let start_driver = {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             q.waiting.push_back(Waiting { cmd, size, answer });
-            q.in_flight < PROPOSALS_IN_FLIGHT && {
-                q.in_flight += 1;
-                true
-            }
+            !std::mem::replace(&mut q.driving, true)
         };
         if start_driver {
             // Its own task: a caller that gives up must not stop the others' proposal.
-            tokio::spawn(drive(raft.clone(), self.queue.clone(), bound));
+            tokio::spawn(drive(raft.clone(), self.clone(), bound));
+        } else {
+            self.arrived.notify_one();
         }
         match tokio::time::timeout(within, answered).await {
             Ok(Ok(attempt)) => attempt,
@@ -83,21 +93,81 @@ impl GroupCommit {
             Err(_) => Attempt::Maybe("no quorum acknowledged the write in time".into()),
         }
     }
+
+    /// Told by the state machine, on every node, that the entry holding `cmd` is committed and
+    /// its apply begins: if it is a proposal of this node's, its driver may propose the next.
+    /// (A single write's entry carries the client's request id; should an older entry carry
+    /// the same id, the next proposal merely starts early.)
+    pub fn committed(&self, cmd: Option<&Command>) {
+        let Some(cmd) = cmd else { return };
+        let mut uncommitted = self.uncommitted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = uncommitted.iter().position(|(id, _)| *id == cmd.request_id) {
+            let _ = uncommitted.swap_remove(at).1.send(());
+        }
+    }
+
+    fn expect_commit(&self, request_id: u128) -> oneshot::Receiver<()> {
+        let (tell, told) = oneshot::channel();
+        let mut uncommitted = self.uncommitted.lock().unwrap_or_else(|e| e.into_inner());
+        uncommitted.push((request_id, tell));
+        told
+    }
+
+    fn stop_expecting(&self, request_id: u128) {
+        let mut uncommitted = self.uncommitted.lock().unwrap_or_else(|e| e.into_inner());
+        uncommitted.retain(|(id, _)| *id != request_id);
+    }
 }
 
-/// Proposes the queued writes, one entry at a time, until the queue is empty.
-async fn drive(raft: Raft, queue: Arc<Mutex<Queue>>, bound: Duration) {
+/// Proposes the queued writes, one entry at a time, until the queue is empty. Each entry is
+/// proposed once the one before is committed and the one before that is answered.
+async fn drive(raft: Raft, group: GroupCommit, bound: Duration) {
+    // The proposal committed last, while it is applied and answered.
+    let mut answering: Option<JoinHandle<()>> = None;
     loop {
         let batch = {
-            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut q = group.queue.lock().unwrap_or_else(|e| e.into_inner());
             let batch = take_batch(&mut q.waiting);
-            if batch.is_empty() {
-                q.in_flight -= 1;
+            if batch.is_empty() && answering.is_none() {
+                q.driving = false;
                 return;
             }
             batch
         };
-        propose_batch(&raft, batch, bound).await;
+        if let (true, Some(last)) = (batch.is_empty(), answering.as_mut()) {
+            // Nothing queued while the last entry is applied: wait for a write or its answer.
+            tokio::select! {
+                _ = group.arrived.notified() => {}
+                _ = last => answering = None,
+            }
+            continue;
+        }
+        let entry = entry_for(&batch);
+        let request_id = entry.request_id;
+        let committed = group.expect_commit(request_id);
+        let mut proposal = tokio::spawn({
+            let (raft, group) = (raft.clone(), group.clone());
+            async move {
+                propose_batch(&raft, entry, batch, bound).await;
+                group.stop_expecting(request_id);
+            }
+        });
+        let before = answering.take();
+        let still_answering = tokio::select! {
+            told = committed => match told {
+                Ok(()) => Some(proposal),
+                // The proposal ended without its entry being applied here.
+                Err(_) => {
+                    let _ = proposal.await;
+                    None
+                }
+            },
+            _ = &mut proposal => None,
+        };
+        if let Some(before) = before {
+            let _ = before.await;
+        }
+        answering = still_answering;
     }
 }
 
@@ -121,9 +191,9 @@ fn take_batch(waiting: &mut VecDeque<Waiting>) -> Vec<Waiting> {
     batch
 }
 
-/// Proposes `batch` as one entry (a lone write as itself) and answers each of its writers.
-async fn propose_batch(raft: &Raft, mut batch: Vec<Waiting>, bound: Duration) {
-    let entry = if batch.len() == 1 {
+/// The entry that proposes `batch`: a lone write as itself, more as one `Op::Batch`.
+fn entry_for(batch: &[Waiting]) -> Command {
+    if batch.len() == 1 {
         batch[0].cmd.clone()
     } else {
         Command {
@@ -137,7 +207,11 @@ async fn propose_batch(raft: &Raft, mut batch: Vec<Waiting>, bound: Duration) {
             },
             restores_seen: None,
         }
-    };
+    }
+}
+
+/// Proposes `entry`, made by [`entry_for`] from `batch`, and answers each of its writers.
+async fn propose_batch(raft: &Raft, entry: Command, mut batch: Vec<Waiting>, bound: Duration) {
     let answers: Vec<Attempt> = match tokio::time::timeout(bound, raft.client_write(entry)).await {
         Ok(Ok(resp)) if resp.data.batch.len() == batch.len() => resp
             .data

@@ -23,12 +23,17 @@ const MEMBERSHIP: &[u8] = b"raft_membership";
 /// Called for each command just before `apply` writes it and again once it has, and around a
 /// snapshot install (`None`), before openraft publishes the index: the key cache evicts what
 /// the command changes at both points (`server/key_cache.rs`). It gets the whole command, so a
-/// hook can tell which enclave an operation was in.
+/// hook can tell which enclave an operation was in. Before either, it hears that the entry is
+/// committed ([`ApplyPhase::Committed`]), which the leader's group commit waits for.
 pub type AppliedHook = Arc<dyn Fn(Option<&Command>, ApplyPhase) + Send + Sync>;
 
 /// Where `apply` is when it calls the [`AppliedHook`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyPhase {
+    /// The entry holding the command is committed and is about to be applied: called once
+    /// per entry, with the entry's whole command (a batch as one), when openraft hands the
+    /// entry to `apply`, before anything of it is written.
+    Committed,
     /// The command is about to be written to the store.
     About,
     /// The command is written (or refused); the index is not published yet.
@@ -277,8 +282,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        crate::test_hooks::slow_apply().await;
         let entries: Vec<_> = entries.into_iter().collect();
+        // openraft applies only committed entries: the leader's group commit may propose its
+        // next entry now, beside this apply (`cluster/group_commit.rs`).
+        for entry in &entries {
+            if let EntryPayload::Normal(cmd) = &entry.payload {
+                (self.hook)(Some(cmd), ApplyPhase::Committed);
+            }
+        }
+        crate::test_hooks::slow_apply().await;
         if let Some(last) = entries.last() {
             self.read_leases.exposable(last.log_id.index).await;
         }

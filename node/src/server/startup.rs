@@ -189,9 +189,15 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         opts.config.cache.unused,
     ));
     let rotation_schedule = Arc::new(super::RotationSchedule::default());
-    let (hook_cache, hook_schedule, hook_state) =
-        (cache.clone(), rotation_schedule.clone(), state.clone());
+    let proposals = crate::cluster::GroupCommit::default();
+    let (hook_cache, hook_schedule, hook_state, hook_proposals) = (
+        cache.clone(),
+        rotation_schedule.clone(),
+        state.clone(),
+        proposals.clone(),
+    );
     let hook: crate::raft::AppliedHook = Arc::new(move |applied, phase| match phase {
+        crate::raft::ApplyPhase::Committed => hook_proposals.committed(applied),
         crate::raft::ApplyPhase::About => hook_cache.hold_for(applied),
         crate::raft::ApplyPhase::Done => {
             hook_cache.forget_applied(applied);
@@ -270,7 +276,7 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
         contact,
         read_leases,
         last_appended,
-        proposals: Default::default(),
+        proposals,
         state: state.clone(),
         log: log_reader,
         seal: seal.clone(),

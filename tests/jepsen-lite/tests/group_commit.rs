@@ -73,3 +73,57 @@ async fn concurrent_writes_share_entries_and_each_gets_its_own_answer() {
     }
     c.wait_all_ready(Duration::from_secs(10)).await;
 }
+
+/// The leader proposes its next entry once the one before is committed, not once that one is
+/// applied and answered, so an apply runs beside the next entry's replication. The followers'
+/// log syncs are slowed to 400 ms (so an entry takes that long to commit) and the leader's
+/// applies to 2 s: writes sent while the first write is being replicated are in the log before
+/// the first is answered. Proposed one at a time, they would wait for its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_next_entry_is_proposed_while_the_one_before_is_applied() {
+    let _serial = serial().await;
+    let mut c = Cluster::start(3, "").await;
+    c.wait_all_ready(Duration::from_secs(60)).await;
+    let leader = c.leader().await;
+    c.restart_keeping_leader(
+        leader,
+        &[("KES_TEST_SLOW_APPLY_MS", "2000")],
+        &[("KES_TEST_SLOW_LOG_SYNC_MS", "400")],
+    )
+    .await;
+    c.wait_all_ready(Duration::from_secs(60)).await;
+    let create = |name: &str| {
+        let client = c.admin(leader);
+        let path = format!("/v1/key/create/{name}");
+        tokio::spawn(async move {
+            let r = client.request(Method::PUT, &path, &[], String::new()).await;
+            r.map(|r| r.status).unwrap_or(0)
+        })
+    };
+    // One write answered first, so that no apply from the restart is still under way.
+    assert_eq!(create("pipelined-warm-up").await.unwrap(), 200);
+
+    let before = last_log_index(&c, leader).await;
+    let first = create("pipelined-first");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let later: Vec<_> = ["pipelined-1", "pipelined-2", "pipelined-3"]
+        .into_iter()
+        .map(create)
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    let mut in_log = last_log_index(&c, leader).await - before;
+    while in_log < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        in_log = last_log_index(&c, leader).await - before;
+    }
+    let first_answered = first.is_finished();
+    assert!(
+        in_log >= 2 && !first_answered,
+        "the writes sent while the first one was replicated were not in the log before it was \
+         answered ({in_log} new entries in the log; first answered: {first_answered})"
+    );
+    assert_eq!(first.await.unwrap(), 200);
+    for write in later {
+        assert_eq!(write.await.unwrap(), 200);
+    }
+}
