@@ -37,16 +37,31 @@ const BATCH_OVERHEAD: usize = 1024;
 #[derive(Debug, Default, Clone)]
 pub struct GroupCommit {
     queue: Arc<Mutex<Queue>>,
-    /// The request ids of the proposed entries not known to be committed yet, each with whom
-    /// to tell once it is. By construction at most two: the driver proposes the next entry
-    /// only after the last one is committed, or its proposal ended.
-    uncommitted: Arc<Mutex<Vec<AwaitingCommit>>>,
+    /// The proposed entries not known to be committed yet. In practice at most one: the
+    /// driver proposes the next entry only after the last one is committed, or its proposal
+    /// ended, and either takes it out.
+    uncommitted: Arc<Mutex<Uncommitted>>,
     /// Told when a write joins the queue of a running driver.
     arrived: Arc<Notify>,
 }
 
-/// A proposed entry's request id, and whom to tell once the entry is committed.
-type AwaitingCommit = (u128, oneshot::Sender<()>);
+#[derive(Debug, Default)]
+struct Uncommitted {
+    awaiting: Vec<AwaitingCommit>,
+    /// The number of the next proposal.
+    next: u64,
+}
+
+/// A proposed entry not known to be committed yet.
+#[derive(Debug)]
+struct AwaitingCommit {
+    /// Which proposal it is: request ids need not be unique (a follower's retry of a
+    /// forwarded write carries the id of its first attempt, which may be in the log too).
+    proposal: u64,
+    request_id: u128,
+    /// Told once the entry is committed.
+    tell: oneshot::Sender<()>,
+}
 
 #[derive(Debug, Default)]
 struct Queue {
@@ -101,21 +116,31 @@ impl GroupCommit {
     pub fn committed(&self, cmd: Option<&Command>) {
         let Some(cmd) = cmd else { return };
         let mut uncommitted = self.uncommitted.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = uncommitted.iter().position(|(id, _)| *id == cmd.request_id) {
-            let _ = uncommitted.swap_remove(at).1.send(());
+        let awaiting = &mut uncommitted.awaiting;
+        if let Some(at) = awaiting.iter().position(|a| a.request_id == cmd.request_id) {
+            let _ = awaiting.swap_remove(at).tell.send(());
         }
     }
 
-    fn expect_commit(&self, request_id: u128) -> oneshot::Receiver<()> {
+    /// Notes a proposal of the entry with `request_id`: its number, and what says when the
+    /// entry is committed.
+    fn expect_commit(&self, request_id: u128) -> (u64, oneshot::Receiver<()>) {
         let (tell, told) = oneshot::channel();
         let mut uncommitted = self.uncommitted.lock().unwrap_or_else(|e| e.into_inner());
-        uncommitted.push((request_id, tell));
-        told
+        let proposal = uncommitted.next;
+        uncommitted.next += 1;
+        uncommitted.awaiting.push(AwaitingCommit {
+            proposal,
+            request_id,
+            tell,
+        });
+        (proposal, told)
     }
 
-    fn stop_expecting(&self, request_id: u128) {
+    /// Forgets proposal number `proposal`, which ended.
+    fn stop_expecting(&self, proposal: u64) {
         let mut uncommitted = self.uncommitted.lock().unwrap_or_else(|e| e.into_inner());
-        uncommitted.retain(|(id, _)| *id != request_id);
+        uncommitted.awaiting.retain(|a| a.proposal != proposal);
     }
 }
 
@@ -143,20 +168,19 @@ async fn drive(raft: Raft, group: GroupCommit, bound: Duration) {
             continue;
         }
         let entry = entry_for(&batch);
-        let request_id = entry.request_id;
-        let committed = group.expect_commit(request_id);
+        let (number, committed) = group.expect_commit(entry.request_id);
         let mut proposal = tokio::spawn({
             let (raft, group) = (raft.clone(), group.clone());
             async move {
                 propose_batch(&raft, entry, batch, bound).await;
-                group.stop_expecting(request_id);
+                group.stop_expecting(number);
             }
         });
         let before = answering.take();
         let still_answering = tokio::select! {
             told = committed => match told {
                 Ok(()) => Some(proposal),
-                // The proposal ended without its entry being applied here.
+                // The proposal ended before its entry was known to be committed.
                 Err(_) => {
                     let _ = proposal.await;
                     None

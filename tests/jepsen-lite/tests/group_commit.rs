@@ -105,7 +105,16 @@ async fn the_next_entry_is_proposed_while_the_one_before_is_applied() {
 
     let before = last_log_index(&c, leader).await;
     let first = create("pipelined-first");
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The later writes go as soon as the first is in the leader's log: they must pass the
+    // read barrier before the first one commits, which takes a follower's slowed sync.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while last_log_index(&c, leader).await == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first write never reached the leader's log"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let later: Vec<_> = ["pipelined-1", "pipelined-2", "pipelined-3"]
         .into_iter()
         .map(create)
