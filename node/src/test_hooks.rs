@@ -49,12 +49,8 @@ pub(crate) async fn slow_apply() {
 
 /// Applies `KES_TEST_SLOW_LOG_SYNC_MS`, on the Raft log syncer's thread before each sync.
 pub(crate) fn slow_log_sync() {
-    #[cfg(debug_assertions)]
-    if let Some(ms) = std::env::var("KES_TEST_SLOW_LOG_SYNC_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+    if let Some(delay) = delay_of("KES_TEST_SLOW_LOG_SYNC_MS") {
+        std::thread::sleep(delay);
     }
 }
 
@@ -99,10 +95,18 @@ pub(crate) async fn late_apply_report() {
 }
 
 /// Sleeps the milliseconds that the variable `name` holds, if it is set.
-#[cfg_attr(not(debug_assertions), allow(unused_variables))]
 async fn wait_for(name: &str) {
+    if let Some(delay) = delay_of(name) {
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// The milliseconds that the failpoint `name` sets, in a debug build.
+#[cfg_attr(not(debug_assertions), allow(unused_variables))]
+fn delay_of(name: &str) -> Option<std::time::Duration> {
     #[cfg(debug_assertions)]
     if let Some(ms) = std::env::var(name).ok().and_then(|v| v.parse().ok()) {
-        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        return Some(std::time::Duration::from_millis(ms));
     }
+    None
 }

@@ -86,14 +86,20 @@ impl KeyCache {
         let names = cached.entries.get_mut(enclave)?;
         let e = names.get_mut(name)?;
         let now = Instant::now();
-        let too_old = !self.any.is_zero() && now.duration_since(e.loaded) > self.any;
-        let idle = !self.unused.is_zero() && now.duration_since(e.used) > self.unused;
-        if too_old || idle {
+        if self.expired(e, now) {
             names.remove(name);
             return None;
         }
         e.used = now;
         Some(e.key.clone())
+    }
+
+    /// Whether `e` is past `cache.expiry.any` since it was loaded, or `cache.expiry.unused`
+    /// since it was last served, at `now`.
+    fn expired(&self, e: &Entry, now: Instant) -> bool {
+        let too_old = !self.any.is_zero() && now.duration_since(e.loaded) > self.any;
+        let idle = !self.unused.is_zero() && now.duration_since(e.used) > self.unused;
+        too_old || idle
     }
 
     /// The generation to pass to [`KeyCache::insert`]: read it before the key's record.
@@ -161,11 +167,7 @@ impl KeyCache {
         let mut cached = self.lock();
         let map = &mut cached.entries;
         for names in map.values_mut() {
-            names.retain(|_, e| {
-                let too_old = !self.any.is_zero() && now.duration_since(e.loaded) > self.any;
-                let idle = !self.unused.is_zero() && now.duration_since(e.used) > self.unused;
-                !(too_old || idle)
-            });
+            names.retain(|_, e| !self.expired(e, now));
         }
         map.retain(|_, names| !names.is_empty());
     }
