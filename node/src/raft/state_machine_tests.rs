@@ -33,15 +33,7 @@ fn meta_at(index: u64) -> Meta {
 }
 
 fn command(op: Op) -> Command {
-    Command {
-        request_id: rand::random(),
-        identity: "admin".into(),
-        path: "/".into(),
-        enclave: "default".into(),
-        time: 1,
-        op,
-        restores_seen: None,
-    }
+    Command::test_by_admin(rand::random(), op)
 }
 
 fn init() -> Op {

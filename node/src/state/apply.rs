@@ -1,20 +1,24 @@
 //! `apply`: the deterministic transition function of the state machine.
 //!
 //! Applying runs in two steps. `plan` reads the current state and decides the outcome and the
-//! writes; then one sled transaction performs the writes together with the applied index and
-//! the dedup record, so a crash leaves either all of it or none. Only one command is applied at
-//! a time (the writer serialises them), which is why `plan` may read plain trees: inside a sled
-//! transaction closure it must not (STACK.md, sled rule 3), and transactional trees cannot scan.
+//! writes; then the writes are made together with the applied index and the dedup record, so a
+//! crash leaves either all of it or none: in one sled transaction, or, for a run of key creates
+//! and deletes, as plain writes behind a journal record ([`journal`]). Only one command is
+//! applied at a time (the writer serialises them), which is why `plan` may read plain trees:
+//! inside a sled transaction closure it must not (STACK.md, sled rule 3), and transactional
+//! trees cannot scan.
 //!
-//! The same transaction sweeps the deduplication table ([`dedup`]) and keeps the indexes that
-//! spare deletes a whole-tree scan ([`index`]).
+//! The same writes sweep the deduplication table ([`dedup`]) and keep the indexes that spare
+//! deletes a whole-tree scan ([`index`]).
 
 use super::DEFAULT_ENCLAVE;
 use super::command::{Command, Op, Outcome};
+use super::dump_view::tree_number;
 use super::model::{ClusterMeta, EnclaveEntry, IdentityEntry, KeyEntry, PolicyEntry};
 use super::store::{META_APPLIED, META_CLUSTER, State, StateError, encode, scoped};
-use dedup::DEDUP_WINDOW;
+use dedup::{DEDUP_WINDOW, Expired};
 use index::INDEX_THROUGH;
+use journal::Change;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
@@ -22,10 +26,14 @@ mod batch;
 mod current_key;
 mod dedup;
 mod index;
+mod journal;
 mod key_versions;
 mod pending;
 
-use pending::Pending;
+/// For the test that every tree `State::open` makes is in a snapshot or the node's own.
+#[cfg(test)]
+pub(super) use journal::JOURNAL_TREE;
+use pending::{Pending, joins_a_run};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum TreeId {
@@ -40,6 +48,45 @@ enum TreeId {
 enum Write {
     Put(TreeId, Vec<u8>, Vec<u8>),
     Del(TreeId, Vec<u8>),
+}
+
+impl From<Write> for Change {
+    fn from(w: Write) -> Change {
+        let (tree, key, value) = match w {
+            Write::Put(t, k, v) => (t, k, Some(v)),
+            Write::Del(t, k) => (t, k, None),
+        };
+        Change {
+            tree: tree.name(),
+            key,
+            value,
+        }
+    }
+}
+
+/// Every change a run makes, in the order they are made: the commands' writes with the
+/// indexes', the deduplication table's, then the applied index and the Raft layer's `marks`.
+/// Those come last, so a crash that kept them kept everything before (`journal.rs`).
+fn changes_of_run(
+    writes: Vec<Write>,
+    records: &[dedup::Record],
+    expired: &Expired,
+    index: u64,
+    marks: &[(&[u8], Vec<u8>)],
+) -> Vec<Change> {
+    let mut changes: Vec<Change> = writes.into_iter().map(Change::from).collect();
+    changes.extend(dedup::changes(records, expired));
+    let applied = index.to_be_bytes().to_vec();
+    let fixed = [(META_APPLIED, applied.clone()), (INDEX_THROUGH, applied)];
+    let given = marks.iter().map(|(k, v)| (*k, v.clone()));
+    for (key, value) in fixed.into_iter().chain(given) {
+        changes.push(Change {
+            tree: TreeId::Meta.name(),
+            key: key.to_vec(),
+            value: Some(value),
+        });
+    }
+    changes
 }
 
 impl State {
@@ -127,46 +174,38 @@ impl State {
         }
         writes.extend(self.index_writes(&writes)?);
         let expired = self.expired_requests(index, window)?;
-        let trees = (
-            &self.keys,
-            &self.policies,
-            &self.identities,
-            &self.enclaves,
-            &self.meta,
-            &self.requests,
-            &self.request_log,
-        );
+        let changes = changes_of_run(writes, &records, &expired, index, marks);
+        if joins_a_run(&run[0].op) && !self.dump_view.is_running() {
+            if let Some(record) = journal::record_within_limit(index, &changes) {
+                self.write_journaled(record, &changes)?;
+                return Ok(outcomes);
+            }
+        }
+        self.write_in_transaction(&changes)?;
+        Ok(outcomes)
+    }
+
+    /// Makes `changes` in one sled transaction, keeping what each replaces for a running dump
+    /// (`dump_view.rs`).
+    fn write_in_transaction(&self, changes: &[Change]) -> Result<(), StateError> {
+        let [keys, policies, identities, enclaves, meta, requests, log] = self.data_trees();
+        let trees = (keys, policies, identities, enclaves, meta, requests, log);
         let result: Result<(), TransactionError<()>> = trees.transaction(
             |(keys, policies, identities, enclaves, meta, requests, log)| {
-                // A running dump keeps the value each write replaces (`dump_view.rs`).
-                let view = &self.dump_view;
-                for w in &writes {
-                    let tree = |t: TreeId| match t {
-                        TreeId::Keys => keys,
-                        TreeId::Policies => policies,
-                        TreeId::Identities => identities,
-                        TreeId::Enclaves => enclaves,
-                        TreeId::Meta => meta,
+                let trees = [keys, policies, identities, enclaves, meta, requests, log];
+                for c in changes {
+                    let tree = trees[usize::from(tree_number(c.tree))];
+                    let old = match &c.value {
+                        Some(v) => tree.insert(c.key.as_slice(), v.as_slice())?,
+                        None => tree.remove(c.key.as_slice())?,
                     };
-                    let (t, k, old) = match w {
-                        Write::Put(t, k, v) => (t, k, tree(*t).insert(k.as_slice(), v.as_slice())?),
-                        Write::Del(t, k) => (t, k, tree(*t).remove(k.as_slice())?),
-                    };
-                    view.keep(t.name(), k, old);
-                }
-                dedup::remember(requests, log, &records, &expired, view)?;
-                let applied = index.to_be_bytes();
-                let fixed: [(&[u8], &[u8]); 2] =
-                    [(META_APPLIED, &applied), (INDEX_THROUGH, &applied)];
-                let given = marks.iter().map(|(k, v)| (*k, v.as_slice()));
-                for (k, v) in fixed.into_iter().chain(given) {
-                    view.keep("meta", k, meta.insert(k, v)?);
+                    self.dump_view.keep(c.tree, &c.key, old);
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             },
         );
         match result {
-            Ok(()) => Ok(outcomes),
+            Ok(()) => Ok(()),
             Err(TransactionError::Storage(e)) => Err(e.into()),
             Err(TransactionError::Abort(())) => unreachable!("the closure never aborts"),
         }

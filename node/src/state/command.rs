@@ -279,6 +279,22 @@ pub struct ResealedFrom {
 }
 
 #[cfg(test)]
+impl Command {
+    /// A test command: `op` by the identity `admin`, in the default enclave, at time 1.
+    pub(crate) fn test_by_admin(request_id: u128, op: Op) -> Command {
+        Command {
+            request_id,
+            identity: "admin".into(),
+            path: "/".into(),
+            enclave: "default".into(),
+            time: 1,
+            op,
+            restores_seen: None,
+        }
+    }
+}
+
+#[cfg(test)]
 impl Op {
     /// The `Init` of a test cluster administered by `admin`, with no seals.
     pub(crate) fn test_init(admin: &str) -> Op {

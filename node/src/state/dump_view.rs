@@ -22,10 +22,12 @@
 //!
 //! The writers that keep pre-images are `apply`'s transaction (sled's insert and remove hand
 //! back the value they replace, so this costs no read), `record_applied` and the index rebuild.
-//! Those run on the Raft state machine's worker, which is also where a dump begins. A snapshot
-//! install clears whole trees, so it waits for a running dump to end; the sweep of expired
-//! request records at start, which runs beside Raft, removes records only while no dump runs
-//! and keeps one from beginning meanwhile ([`DumpView::without_dump`]).
+//! Those run on the Raft state machine's worker, which is also where a dump begins. `apply`
+//! writes a run of key creates and deletes without a transaction and without keeping anything
+//! (`apply/journal.rs`), but only while no dump runs, which that worker alone can know stays so.
+//! A snapshot install clears whole trees, so it waits for a running dump to end; the sweep of
+//! expired request records at start, which runs beside Raft, removes records only while no dump
+//! runs and keeps one from beginning meanwhile ([`DumpView::without_dump`]).
 //!
 //! What is kept is bounded by what the applies change while one dump is written: at some 7,000
 //! creates a second and a dump of two seconds, a few tens of thousands of small records. A
@@ -61,7 +63,8 @@ pub(super) struct DumpView {
     unkept_writes: Mutex<()>,
 }
 
-fn tree_number(tree: &str) -> u8 {
+/// The number of data tree `tree`: its place in [`super::snapshot::DATA_TREES`].
+pub(super) fn tree_number(tree: &str) -> u8 {
     let n = super::snapshot::DATA_TREES.iter().position(|t| *t == tree);
     // Only the data trees are written through here; the test below checks every name.
     n.expect("a data tree") as u8
@@ -97,6 +100,12 @@ impl DumpView {
     fn end(&self) {
         *self.lock() = None;
         self.ended.notify_all();
+    }
+
+    /// Whether a dump runs. Only the state machine's worker, where dumps begin, may rely on the
+    /// answer staying true until it next begins one.
+    pub(super) fn is_running(&self) -> bool {
+        self.lock().is_some()
     }
 
     /// Waits until no dump runs. The caller must write on the state machine's worker, where

@@ -5,15 +5,7 @@ use crate::state::{Command, Op, Outcome, State};
 use std::sync::mpsc;
 
 fn command(request_id: u128, op: Op) -> Command {
-    Command {
-        request_id,
-        identity: "admin".into(),
-        path: "/".into(),
-        enclave: "default".into(),
-        time: 1,
-        op,
-        restores_seen: None,
-    }
+    Command::test_by_admin(request_id, op)
 }
 
 fn create(name: &str, creation_id: u128) -> Op {

@@ -9,11 +9,12 @@ impl State {
     /// would apply it alone: authorised against the state the commands before it left,
     /// deduplicated by its own request id, with its own outcome.
     ///
-    /// A run of key creates and deletes commits in one transaction (`pending.rs`); any other
-    /// command commits in its own. Only the last transaction carries `marks` (the Raft layer's
-    /// record that the entry is applied). A crash in the middle therefore has the entry applied
-    /// again at start: the commands already applied find their request ids in the
-    /// deduplication table and return their first outcomes, so none is applied twice.
+    /// A run of key creates and deletes commits at once (`pending.rs`), journaled
+    /// (`journal.rs`); any other command commits in its own transaction. Only the last write
+    /// carries `marks` (the Raft layer's record that the entry is applied). A crash in the
+    /// middle therefore has the entry applied again at start: the commands already applied
+    /// find their request ids in the deduplication table and return their first outcomes, so
+    /// none is applied twice.
     pub fn apply_batch(
         &self,
         index: u64,

@@ -3,7 +3,7 @@
 //!
 //! Two trees hold it: `requests` (request id → (index, outcome)) and `request_log` ((index,
 //! position in the entry) → request id, big-endian, so it sorts by index). Each command applied
-//! for the first time adds one record to each, and the same transaction sweeps every record at
+//! for the first time adds one record to each, and the same write sweeps every record at
 //! an index `<= i - window` (at most [`SWEEP_LIMIT`] of them), so:
 //!
 //! - **Bounded:** after a command lands at index `i`, the table holds ids of indexes in
@@ -25,10 +25,9 @@
 //! free; the limit drains them a batch per command rather than in one giant transaction.
 
 use super::super::command::Outcome;
-use super::super::dump_view::DumpView;
 use super::super::store::{State, StateError, get};
+use super::journal::Change;
 use sled::IVec;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 /// How many log indexes a request id is remembered for. A client retry arrives within
 /// seconds, so this window is far larger than any retry can lag.
@@ -126,26 +125,25 @@ pub(super) fn log_key(index: u64, position: u32) -> [u8; 12] {
     k
 }
 
-/// Inside `apply`'s transaction: remembers each `(log key, request id, outcome record)` of
-/// `records` and forgets the `expired` records, keeping what they replace for a running dump.
-pub(super) fn remember(
-    requests: &TransactionalTree,
-    request_log: &TransactionalTree,
-    records: &[([u8; 12], [u8; 16], Vec<u8>)],
-    expired: &Expired,
-    view: &DumpView,
-) -> Result<(), ConflictableTransactionError<()>> {
+/// What a command applied for the first time leaves in the table: its `request_log` key, its
+/// request id, and its outcome record.
+pub(super) type Record = ([u8; 12], [u8; 16], Vec<u8>);
+
+/// The changes that remember each of `records` and forget the `expired` records.
+pub(super) fn changes(records: &[Record], expired: &Expired) -> Vec<Change> {
+    let change = |tree, key: &[u8], value: Option<&[u8]>| Change {
+        tree,
+        key: key.to_vec(),
+        value: value.map(<[u8]>::to_vec),
+    };
+    let mut out = Vec::with_capacity(2 * (records.len() + expired.len()));
     for (at, old_id) in expired {
-        view.keep("requests", old_id, requests.remove(old_id)?);
-        view.keep("request_log", at, request_log.remove(at)?);
+        out.push(change("requests", old_id, None));
+        out.push(change("request_log", at, None));
     }
     for (at, request_id, record) in records {
-        view.keep(
-            "requests",
-            request_id,
-            requests.insert(request_id, record.as_slice())?,
-        );
-        view.keep("request_log", at, request_log.insert(at, request_id)?);
+        out.push(change("requests", request_id, Some(record)));
+        out.push(change("request_log", at, Some(request_id)));
     }
-    Ok(())
+    out
 }

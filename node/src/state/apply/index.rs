@@ -16,7 +16,7 @@
 //!
 //! - every write to a data tree goes through `apply`'s write list, and [`State::index_writes`]
 //!   derives the index changes from that list and the records it replaces; `apply` commits
-//!   them, and moves `index/through`, in the same transaction as the data;
+//!   them, and moves `index/through`, in the same write as the data;
 //! - the entries live in `meta`, so a snapshot dump and install carry them together with the
 //!   data they describe and with `index/through`, with no list of trees to keep in step;
 //! - whatever else moves the applied index either carries `index/through` along, when it was

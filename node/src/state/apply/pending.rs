@@ -1,5 +1,5 @@
 //! What the commands of one group-committed entry wrote before the next one is planned, so
-//! that several commands can be applied in one sled transaction.
+//! that several commands can be applied in one write (a sled transaction, or a journaled run).
 //!
 //! Applying each command of an entry in its own transaction made the followers' apply the
 //! largest cost of a replicated create (one transaction per command, over seven trees). A run
@@ -14,12 +14,12 @@ use super::super::store::{State, StateError};
 use super::{TreeId, Write};
 use std::collections::HashMap;
 
-/// Whether a command may share a transaction with the commands before it in the entry.
+/// Whether a command may share a write with the commands before it in the entry.
 pub(super) fn joins_a_run(op: &Op) -> bool {
     matches!(op, Op::CreateKey { .. } | Op::DeleteKey { .. })
 }
 
-/// The effects of the commands applied so far in one transaction.
+/// The effects of the commands applied so far in one write.
 #[derive(Default)]
 pub(super) struct Pending {
     /// `keys` record key → whether it exists after the commands so far.
