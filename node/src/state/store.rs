@@ -79,7 +79,7 @@ const PAGE_CACHE_BYTES: u64 = 512 << 20;
 /// default is 500). Runs of key creates are applied without transactions (`apply/journal.rs`),
 /// so sled's buffer no longer goes out with every entry but with the flusher: at 500 ms, in
 /// bursts of megabytes, and the Raft log's fdatasync on the same disk waited behind them (p99
-/// of creates at 64 connections 17–20 → 31–34 ms, side by side). At 20 ms the bursts are small
+/// of creates at 64 connections 17–24 → 31–34 ms, side by side). At 20 ms the bursts are small
 /// and the p99 is back (17–19 ms). Not for durability: the Raft log makes entries durable, and
 /// `make_durable` syncs the state before the log drops them.
 const FLUSH_EVERY_MS: u64 = 20;
