@@ -3,11 +3,13 @@
 //!
 //! Each of `--conns` workers owns one client and so one kept-alive connection, to one of
 //! `--nodes` (round robin). Without `--rate` each worker sends its next request when the last
-//! is answered (closed loop); with it, requests leave on a fixed schedule and a latency is
-//! counted from when the request was due, so a slow server cannot hide its queue (open loop,
-//! no coordinated omission).
+//! is answered (closed loop); with it, requests leave on a fixed schedule kept by a clock
+//! task, and a latency is counted from when the request was due, so a slow server cannot
+//! hide its queue (open loop, no coordinated omission; `pacer.rs`).
 
+mod fine_timer;
 mod mix;
+mod pacer;
 mod report;
 
 use std::sync::Arc;
@@ -135,17 +137,21 @@ async fn bench(args: BenchArgs, nodes: Vec<Client>) -> Result<Outcome> {
         failed: AtomicU64::new(0),
     });
     let conns = args.conns as usize;
-    // Each worker's gap between requests, for the open loop.
-    let gap = (args.rate > 0).then(|| Duration::from_secs_f64(conns as f64 / args.rate as f64));
     let start = Instant::now();
     let end = start + args.duration;
+    let mut dues: Vec<Option<pacer::Dues>> = match args.rate {
+        0 => (0..conns).map(|_| None).collect(),
+        rate => pacer::start(rate, conns, start, end)
+            .map_err(|e| Error::Config(format!("cannot start the bench's clock: {e}")))?
+            .into_iter()
+            .map(Some)
+            .collect(),
+    };
     let workers: Vec<_> = (0..conns)
         .map(|i| {
             // Its own client: its own connection, never a pool shared with other workers.
             let client = nodes[i % nodes.len()].fresh();
-            // Open-loop workers start spread over one gap, not all at once.
-            let first = start + gap.map_or(Duration::ZERO, |g| g.mul_f64(i as f64 / conns as f64));
-            tokio::spawn(worker(client, plan.clone(), first, gap, end))
+            tokio::spawn(worker(client, plan.clone(), dues[i].take(), end))
         })
         .collect();
     let progress = tokio::spawn(progress(plan.clone(), start, end));
@@ -183,22 +189,23 @@ async fn bench(args: BenchArgs, nodes: Vec<Client>) -> Result<Outcome> {
     })
 }
 
-/// One connection's loop until `end`.
+/// One connection's loop: in the open loop, a request at each of its `dues` until the clock
+/// stops; in the closed loop (no `dues`), one after another until `end`.
 async fn worker(
     client: Client,
     plan: Arc<Plan>,
-    first: Instant,
-    gap: Option<Duration>,
+    mut dues: Option<pacer::Dues>,
     end: Instant,
 ) -> Tally {
     let mut tally = Tally::default();
-    let mut due = first;
     loop {
-        if gap.is_some() {
-            tokio::time::sleep_until(due.into()).await;
-        } else {
-            due = Instant::now();
-        }
+        let due = match &mut dues {
+            Some(dues) => match dues.recv().await {
+                Some(due) => due,
+                None => return tally,
+            },
+            None => Instant::now(),
+        };
         if due >= end {
             return tally;
         }
@@ -212,9 +219,6 @@ async fn worker(
                 tally.failed(why);
                 plan.failed.fetch_add(1, Ordering::Relaxed);
             }
-        }
-        if let Some(gap) = gap {
-            due += gap;
         }
     }
 }
