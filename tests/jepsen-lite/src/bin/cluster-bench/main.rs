@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p jepsen-lite --bin cluster-bench -- \
-//!     [failover|create|catchup|all] [--runs N] [--keys N] [--cluster 'KEY: VALUE']... [--no-build]
+//!     [failover|create|catchup|reads|idle|all] [--runs N] [--keys N] [--seconds N]
+//!     [--cluster 'KEY: VALUE']... [--no-build]
 //! ```
 //!
 //! * `failover`: on one 3-node cluster, `--runs` times (default 10): `kill -9` the leader, then
@@ -37,9 +38,15 @@
 //! runs `cargo build -p kes-node -p kes-cluster --bins` in the same profile; `--no-build`
 //! skips that and uses the binaries already there.
 //!
+//! * `idle`: a fresh 3-node cluster that nobody touches, watched for `--seconds` (default
+//!   600): every node's term and leader every 5 s. Any increase of the term is a spurious
+//!   election (issue 10); see `idle.rs`.
+//!
 //! `--cluster 'KEY: VALUE'` adds a line to every node's `cluster:` section in every mode (for
 //! example another `election_timeout`), so two settings can be compared run against run.
 #![deny(missing_docs)]
+
+mod idle;
 
 use jepsen_lite::Cluster;
 use kes_cluster::{Client, Method};
@@ -79,6 +86,7 @@ enum Mode {
     Create,
     Catchup,
     Reads,
+    Idle,
     All,
 }
 
@@ -87,19 +95,22 @@ struct Args {
     mode: Mode,
     runs: usize,
     keys: Option<usize>,
+    /// How long `idle` watches.
+    seconds: u64,
     build: bool,
     /// Lines added to the `cluster:` section of every node's `node.yaml` (indented).
     cluster_yaml: String,
 }
 
 const USAGE: &str = concat!(
-    "usage: cluster-bench [failover|create|catchup|reads|all] [--runs N] [--keys N]\n",
-    "                     [--cluster 'KEY: VALUE']... [--no-build]\n",
+    "usage: cluster-bench [failover|create|catchup|reads|idle|all] [--runs N] [--keys N]\n",
+    "                     [--seconds N] [--cluster 'KEY: VALUE']... [--no-build]\n",
     "  failover   kill -9 the leader --runs times (default 10); time to the first 200 write\n",
     "  create     --keys (default 2000) creates via leader, via follower, by 4 clients\n",
     "  catchup    a follower --keys (default 10000) keys behind catches up by snapshot\n",
     "  reads      decrypt by 32 clients via the leader vs via a follower, 3 x 10 s each\n",
-    "  all        all four (the default)\n",
+    "  idle       an untouched cluster's terms for --seconds (default 600): no election\n",
+    "  all        all but idle (the default)\n",
     "  --cluster 'KEY: VALUE'  a line for every node's cluster: section (repeatable),\n",
     "             e.g. --cluster 'election_timeout: [500ms, 1s]' --cluster 'lease: 400ms'\n",
     "  --no-build use the kes-node/kes-cluster binaries already next to this executable",
@@ -110,6 +121,7 @@ fn parse_args() -> BenchResult<Args> {
         mode: Mode::All,
         runs: 10,
         keys: None,
+        seconds: 600,
         build: true,
         cluster_yaml: String::new(),
     };
@@ -129,9 +141,11 @@ fn parse_args() -> BenchResult<Args> {
             "create" => args.mode = Mode::Create,
             "catchup" => args.mode = Mode::Catchup,
             "reads" => args.mode = Mode::Reads,
+            "idle" => args.mode = Mode::Idle,
             "all" => args.mode = Mode::All,
             "--runs" => args.runs = number("--runs")?,
             "--keys" => args.keys = Some(number("--keys")?),
+            "--seconds" => args.seconds = number("--seconds")? as u64,
             "--no-build" => args.build = false,
             "--cluster" => {
                 let line = it
@@ -994,6 +1008,10 @@ async fn run(args: Args) -> BenchResult<()> {
         ));
         summary.push(format!("catchup: {}", k.summary()));
         println!("catchup mode took {}", secs(t.elapsed()));
+    }
+    if args.mode == Mode::Idle {
+        let idle = idle::bench_idle(Duration::from_secs(args.seconds), &args.cluster_yaml).await?;
+        summary.push(idle.summary());
     }
     println!(
         "\n== summary ({settings}; 3 nodes' processes and the bench on {} cores, {} total) ==",
