@@ -57,3 +57,10 @@ pub fn encrypt_with(
 
 #[cfg(test)]
 mod seeds;
+
+/// A journal record of the state's apply (`state/apply/journal.rs`) read as the redo at open
+/// reads it and written again as a run writes it: `Err` with the reason for a record the open
+/// would refuse, `Ok(None)` for one too large to be written again as one record.
+pub fn reencode_journal_record(record: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    crate::state::reencode_journal_record(record).map_err(|e| e.to_string())
+}

@@ -222,6 +222,21 @@ fn dump(dir: &Path) -> Vec<u8> {
     state.dump().expect("dump")
 }
 
+/// A journal record as a run of two creates and a delete writes it: data, deduplication and
+/// the applied index, in the layout of `state/apply/journal.rs` (log index, then (tree, key,
+/// value or none) per change).
+fn journal_run() -> Vec<u8> {
+    let b = |v: &[u8]| Some(serde_bytes::ByteBuf::from(v.to_vec()));
+    let rows = vec![
+        ("keys", b(b"default\0app-key-1"), b(&[1; 48])),
+        ("keys", b(b"default\0app-key-2"), b(&[2; 48])),
+        ("keys", b(b"default\0old-key"), None),
+        ("requests", b(&[7; 16]), b(&[0x91, 0xc0])),
+        ("meta", b(b"applied"), b(&12u64.to_be_bytes())),
+    ];
+    crate::state::encode_record(&(12u64, rows))
+}
+
 /// A seed: target, name, bytes.
 type Seed = (&'static str, String, Vec<u8>);
 
@@ -359,6 +374,7 @@ fn all_seeds(dir: &Path) -> Vec<Seed> {
         ),
         seed("snapshot_chunk", "dump", Some(2), &dump),
         seed("backup_file", "backup", None, &backup_file),
+        seed("journal_record", "run", None, &journal_run()),
         grpc(0, "append-entries", raft(encode(&append))),
         grpc(0, "vote", raft(encode(&vote_request))),
         grpc(0, "install-snapshot", raft(encode(&chunk))),

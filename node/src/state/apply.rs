@@ -33,6 +33,7 @@ mod pending;
 /// For the test that every tree `State::open` makes is in a snapshot or the node's own.
 #[cfg(test)]
 pub(super) use journal::JOURNAL_TREE;
+pub(crate) use journal::reencode_record as reencode_journal_record;
 use pending::{Pending, joins_a_run};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -22,6 +22,7 @@ mod reclaim;
 mod snapshot;
 mod store;
 
+pub(crate) use apply::reencode_journal_record;
 pub use command::{Command, Op, Outcome, ResealedFrom};
 pub use dump_view::RunningDump;
 pub use model::{

@@ -76,6 +76,34 @@ pub(super) fn record_within_limit(index: u64, changes: &[Change]) -> Option<Vec<
     (record.len() <= LARGEST_VALUE).then_some(record)
 }
 
+/// A journal record read back: the log index of its entry and its changes. `Corrupt` when it
+/// does not decode, or a change names a tree that is not one of the data trees.
+fn parse_record(record: &[u8]) -> Result<(u64, Vec<Change>), StateError> {
+    let (index, rows): Record = decode(JOURNAL_TREE, record)?;
+    let mut changes = Vec::with_capacity(rows.len());
+    for (tree, key, value) in rows {
+        let Some(tree) = DATA_TREES.into_iter().find(|t| *t == tree) else {
+            return Err(StateError::Corrupt {
+                tree: JOURNAL_TREE,
+                reason: format!("a change names tree '{tree}', not one of the state's"),
+            });
+        };
+        changes.push(Change {
+            tree,
+            key: key.into_vec(),
+            value: value.map(ByteBuf::into_vec),
+        });
+    }
+    Ok((index, changes))
+}
+
+/// A journal record read as the redo at open reads it, then written again as a run writes it
+/// (`None` when it would be too large for a record): for the fuzz target `journal_record`.
+pub(crate) fn reencode_record(record: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+    let (index, changes) = parse_record(record)?;
+    Ok(record_within_limit(index, &changes))
+}
+
 impl State {
     /// Makes `changes` as plain writes, journaled as `record` (from [`record_within_limit`]).
     /// The caller has checked that no dump runs: these writes keep no pre-images.
@@ -105,15 +133,9 @@ impl State {
         let Some(record) = journal.get(RUN)? else {
             return Ok(None);
         };
-        let (index, rows): Record = decode(JOURNAL_TREE, &record)?;
-        for (tree, key, value) in &rows {
-            let Some(tree) = DATA_TREES.into_iter().find(|t| t == tree) else {
-                return Err(StateError::Corrupt {
-                    tree: JOURNAL_TREE,
-                    reason: format!("a change names tree '{tree}', not one of the state's"),
-                });
-            };
-            self.make(tree, key, value.as_deref().map(|v| v.as_slice()))?;
+        let (index, changes) = parse_record(&record)?;
+        for change in &changes {
+            self.make(change.tree, &change.key, change.value.as_deref())?;
         }
         journal.remove(RUN)?;
         Ok(Some(index))

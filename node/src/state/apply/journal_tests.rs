@@ -259,20 +259,41 @@ fn only_runs_that_fit_one_record_and_meet_no_dump_are_journaled() {
 }
 
 #[test]
-fn a_journal_record_that_does_not_decode_stops_the_open() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = store_before_the_run(dir.path());
-    state
-        .tree(JOURNAL_TREE)
-        .expect("tree")
-        .insert(RUN, b"not a run".as_slice())
-        .expect("insert");
-    state.flush_now();
-    drop(state);
-    match State::open(dir.path()) {
-        Err(StateError::Corrupt { tree, .. }) => assert_eq!(tree, JOURNAL_TREE),
-        other => panic!("opened over a damaged journal: {other:?}"),
+fn a_journal_record_that_does_not_decode_or_names_another_tree_stops_the_open() {
+    // A change to a tree that is not a data tree (here the journal itself) is refused too: the
+    // redo writes only where a run writes.
+    let bytes = |b: &[u8]| Some(serde_bytes::ByteBuf::from(b.to_vec()));
+    let other_tree =
+        crate::state::encode_record(&(9u64, vec![(JOURNAL_TREE, bytes(RUN), bytes(b""))]));
+    for damaged in [b"not a run".to_vec(), other_tree] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = store_before_the_run(dir.path());
+        state
+            .tree(JOURNAL_TREE)
+            .expect("tree")
+            .insert(RUN, damaged.as_slice())
+            .expect("insert");
+        state.flush_now();
+        drop(state);
+        match State::open(dir.path()) {
+            Err(StateError::Corrupt { tree, .. }) => assert_eq!(tree, JOURNAL_TREE),
+            other => panic!("opened over a damaged journal: {other:?}"),
+        }
     }
+}
+
+#[test]
+fn a_record_read_back_writes_the_same_bytes() {
+    let bytes = |b: &[u8]| Some(serde_bytes::ByteBuf::from(b.to_vec()));
+    let rows = vec![
+        ("keys", bytes(b"k"), bytes(b"v")),
+        ("meta", bytes(b"m"), None),
+    ];
+    let record = crate::state::encode_record(&(3u64, rows));
+    assert_eq!(
+        super::reencode_record(&record).expect("reads"),
+        Some(record)
+    );
 }
 
 #[test]
