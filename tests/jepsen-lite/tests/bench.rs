@@ -54,6 +54,29 @@ async fn a_short_bench_through_every_node_counts_every_operation_and_no_error() 
     }
     assert!(stderr.contains("ops/s"), "no progress line: {stderr}");
 
+    // The open loop sends exactly the requests its schedule holds, whatever the machine's
+    // speed: 2 s at 200/s is slots 0 to 399 (the one due at the end itself is not sent).
+    let out = bench(
+        &c,
+        &[
+            "--nodes",
+            &nodes[0],
+            "--conns",
+            "4",
+            "--duration",
+            "2s",
+            "--rate",
+            "200",
+            "--mix",
+            "decrypt=1",
+            "--json",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(report["ok"], 400, "{stdout}");
+
     // Bad flags are refused before anything is sent, with the reason.
     let out = bench(&c, &["--mix", "rotate=5"]);
     assert!(!out.status.success());
