@@ -62,7 +62,8 @@ async fn release(
     end: Instant,
 ) -> std::io::Result<()> {
     let mut k = 0u64;
-    let mut woke = start;
+    // As if it had woken a quantum before the start, so the first slot leaves when it is due.
+    let mut woke = start.checked_sub(QUANTUM).unwrap_or(start);
     loop {
         let next = due(start, rate, k);
         if next >= end {
