@@ -159,6 +159,62 @@ async fn forms_forwards_and_fails_over() {
     assert!(!terms.is_empty(), "no 'became leader' lines logged");
 }
 
+/// While the survivors elect a new leader, none of them knows one. A write sent to one of
+/// them then is held until there is a leader again, and succeeds: it is not refused with 503
+/// at once (which no other node could have answered better, and which makes a KES client
+/// shun the node for 30 s). The writes leave every 100 ms for 3 s from the kill, so some
+/// arrive before the survivors give up on the old leader, some while they have none, and
+/// some after. `read_index_wait` is raised so that a slow election on a loaded machine
+/// cannot run out the wait: this test is about refusing at once, not about the bound.
+#[tokio::test]
+async fn writes_sent_during_an_election_are_held_until_a_leader_takes_them() {
+    let _g = serial().await;
+    let mut c = Cluster::start(3, "  read_index_wait: 15s\n  write_wait: 15s\n").await;
+    let leader = c.leader().await;
+    let survivors = others(3, leader);
+    let clients: Vec<_> = survivors
+        .iter()
+        .map(|&i| c.admin(i).with_timeout(Duration::from_secs(30)))
+        .collect();
+    c.nodes[leader].kill9();
+    let mut writes = tokio::task::JoinSet::new();
+    for n in 0..30 {
+        let client = clients[n % clients.len()].clone();
+        writes.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100 * n as u64)).await;
+            let sent = Instant::now();
+            let r = client
+                .request(Method::PUT, &format!("/v1/key/create/held-{n}"), &[], "")
+                .await;
+            let outcome = match r {
+                Ok(r) if r.status == 200 => None,
+                Ok(r) => Some(format!("{} {}", r.status, r.text())),
+                Err(e) => Some(e.to_string()),
+            };
+            (n, sent.elapsed(), outcome)
+        });
+    }
+    let mut refused = Vec::new();
+    let mut longest = Duration::ZERO;
+    while let Some(done) = writes.join_next().await {
+        let (n, took, outcome) = done.expect("write task");
+        longest = longest.max(took);
+        if let Some(why) = outcome {
+            refused.push(format!("write {n} (sent at {} ms): {why}", n * 100));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "writes refused during the election: {refused:#?}\n{}",
+        c.logs()
+    );
+    // Some writes were held through the election: else the test did not cover it.
+    assert!(
+        longest > Duration::from_millis(300),
+        "no write waited for the election (longest {longest:?})"
+    );
+}
+
 #[tokio::test]
 async fn no_quorum_answers_cleanly_and_recovers() {
     let _g = serial().await;
