@@ -7,9 +7,10 @@
 //!     [--cluster 'KEY: VALUE']... [--no-build]
 //! ```
 //!
-//! * `failover`: on one 3-node cluster, `--runs` times (default 10): `kill -9` the leader, then
-//!   create keys through the survivors until one answers 200; the time from the kill to that
-//!   200 is one figure. The killed node is restarted and every node is ready again before the
+//! * `failover`: on one 3-node cluster, `--runs` times (default 10): `kill -9` the leader
+//!   under a steady load of creates through the survivors; the time from the kill to the first
+//!   200, the window in which writes failed, and a timeline of the writes over all runs
+//!   (`failover.rs`). The killed node is restarted and every node is ready again before the
 //!   next run.
 //! * `create`: on a fresh 3-node cluster, `--keys` (default 2000) sequential key creates
 //!   through the leader, as many through a follower (forwarded to the leader), each over one
@@ -46,6 +47,7 @@
 //! example another `election_timeout`), so two settings can be compared run against run.
 #![deny(missing_docs)]
 
+mod failover;
 mod idle;
 
 use jepsen_lite::Cluster;
@@ -56,18 +58,6 @@ use std::time::{Duration, Instant};
 /// A failed bench step, with a message that says what went wrong.
 type BenchResult<T> = Result<T, String>;
 
-/// Client timeout while the cluster fails over: short, so a request stuck on the dead leader
-/// does not hide the moment a survivor starts taking writes.
-const FAILOVER_CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Pause between failover write attempts.
-const FAILOVER_RETRY_PAUSE: Duration = Duration::from_millis(25);
-/// At most this many failover write attempts wait for an answer at once: enough that the
-/// cadence never stalls even when every attempt waits out its client timeout (a survivor
-/// holds a write while it looks for the new leader).
-const FAILOVER_MAX_IN_FLIGHT: usize =
-    (FAILOVER_CLIENT_TIMEOUT.as_millis() / FAILOVER_RETRY_PAUSE.as_millis()) as usize + 1;
-/// Give up on one failover run after this long.
-const FAILOVER_GIVE_UP: Duration = Duration::from_secs(30);
 /// How long a (re)started node may take to report ready.
 const READY_WITHIN: Duration = Duration::from_secs(60);
 /// Concurrent clients for the create-throughput figure.
@@ -105,7 +95,8 @@ struct Args {
 const USAGE: &str = concat!(
     "usage: cluster-bench [failover|create|catchup|reads|idle|all] [--runs N] [--keys N]\n",
     "                     [--seconds N] [--cluster 'KEY: VALUE']... [--no-build]\n",
-    "  failover   kill -9 the leader --runs times (default 10); time to the first 200 write\n",
+    "  failover   kill -9 the leader --runs times (default 10) under 100 writes/s; time to\n",
+    "             the first 200, error window, timeline\n",
     "  create     --keys (default 2000) creates via leader, via follower, by 4 clients\n",
     "  catchup    a follower --keys (default 10000) keys behind catches up by snapshot\n",
     "  reads      decrypt by 32 clients via the leader vs via a follower, 3 x 10 s each\n",
@@ -227,154 +218,6 @@ async fn leader(c: &Cluster) -> BenchResult<usize> {
     c.leader_among(&all, Duration::from_secs(30))
         .await
         .ok_or_else(|| format!("no leader:\n{}", c.logs()))
-}
-
-/// The failover figures: every run's time from `kill -9` of the leader to the first 200.
-struct Failover {
-    times: Vec<Duration>,
-}
-
-async fn bench_failover(runs: usize, cluster_yaml: &str) -> BenchResult<Failover> {
-    println!("failover: starting a 3-node cluster ...");
-    let mut c = Cluster::start(3, cluster_yaml).await;
-    let mut times = Vec::new();
-    for run in 1..=runs {
-        let old = leader(&c).await?;
-        // A healthy cluster before each kill: a write through the leader succeeds.
-        let status = create(&c.admin(old), &format!("failover-pre-{run}")).await?;
-        if status != 200 {
-            return Err(format!(
-                "run {run}: write before the kill answered {status}"
-            ));
-        }
-        let survivors = others(3, old);
-        let clients: Vec<(usize, Client)> = survivors
-            .iter()
-            .map(|&i| (i, c.admin(i).with_timeout(FAILOVER_CLIENT_TIMEOUT)))
-            .collect();
-        let t0 = Instant::now();
-        c.nodes[old].kill9();
-        let (first, elected) =
-            tokio::join!(first_write(&clients, run, t0), new_leader(&clients, t0));
-        let (took, via, refused) = first.ok_or_else(|| {
-            format!(
-                "run {run}: no write succeeded within {} after killing node{}:\n{}",
-                secs(FAILOVER_GIVE_UP),
-                old + 1,
-                c.logs()
-            )
-        })?;
-        let elected = elected.map_or("no leader seen".to_owned(), |(at, l)| {
-            format!("node{} reported leader at {}", l + 1, secs(at))
-        });
-        println!(
-            "failover run {run}/{runs}: {} from kill -9 of node{} to first 200 (through node{}; \
-             {elected}; before it: {refused})",
-            secs(took),
-            old + 1,
-            via + 1,
-        );
-        times.push(took);
-        c.nodes[old].start();
-        all_ready(&mut c).await?;
-    }
-    times.sort();
-    let f = Failover { times };
-    println!("failover: {}", f.summary());
-    Ok(f)
-}
-
-/// Creates keys through `clients` in turn, one attempt every [`FAILOVER_RETRY_PAUSE`], until
-/// one answers 200: when (since `t0`), through which node, and a tally of the answers that
-/// came before it (e.g. `503×30 timeout×1`).
-///
-/// Attempts overlap (up to [`FAILOVER_MAX_IN_FLIGHT`]), so one request stuck on the dead
-/// leader until its client timeout does not hide the moment a survivor starts taking writes.
-async fn first_write(
-    clients: &[(usize, Client)],
-    run: usize,
-    t0: Instant,
-) -> Option<(Duration, usize, String)> {
-    let mut tally = std::collections::BTreeMap::<String, usize>::new();
-    let mut in_flight = tokio::task::JoinSet::new();
-    let mut attempt = 0usize;
-    let mut next = tokio::time::Instant::from_std(t0);
-    while t0.elapsed() < FAILOVER_GIVE_UP {
-        tokio::select! {
-            Some(done) = in_flight.join_next() => {
-                let outcome = match done {
-                    Ok((Ok(200), at, i)) => {
-                        in_flight.abort_all();
-                        let tally: Vec<String> =
-                            tally.iter().map(|(k, n)| format!("{k}×{n}")).collect();
-                        let tally = if tally.is_empty() {
-                            "nothing refused".to_owned()
-                        } else {
-                            tally.join(" ")
-                        };
-                        return Some((at, i, tally));
-                    }
-                    Ok((Ok(status), _, _)) => status.to_string(),
-                    Ok((Err(kes_cluster::Error::Timeout { .. }), _, _)) => "timeout".into(),
-                    Ok((Err(_), _, _)) => "transport-error".into(),
-                    Err(_) => "task-failed".into(),
-                };
-                *tally.entry(outcome).or_default() += 1;
-            }
-            _ = tokio::time::sleep_until(next), if in_flight.len() < FAILOVER_MAX_IN_FLIGHT => {
-                let (i, client) = clients[attempt % clients.len()].clone();
-                attempt += 1;
-                let path = format!("/v1/key/create/failover-{run}-{attempt}");
-                in_flight.spawn(async move {
-                    let r = client.request(Method::PUT, &path, &[], "").await;
-                    (r.map(|r| r.status), t0.elapsed(), i)
-                });
-                // From now, not from the last deadline: no burst after a full window.
-                next = tokio::time::Instant::now() + FAILOVER_RETRY_PAUSE;
-            }
-        }
-    }
-    None
-}
-
-/// Polls the survivors' `/v1/status` until one says it is leader: when (since `t0`) and which.
-/// It shows how much of the failover time is the election and how much comes after it.
-async fn new_leader(clients: &[(usize, Client)], t0: Instant) -> Option<(Duration, usize)> {
-    while t0.elapsed() < FAILOVER_GIVE_UP {
-        for (i, client) in clients {
-            let status = client
-                .with_timeout(Duration::from_secs(1))
-                .request(Method::GET, "/v1/status", &[], "")
-                .await;
-            let role = status
-                .ok()
-                .and_then(|r| r.json::<serde_json::Value>().ok())
-                .and_then(|v| v["cluster"]["role"].as_str().map(str::to_owned));
-            if role.as_deref() == Some("leader") {
-                return Some((t0.elapsed(), *i));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    None
-}
-
-impl Failover {
-    fn summary(&self) -> String {
-        let all: Vec<String> = self
-            .times
-            .iter()
-            .map(|t| format!("{:.2}", t.as_secs_f64()))
-            .collect();
-        format!(
-            "runs={} min={} median={} max={} all(s, sorted)=[{}]",
-            self.times.len(),
-            secs(self.times[0]),
-            secs(median(&self.times)),
-            secs(self.times[self.times.len() - 1]),
-            all.join(", ")
-        )
-    }
 }
 
 /// Latencies of one batch of creates, and the wall time it took.
@@ -950,7 +793,7 @@ async fn run(args: Args) -> BenchResult<()> {
     let mut summary = Vec::new();
     if matches!(args.mode, Mode::Failover | Mode::All) {
         let t = Instant::now();
-        let f = bench_failover(args.runs, &args.cluster_yaml).await?;
+        let f = failover::bench_failover(args.runs, &args.cluster_yaml).await?;
         summary.push(format!(
             "failover (kill -9 leader -> first 200): {}",
             f.summary()
