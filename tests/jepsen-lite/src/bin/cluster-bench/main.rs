@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p jepsen-lite --bin cluster-bench -- \
-//!     [failover|create|catchup|reads|idle|all] [--runs N] [--keys N] [--seconds N]
+//!     [failover|create|catchup|reads|idle|stalls|all] [--runs N] [--keys N] [--seconds N]
 //!     [--cluster 'KEY: VALUE']... [--no-build]
 //! ```
 //!
@@ -42,6 +42,9 @@
 //! * `idle`: a fresh 3-node cluster that nobody touches, watched for `--seconds` (default
 //!   600): every node's term and leader every 5 s. Any increase of the term is a spurious
 //!   election (issue 10); see `idle.rs`.
+//! * `stalls`: no cluster; the machine's own stalls, measured by a thread spinning on each core
+//!   for `--seconds` rounds of 0.8 s (default 20): the floor under every latency figure
+//!   (`stalls.rs`).
 //!
 //! `--cluster 'KEY: VALUE'` adds a line to every node's `cluster:` section in every mode (for
 //! example another `election_timeout`), so two settings can be compared run against run.
@@ -49,6 +52,7 @@
 
 mod failover;
 mod idle;
+mod stalls;
 
 use jepsen_lite::Cluster;
 use kes_cluster::{Client, Method};
@@ -77,6 +81,7 @@ enum Mode {
     Catchup,
     Reads,
     Idle,
+    Stalls,
     All,
 }
 
@@ -85,23 +90,25 @@ struct Args {
     mode: Mode,
     runs: usize,
     keys: Option<usize>,
-    /// How long `idle` watches.
-    seconds: u64,
+    /// How long `idle` watches, or how many rounds `stalls` spins.
+    seconds: Option<u64>,
     build: bool,
     /// Lines added to the `cluster:` section of every node's `node.yaml` (indented).
     cluster_yaml: String,
 }
 
 const USAGE: &str = concat!(
-    "usage: cluster-bench [failover|create|catchup|reads|idle|all] [--runs N] [--keys N]\n",
-    "                     [--seconds N] [--cluster 'KEY: VALUE']... [--no-build]\n",
+    "usage: cluster-bench [failover|create|catchup|reads|idle|stalls|all] [--runs N]\n",
+    "                     [--keys N] [--seconds N] [--cluster 'KEY: VALUE']... [--no-build]\n",
     "  failover   kill -9 the leader --runs times (default 10) under 100 writes/s; time to\n",
     "             the first 200, error window, timeline\n",
     "  create     --keys (default 2000) creates via leader, via follower, by 4 clients\n",
     "  catchup    a follower --keys (default 10000) keys behind catches up by snapshot\n",
     "  reads      decrypt by 32 clients via the leader vs via a follower, 3 x 10 s each\n",
     "  idle       an untouched cluster's terms for --seconds (default 600): no election\n",
-    "  all        all but idle (the default)\n",
+    "  stalls     this machine's own stalls: a spinning thread on each core, --seconds\n",
+    "             rounds of 0.8 s (default 20); run it on an otherwise idle machine\n",
+    "  all        all but idle and stalls (the default)\n",
     "  --cluster 'KEY: VALUE'  a line for every node's cluster: section (repeatable),\n",
     "             e.g. --cluster 'election_timeout: [500ms, 1s]' --cluster 'lease: 400ms'\n",
     "  --no-build use the kes-node/kes-cluster binaries already next to this executable",
@@ -112,7 +119,7 @@ fn parse_args() -> BenchResult<Args> {
         mode: Mode::All,
         runs: 10,
         keys: None,
-        seconds: 600,
+        seconds: None,
         build: true,
         cluster_yaml: String::new(),
     };
@@ -133,10 +140,11 @@ fn parse_args() -> BenchResult<Args> {
             "catchup" => args.mode = Mode::Catchup,
             "reads" => args.mode = Mode::Reads,
             "idle" => args.mode = Mode::Idle,
+            "stalls" => args.mode = Mode::Stalls,
             "all" => args.mode = Mode::All,
             "--runs" => args.runs = number("--runs")?,
             "--keys" => args.keys = Some(number("--keys")?),
-            "--seconds" => args.seconds = number("--seconds")? as u64,
+            "--seconds" => args.seconds = Some(number("--seconds")? as u64),
             "--no-build" => args.build = false,
             "--cluster" => {
                 let line = it
@@ -779,6 +787,17 @@ async fn bench_reads(cluster_yaml: &str) -> BenchResult<Vec<Batch>> {
 }
 
 async fn run(args: Args) -> BenchResult<()> {
+    if args.mode == Mode::Stalls {
+        // The machine alone: no node runs, so nothing to build.
+        let rounds = args.seconds.unwrap_or(20);
+        let seen = tokio::task::spawn_blocking(move || stalls::bench_stalls(rounds))
+            .await
+            .map_err(|e| format!("the stalls run stopped: {e}"))??;
+        for core in seen {
+            println!("{}", core.line());
+        }
+        return Ok(());
+    }
     ensure_node_binaries(args.build)?;
     let settings = if args.cluster_yaml.is_empty() {
         "default cluster settings".to_owned()
@@ -853,7 +872,8 @@ async fn run(args: Args) -> BenchResult<()> {
         println!("catchup mode took {}", secs(t.elapsed()));
     }
     if args.mode == Mode::Idle {
-        let idle = idle::bench_idle(Duration::from_secs(args.seconds), &args.cluster_yaml).await?;
+        let watch = Duration::from_secs(args.seconds.unwrap_or(600));
+        let idle = idle::bench_idle(watch, &args.cluster_yaml).await?;
         summary.push(idle.summary());
     }
     println!(
