@@ -14,6 +14,7 @@ mod log_files;
 mod log_store;
 mod log_syncer;
 mod network;
+mod paced_writeback;
 mod peer_contact;
 mod read_leases;
 mod sent_commit;

@@ -14,6 +14,7 @@
 //! files sit next to it, named `<file>.<pid>-<n>.tmp`, and so do received snapshots while they
 //! arrive; [`SnapshotFile::remove_stale_temps`] removes those a killed writer left.
 
+use super::paced_writeback::PacedWriteback;
 use super::snapshot_body::{DumpInFile, TempFile, create_owner_only};
 use super::{LogId, NodeId, NodeInfo, encode, io_err};
 use openraft::SnapshotMeta;
@@ -84,11 +85,12 @@ impl SnapshotFile {
     pub(super) fn write(
         &self,
         meta: &Meta,
-        dump: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
+        dump: impl FnOnce(&mut BufWriter<PacedWriteback>) -> std::io::Result<()>,
     ) -> std::io::Result<Written> {
         let temp = TempFile(self.temp_path());
         let file = create_owner_only(&temp.0)?;
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+        // Onto the disk as it is written, not in one burst at `place` (`paced_writeback.rs`).
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, PacedWriteback::new(file));
         rmp::encode::write_array_len(&mut out, 2)?;
         out.write_all(&encode(meta))?;
         // `bin 32`, its length filled in once the dump is written.
@@ -102,7 +104,7 @@ impl SnapshotFile {
         })?;
         out.seek(SeekFrom::Start(length_at))?;
         out.write_all(&length.to_be_bytes())?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
+        let file = out.into_inner().map_err(|e| e.into_error())?.into_file();
         Ok(Written {
             temp,
             dump: DumpInFile::new(file, start),
