@@ -133,6 +133,12 @@ def median(values):
     return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
 
 
+def of_rounds(runs):
+    """The oha runs of alternating rounds as one: their medians, and every error of any round."""
+    return {"rate": median(r["rate"] for r in runs), "p50": median(r["p50"] for r in runs),
+            "p99": median(r["p99"] for r in runs), "errors": sum(r["errors"] for r in runs)}
+
+
 def open_loop(url, cert, key, rate):
     """One `kes-cluster bench --rate` run of decrypts: its latency percentiles (ms)."""
     r = json.loads(run([os.path.join(BIN, "kes-cluster"), "bench", "-s", url, "--cert", cert, "--key", key, "-k",
@@ -415,9 +421,7 @@ def main():
     finally:
         stop_all()
 
-    one = {op: {t: {"rate": median(r["rate"] for r in rs), "p50": median(r["p50"] for r in rs),
-                    "p99": median(r["p99"] for r in rs), "errors": sum(r["errors"] for r in rs)}
-                for t, rs in by_target.items()} for op, by_target in results["oneNode"].items()}
+    one = {op: {t: of_rounds(rs) for t, rs in by_target.items()} for op, by_target in results["oneNode"].items()}
     bars("One node vs nginx answering the same bytes over mTLS (32 conns, median of rounds)",
          [(f"{'kes-cluster' if t == 'ours' else 'nginx'} {op}", one[op][t]["rate"], f"p99 {one[op][t]['p99']:.1f} ms")
           for op in one for t in ("ours", "nginx")], "req/s", f"{charts}/decrypt.svg")
@@ -430,9 +434,7 @@ def main():
                 ("kes-cluster p50", "#3b7dd8", [(p["offered"], p["ours_p50"]) for p in sweep]),
                 ("nginx p50", "#a0c0e8", [(p["offered"], p["nginx_p50"]) for p in sweep])],
                "requests/s offered", "ms (log)", f"{charts}/decrypt-latency.svg")
-    create = {conns: {who: {"rate": median(r["rate"] for r in rs), "p99": median(r["p99"] for r in rs),
-                            "errors": sum(r["errors"] for r in rs)} for who, rs in runs.items()}
-              for conns, runs in results["create"].items()}
+    create = {conns: {who: of_rounds(rs) for who, rs in runs.items()} for conns, runs in results["create"].items()}
     rows = []
     for conns, r in create.items():
         rows.append((f"kes-cluster create, {conns} conns", r["ours"]["rate"], f"p99 {r['ours']['p99']:.1f} ms"))
