@@ -104,7 +104,11 @@ fn raft_config(cfg: &crate::config::ClusterConfig) -> Result<openraft::Config, S
         election_timeout_min: cfg.election_timeout.min.as_millis() as u64,
         election_timeout_max: cfg.election_timeout.vote_refusal().as_millis() as u64,
         max_payload_entries: MAX_PAYLOAD_ENTRIES,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_every.max(1)),
+        // Snapshots are built in turn (cluster::snapshot_schedule), each voter at its own
+        // offset into `snapshot_every`; openraft's own policy is only the backstop.
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+            cfg.snapshot_every.max(1).saturating_mul(2),
+        ),
         snapshot_max_chunk_size: SNAPSHOT_CHUNK,
         max_in_snapshot_log_to_keep: 1000,
         install_snapshot_timeout: 10_000,
@@ -349,6 +353,10 @@ pub async fn start(opts: StartOptions) -> Result<Arc<Node>, StartError> {
     ));
     tokio::spawn(sweep_cache(node.clone()));
     tokio::spawn(crate::cluster::evict_tombstoned(cluster.clone()));
+    tokio::spawn(crate::cluster::build_snapshots_in_turn(
+        cluster.clone(),
+        ccfg.snapshot_every.max(1),
+    ));
     tokio::spawn(super::rotation_schedule::rotate_due_keys(node.clone()));
     if let Some(after) = ccfg.cleanup_dead_after {
         tokio::spawn(crate::cluster::remove_dead_voters(

@@ -484,6 +484,63 @@ async fn a_node_far_behind_catches_up_from_a_snapshot() {
     );
 }
 
+/// The log indices at which node `i` logged a snapshot ("snapshot at Some(N)").
+fn snapshot_indices(c: &Cluster, i: usize) -> Vec<u64> {
+    c.nodes[i]
+        .log()
+        .split("snapshot at Some(")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next()?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn voters_build_their_snapshots_in_turn_not_at_the_same_entry() {
+    let _g = serial().await;
+    // Every 90 entries: voter ranks 0, 1 and 2 are due 30 entries apart.
+    let c = Cluster::start(3, "  snapshot_every: 90\n").await;
+    let leader = c.leader().await;
+    for i in 0..200 {
+        let r = create(&c, leader, &format!("turn-{i}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let t0 = Instant::now();
+    let firsts = loop {
+        let firsts: Vec<Option<u64>> = (0..3)
+            .map(|i| snapshot_indices(&c, i).first().copied())
+            .collect();
+        if firsts.iter().all(Option::is_some) {
+            break firsts.into_iter().flatten().collect::<Vec<_>>();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "not every node built a snapshot: {firsts:?}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // With openraft's own policy all three build at the same entry (give or take the one or
+    // two a follower trails by); in turn, they are about 30 apart.
+    let mut sorted = firsts.clone();
+    sorted.sort_unstable();
+    for pair in sorted.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 15,
+            "two nodes built their first snapshot at nearly the same entry: {firsts:?}"
+        );
+    }
+    // And each keeps the period: its snapshots are `snapshot_every` apart.
+    for i in 0..3 {
+        let at = snapshot_indices(&c, i);
+        for pair in at.windows(2) {
+            assert!(
+                (80..=100).contains(&(pair[1] - pair[0])),
+                "node {i} snapshots at {at:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn paused_follower_shows_unreachable_then_catches_up_before_ready() {
     let _g = serial().await;
