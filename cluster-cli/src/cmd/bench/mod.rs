@@ -90,6 +90,9 @@ struct Plan {
     created: Mutex<Vec<String>>,
     ok: AtomicU64,
     failed: AtomicU64,
+    /// The slowest answer since the last progress line, in microseconds: the line shows in
+    /// which second a tail happened, which the percentiles at the end cannot tell.
+    slowest_us: AtomicU64,
 }
 
 /// Runs the bench on a runtime of its own: the CLI's runtime has one thread, and a load
@@ -135,6 +138,7 @@ async fn bench(args: BenchArgs, nodes: Vec<Client>) -> Result<Outcome> {
         created: Mutex::new(Vec::new()),
         ok: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        slowest_us: AtomicU64::new(0),
     });
     let conns = args.conns as usize;
     let start = Instant::now();
@@ -212,8 +216,15 @@ async fn worker(
         let op = plan.mix.pick(rand::rng().random_range(0..plan.mix.total()));
         match send(&client, &plan, op).await {
             Ok(done) => {
-                tally.ok(done.name(), due.elapsed());
+                let took = due.elapsed();
+                tally.ok(done.name(), took);
                 plan.ok.fetch_add(1, Ordering::Relaxed);
+                let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                // Read first: most answers are not the slowest, and a read keeps the
+                // workers from taking the cache line from each other on every answer.
+                if us > plan.slowest_us.load(Ordering::Relaxed) {
+                    plan.slowest_us.fetch_max(us, Ordering::Relaxed);
+                }
             }
             Err(why) => {
                 tally.failed(why);
@@ -275,7 +286,8 @@ fn error_kind(e: &Error) -> String {
     }
 }
 
-/// One line on stderr each second: the second's rate and failures, and the totals.
+/// One line on stderr each second: the second's rate, failures and slowest answer, and the
+/// totals.
 async fn progress(plan: Arc<Plan>, start: Instant, end: Instant) {
     let mut tick = tokio::time::interval_at(
         (start + Duration::from_secs(1)).into(),
@@ -288,9 +300,10 @@ async fn progress(plan: Arc<Plan>, start: Instant, end: Instant) {
             plan.ok.load(Ordering::Relaxed),
             plan.failed.load(Ordering::Relaxed),
         );
+        let slowest_ms = plan.slowest_us.swap(0, Ordering::Relaxed) as f64 / 1000.0;
         let secs = start.elapsed().as_secs();
         eprintln!(
-            "[{secs:>4}s] {:>8} ops/s  {:>5} failed  (total {ok} ok, {failed} failed)",
+            "[{secs:>4}s] {:>8} ops/s  {:>5} failed  slowest {slowest_ms:>7.1} ms  (total {ok} ok, {failed} failed)",
             ok - last_ok,
             failed - last_failed
         );
