@@ -4,10 +4,10 @@
 //! With openraft's policy every node counts from the same index and so builds its snapshot at
 //! the same entry as the others. A snapshot costs a node seconds of CPU and a burst of disk
 //! writes (at a million keys: 4 s and 240 MB). Built on every node at once, it slows the
-//! leader and both followers together, so a write finds no quorum that is not busy; where the
-//! nodes share a machine or a disk, as in the testbed, the three bursts also queue behind each
-//! other and stalled writes for up to 0.8 s. Spread over the period, at most one voter builds
-//! at a time while the others make the quorum.
+//! leader and both followers together; where the nodes share a machine or a disk, as in the
+//! testbed, the three also queue behind each other. Spread over the period, at most one voter
+//! builds at a time. (A write still waits for a busy follower's append while that follower
+//! holds a read lease, but for one busy node, not three.)
 //!
 //! Voter `r` of `n` (by rank of node id) builds when its applied index passes
 //! `k * every + r * every / n`. openraft's own policy stays on at twice the period, as a
