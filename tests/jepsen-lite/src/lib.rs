@@ -312,6 +312,15 @@ impl NodeProc {
     }
 }
 
+/// The log indices of a node's snapshots, built or installed, in the order `log` shows them:
+/// the node logs "snapshot at Some(N)" for each (`node/src/cluster/watch.rs`).
+pub fn logged_snapshots(log: &str) -> Vec<u64> {
+    log.split("snapshot at Some(")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next()?.parse().ok())
+        .collect()
+}
+
 impl Drop for NodeProc {
     fn drop(&mut self) {
         self.resume();

@@ -484,14 +484,9 @@ async fn a_node_far_behind_catches_up_from_a_snapshot() {
     );
 }
 
-/// The log indices at which node `i` logged a snapshot ("snapshot at Some(N)").
+/// The log indices at which node `i` logged a snapshot.
 fn snapshot_indices(c: &Cluster, i: usize) -> Vec<u64> {
-    c.nodes[i]
-        .log()
-        .split("snapshot at Some(")
-        .skip(1)
-        .filter_map(|rest| rest.split(')').next()?.parse().ok())
-        .collect()
+    jepsen_lite::logged_snapshots(&c.nodes[i].log())
 }
 
 #[tokio::test]

@@ -411,12 +411,9 @@ impl Catchup {
     }
 }
 
-/// The highest index of the "snapshot at Some(N)" lines in `log`.
+/// The highest index of the snapshots `log` shows.
 fn snapshot_index(log: &str) -> Option<u64> {
-    log.lines()
-        .filter_map(|line| line.split("snapshot at Some(").nth(1))
-        .filter_map(|rest| rest.split(')').next()?.parse().ok())
-        .max()
+    jepsen_lite::logged_snapshots(log).into_iter().max()
 }
 
 /// A count, or `?` when the metric was missing.
