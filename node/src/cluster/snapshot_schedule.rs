@@ -18,9 +18,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often the applied index is looked at. A snapshot starts at most this late, which is
-/// nothing against a period of thousands of entries.
-const LOOK_EVERY: Duration = Duration::from_millis(200);
+/// How long the loop rests after each look before it waits for the applied index to move again:
+/// a snapshot starts within this time (a few entries) of its due index, and a busy node looks
+/// at most a hundred times a second. (A look every 200 ms once let a snapshot start 21 entries
+/// late in the test cluster.)
+const REST_BETWEEN_LOOKS: Duration = Duration::from_millis(10);
 
 /// After a trigger, how long to wait for the snapshot to show up before asking again. A build
 /// of a million keys takes about 4 s; asking again while one runs is ignored by openraft, but
@@ -39,14 +41,19 @@ fn offset(me: u64, voters: &BTreeSet<u64>, every: u64) -> u64 {
     (u128::from(rank) * u128::from(every) / u128::from(slots.max(1))) as u64
 }
 
-/// The first index after `last_snapshot` at which this node's next snapshot is due.
-fn next_due(last_snapshot: u64, every: u64, offset: u64) -> u64 {
+/// The index at which this node's next snapshot is due: the first `k * every + offset` after
+/// its last snapshot (none: after 0), but more than half a period after it. A snapshot built
+/// late, or installed from the leader at the leader's offset, so never shifts the node's
+/// phase, and the next one still comes between half a period and a period and a half later,
+/// never right after it.
+fn next_due(last_snapshot: Option<u64>, every: u64, offset: u64) -> u64 {
     let every = every.max(1);
     let offset = offset % every;
-    // The smallest k * every + offset above last_snapshot.
-    let periods = last_snapshot.saturating_sub(offset) / every;
+    let after = last_snapshot.map_or(0, |last| last.saturating_add(every / 2));
+    // The smallest k * every + offset above `after`.
+    let periods = after.saturating_sub(offset) / every;
     let due = periods.saturating_mul(every).saturating_add(offset);
-    if due > last_snapshot {
+    if due > after {
         due
     } else {
         due.saturating_add(every)
@@ -57,18 +64,16 @@ fn next_due(last_snapshot: u64, every: u64, offset: u64) -> u64 {
 pub async fn build_snapshots_in_turn(cluster: Arc<Cluster>, every: u64) {
     let mut rx = cluster.raft.metrics();
     let mut asked: Option<(u64, Instant)> = None;
-    let mut tick = tokio::time::interval(LOOK_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        if rx.has_changed().is_err() {
+        tokio::time::sleep(REST_BETWEEN_LOOKS).await;
+        if rx.changed().await.is_err() {
             return;
         }
         let (applied, snapshot, voters) = {
             let m = rx.borrow_and_update();
             (
                 m.last_applied.map_or(0, |l| l.index),
-                m.snapshot.map_or(0, |l| l.index),
+                m.snapshot.map(|l| l.index),
                 m.membership_config
                     .membership()
                     .voter_ids()
@@ -113,23 +118,28 @@ mod tests {
 
     #[test]
     fn the_next_snapshot_is_one_period_on_at_the_node_s_offset() {
-        assert_eq!(next_due(0, 100, 0), 100);
-        assert_eq!(next_due(0, 100, 33), 33);
-        assert_eq!(next_due(33, 100, 33), 133);
-        // A snapshot built late (or installed from the leader) does not shift the phase.
-        assert_eq!(next_due(140, 100, 33), 233);
-        assert_eq!(next_due(132, 100, 33), 133);
-        assert_eq!(next_due(99, 100, 0), 100);
-        assert_eq!(next_due(100, 100, 0), 200);
-        // Never a period longer than `every`, never zero.
+        // The first: at the node's offset into the first period.
+        assert_eq!(next_due(None, 100, 0), 100);
+        assert_eq!(next_due(None, 100, 33), 33);
+        assert_eq!(next_due(Some(33), 100, 33), 133);
+        assert_eq!(next_due(Some(99), 100, 0), 100 + 100);
+        assert_eq!(next_due(Some(100), 100, 0), 200);
+        // A snapshot built late (or installed from the leader) does not shift the phase...
+        assert_eq!(next_due(Some(140), 100, 33), 233);
+        assert_eq!(next_due(Some(82), 90, 60), 150);
+        // ...and one built more than half a period late skips a slot rather than have the
+        // next one follow it at once (the slot at 133 is one entry away).
+        assert_eq!(next_due(Some(132), 100, 33), 233);
+        // Between half a period and a period and a half after the last, always at the offset.
         for s in [0, 1, 50, 99, 100, 101, 12_345] {
             for o in [0, 1, 33, 66, 99] {
-                let d = next_due(s, 100, o);
-                assert!(d > s && d - s <= 100, "s {s} o {o}: {d}");
+                let d = next_due(Some(s), 100, o);
+                assert!(d > s + 50 && d - s <= 150, "s {s} o {o}: {d}");
                 assert_eq!(d % 100, o);
             }
         }
-        assert_eq!(next_due(5, 0, 0), 6);
-        assert_eq!(next_due(u64::MAX - 1, 100, 0), u64::MAX);
+        assert_eq!(next_due(Some(5), 0, 0), 6);
+        assert_eq!(next_due(None, 0, 0), 1);
+        assert_eq!(next_due(Some(u64::MAX - 1), 100, 0), u64::MAX);
     }
 }
