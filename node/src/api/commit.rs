@@ -1,5 +1,6 @@
 //! Turning a request into a committed [`Command`], and its outcome into KES's answer.
 
+use super::request_id::new_request_id;
 use super::{ApiError, Req};
 use crate::cluster::WriteError;
 use crate::server::{CurrentKeys, Node};
@@ -60,7 +61,7 @@ async fn commit_command(
     op: Op,
 ) -> Result<u64, ApiError> {
     let cmd = Command {
-        request_id: new_id(),
+        request_id: new_request_id(),
         identity: req.caller()?.to_string(),
         path: req.path.clone(),
         enclave: req.enclave.clone(),
@@ -85,7 +86,7 @@ async fn commit_command(
     outcome_to_result(committed.outcome).map(|()| committed.index)
 }
 
-/// A random 128-bit id (request ids and key creation ids).
+/// A random 128-bit id (key creation ids, cluster ids).
 pub fn new_id() -> u128 {
     let mut b = [0u8; 16];
     rand::rng().fill_bytes(&mut b);

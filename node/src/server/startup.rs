@@ -506,7 +506,7 @@ async fn become_founding_leader(c: &crate::cluster::Cluster) -> Result<(), Start
 async fn finish_bootstrap(node: &Node, opts: &StartOptions) -> Result<(), StartError> {
     let c = &node.cluster;
     become_founding_leader(c).await?;
-    let cluster_id = format!("{:032x}", crate::api::new_request_id());
+    let cluster_id = format!("{:032x}", crate::api::new_id());
     let ck = ClusterKey::generate();
     let wrapped = c
         .seals
