@@ -148,11 +148,13 @@ def open_loop(url, cert, key, rate):
     return {"p50": r["latency"]["p50_ms"], "p99": r["latency"]["p99_ms"]}
 
 
-def dev_cluster(n, work):
+def dev_cluster(n, work, kes_node=None, name=None):
+    """A `kes-cluster dev` of n nodes under work (in `name`, default devN), running `kes_node`
+    (default: the one beside kes-cluster); its node URLs, its leader's and the admin's files."""
     base = free_port() + 100
-    d = os.path.join(work, f"dev{n}")
-    spawn([os.path.join(BIN, "kes-cluster"), "dev", "--nodes", str(n), "--dir", d, "--base-port", str(base)],
-          os.path.join(work, f"dev{n}.log"))
+    d = os.path.join(work, name or f"dev{n}")
+    args = [os.path.join(BIN, "kes-cluster"), "dev", "--nodes", str(n), "--dir", d, "--base-port", str(base)]
+    spawn(args + (["--kes-node", kes_node] if kes_node else []), d + ".log")
     cert, key = os.path.join(d, "admin.crt"), os.path.join(d, "admin.key")
     urls = [f"https://127.0.0.1:{base + i}" for i in range(n)]
     for _ in range(180):
@@ -163,7 +165,7 @@ def dev_cluster(n, work):
             pass
         time.sleep(0.5)
     else:
-        sys.exit(f"the {n}-node dev cluster did not come up: see {work}/dev{n}.log")
+        sys.exit(f"the {n}-node dev cluster did not come up: see {d}.log")
     leader = next(u for u in urls if https(u + "/v1/status", cert, key)["cluster"]["role"] == "leader")
     return urls, leader, cert, key
 
