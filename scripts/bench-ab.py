@@ -11,7 +11,8 @@ rate moved by 30 % between two runs minutes apart, more than most changes are wo
 rounds a few seconds apart stay comparable (docs/bench/analysis.md, time-ordered request ids).
 
 Besides each round's rate and p99 it prints the CPU the three nodes used per create, read from
-/proc before and after the round, which moves less than the rate. Ends with the means of each
+/proc before and after the round and divided by the requests answered, which moves less than
+the rate. Ends with the means of each
 build over all rounds and over the second half, where the clusters are larger.
 """
 import argparse
@@ -33,12 +34,6 @@ def cpu_seconds(pids):
             continue
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def seconds(duration):
-    """oha's duration ("8s", "2m") in seconds."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    return float(duration[:-1]) * units[duration[-1]] if duration[-1] in units else float(duration)
 
 
 def main():
@@ -66,8 +61,8 @@ def main():
                     used = cpu_seconds(pids)
                     r = bench.oha(f"{leader}/v1/key/create/c{conns}r{i}[a-z0-9]{{20}}", conns, cert, key, "PUT",
                                   extra=["--rand-regex-url"])
-                    creates = r["rate"] * seconds(bench.DUR)
-                    r["cpu_us"] = 1e6 * (cpu_seconds(pids) - used) / max(creates, 1)
+                    answered = sum(r["codes"].values())
+                    r["cpu_us"] = 1e6 * (cpu_seconds(pids) - used) / max(answered, 1)
                     rounds[name][conns].append(r)
                     print(f"round {i}, {conns} conns, {name}: {r['rate']:.0f} creates/s, p99 {r['p99']:.1f} ms, "
                           f"{r['cpu_us']:.0f} µs of CPU per create, {r['errors']} errors", flush=True)
