@@ -12,8 +12,8 @@ rounds a few seconds apart stay comparable (docs/bench/analysis.md, time-ordered
 
 Besides each round's rate and p99 it prints the CPU the three nodes used per create, read from
 /proc before and after the round and divided by the requests answered, which moves less than
-the rate. Ends with the means of each
-build over all rounds and over the second half, where the clusters are larger.
+the rate. Ends with the means of each build over all rounds and over the second half, where
+the clusters are larger.
 """
 import argparse
 import os
