@@ -5,8 +5,10 @@
 
 mod audit_sinks;
 mod events;
+mod laps;
 mod metrics;
 
 pub use audit_sinks::AuditSinks;
 pub use events::{AuditEvent, AuditRequest, AuditResponse, ErrorLogLayer, EventBus};
+pub use laps::Laps;
 pub use metrics::Metrics;

@@ -10,6 +10,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 /// Buffer of the reader an install parses a dump through.
@@ -88,8 +89,8 @@ pub struct SnapshotBody {
     file: tokio::fs::File,
     /// Where the dump starts in the file.
     start: u64,
-    /// Whether this body received a snapshot (rather than reading the snapshot file).
-    received: bool,
+    /// When this body began to receive a snapshot; `None` when it reads the snapshot file.
+    receiving_since: Option<Instant>,
 }
 
 impl SnapshotBody {
@@ -100,7 +101,7 @@ impl SnapshotBody {
         Ok(SnapshotBody {
             file: tokio::fs::File::from_std(file),
             start,
-            received: false,
+            receiving_since: None,
         })
     }
 
@@ -114,21 +115,25 @@ impl SnapshotBody {
         Ok(SnapshotBody {
             file: tokio::fs::File::from_std(file),
             start: 0,
-            received: true,
+            receiving_since: Some(Instant::now()),
         })
     }
 
-    /// The dump this body received, once openraft has written its last chunk.
-    pub(super) async fn into_received(self) -> std::io::Result<DumpInFile> {
+    /// The dump this body received, once openraft has written its last chunk, and how long
+    /// it took from the first chunk to the last.
+    pub(super) async fn into_received(self) -> std::io::Result<(DumpInFile, Duration)> {
         let SnapshotBody {
-            mut file, received, ..
+            mut file,
+            receiving_since,
+            ..
         } = self;
-        if !received {
+        let Some(since) = receiving_since else {
             return Err(std::io::Error::other("this snapshot was not received"));
-        }
+        };
         // tokio writes in the background: wait for the last write to reach the file.
         tokio::io::AsyncWriteExt::flush(&mut file).await?;
-        Ok(DumpInFile::new(file.into_std().await, 0))
+        let took = since.elapsed();
+        Ok((DumpInFile::new(file.into_std().await, 0), took))
     }
 }
 

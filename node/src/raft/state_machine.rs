@@ -366,9 +366,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, NodeInfo>,
         snapshot: Box<SnapshotBody>,
     ) -> Result<(), StorageError<NodeId>> {
-        let received = snapshot.into_received().await.map_err(snap_err)?;
+        let mut steps = crate::obs::Laps::started();
+        let (received, took) = snapshot.into_received().await.map_err(snap_err)?;
+        steps.done("flushed");
         // A damaged dump must replace neither the snapshot file nor the state.
         State::check_dump(&received).map_err(snap_err)?;
+        steps.done("checked");
         crate::state::failpoint::hit("install: checked").map_err(snap_err)?;
         // The file first: an install that a crash interrupts is redone from it at start.
         let file = self.snapshot_file.clone();
@@ -380,6 +383,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(snap_err)?
         .map_err(snap_err)?;
+        steps.done("saved as the snapshot file");
+        tracing::info!(
+            snapshot = ?meta.last_log_id,
+            received_in = format!("{:.2}s", took.as_secs_f64()),
+            steps = %steps,
+            "installing a snapshot received from the leader"
+        );
         (self.hook)(None, ApplyPhase::About);
         install_into(&self.state, meta, &received)
             .await

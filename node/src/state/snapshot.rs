@@ -13,6 +13,7 @@
 use super::dump_format::{DumpItem, DumpWriter, read_dump};
 use super::failpoint;
 use super::store::{State, StateError};
+use crate::obs::Laps;
 use std::io::{Read, Seek, Write};
 
 /// The trees a snapshot carries: every tree of the replicated state, and only those (the Raft
@@ -103,35 +104,54 @@ impl State {
         marks: &[(&[u8], Vec<u8>)],
         install_id: &[u8],
     ) -> Result<(), StateError> {
+        // Each step's time goes to the log: an install is rare, and a slow one (a new node's
+        // catch-up) is then taken apart from what the node says.
+        let mut steps = Laps::started();
         Self::check_dump(dump)?;
+        steps.done("checked");
         // Clearing trees keeps no pre-images, so a snapshot being built must end first.
         let view = self.dump_view.clone();
         tokio::task::spawn_blocking(move || view.wait_idle())
             .await
             .map_err(std::io::Error::other)?;
+        steps.done("waited for a snapshot build");
         failpoint::hit("install: begin")?;
         let progress = self.db.open_tree(INSTALL_TREE)?;
         progress.insert(INSTALLING, install_id)?;
         self.make_durable().await?;
+        steps.done("recorded");
         failpoint::hit("install: recorded")?;
         for name in DATA_TREES {
             self.data_tree(name)?.clear()?;
             failpoint::hit("install: cleared")?;
         }
-        self.fill(dump)?;
+        steps.done("cleared");
+        let records = self.fill(dump)?;
+        steps.done("filled");
         self.record_applied(applied, marks)?;
         failpoint::hit("install: marked")?;
         // The whole new state is on disk before the record that vouches for it goes.
         self.make_durable().await?;
+        steps.done("synced");
         failpoint::hit("install: synced")?;
         progress.remove(INSTALLING)?;
-        self.make_durable().await
+        self.make_durable().await?;
+        steps.done("unrecorded");
+        tracing::info!(
+            applied,
+            records,
+            steps = %steps,
+            "installed a snapshot into the state"
+        );
+        Ok(())
     }
 
     /// Writes a dump's records into the cleared trees, in batches of a bounded size: one batch
     /// of a million keys made a node that caught up by snapshot grow to 8.4 GiB. The fill need
     /// not be atomic, as the install record makes a node that dies in it redo the install.
-    fn fill(&self, dump: &dyn DumpSource) -> Result<(), StateError> {
+    /// Returns how many records it wrote.
+    fn fill(&self, dump: &dyn DumpSource) -> Result<u64, StateError> {
+        let mut records = 0u64;
         let mut filling: Option<(sled::Tree, sled::Batch, usize)> = None;
         let end_tree = |filling: &mut Option<(sled::Tree, sled::Batch, usize)>| {
             if let Some((tree, batch, _)) = filling.take() {
@@ -150,6 +170,7 @@ impl State {
                 let (tree, batch, len) = filling.as_mut().ok_or_else(record_before_tree)?;
                 batch.insert(k, v);
                 *len += 1;
+                records += 1;
                 if *len == INSTALL_BATCH {
                     tree.apply_batch(std::mem::take(batch))?;
                     *len = 0;
@@ -157,7 +178,8 @@ impl State {
                 Ok(())
             }
         })?;
-        end_tree(&mut filling)
+        end_tree(&mut filling)?;
+        Ok(records)
     }
 
     /// The id of a snapshot install that did not end (the process died in it), if any: the
