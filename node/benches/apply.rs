@@ -11,11 +11,12 @@
 //!
 //! `cargo bench -p kes-node --bench apply`
 
+use kes_node::api::new_request_id;
 use kes_node::crypto::{Cipher, KeyVersions, SecretKey, StoredKey};
 use kes_node::seal::{RecordAad, Unsealed, seal_record};
 use kes_node::state::{Command, DEFAULT_ENCLAVE, Op, Outcome, State};
 use rand::Rng;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 const ADMIN: &str = "admin";
@@ -37,12 +38,8 @@ fn setting(name: &str, default: usize) -> usize {
 }
 
 fn command(op: Op) -> Command {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is past 1970")
-        .as_nanos();
     Command {
-        request_id: (nanos << 64) | u128::from(rand::random::<u64>()),
+        request_id: new_request_id(),
         identity: ADMIN.into(),
         path: "/v1/key/create/".into(),
         enclave: DEFAULT_ENCLAVE.into(),

@@ -774,8 +774,7 @@ fn a_batch_applies_exactly_as_its_commands_one_entry_each() {
             commands.push(cmd);
         }
         // The first commands go in entries of their own in both logs, so the batch also meets
-        // records that were in the store before it (the census takes what a write replaces
-        // from what planning read there).
+        // records that were in the store before it, whose census entries its writes replace.
         let before = rng.random_range(0..=commands.len() / 2);
         let mut batched = Log::new(DEDUP_WINDOW);
         let mut alone = Log::new(DEDUP_WINDOW);
